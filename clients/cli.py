@@ -1,0 +1,134 @@
+"""`genmo-live`: the one command line, with a subcommand per job.
+
+Every subcommand takes `--config FILE` and one `--section.key VALUE` flag per setting in
+configs/config.py, so any setting can be changed for one run without editing YAML.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import sys
+from importlib import metadata
+
+from configs.config import DEFAULT_CONFIG_PATH, ConfigError, leaf_fields, load_config, parse_override
+
+log = logging.getLogger("genmo-live")
+
+# Subcommands whose parts are still being built, and the issue that brings each.
+_PLANNED = {
+    "run": ("run the live pipeline (webcam, video file or WebRTC) and serve the viewer", 6),
+    "train": ("train the motion denoiser", 5),
+    "eval": ("evaluate a model on the test split", 3),
+    "bench": ("benchmark speed and memory", 5),
+    "data": ("build, render and preview the motion dataset", 3),
+}
+
+
+def _config_parent() -> argparse.ArgumentParser:
+    """Options shared by every subcommand: the config file and one flag per setting."""
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("configuration (defaults from configs/default.yaml)")
+    group.add_argument("--config", default=str(DEFAULT_CONFIG_PATH), metavar="FILE",
+                       help="YAML config file")
+    for key, _, f in leaf_fields():
+        group.add_argument(f"--{key}", dest=f"cfg:{key}", metavar="VALUE", default=None,
+                           type=parse_override, help=f.metadata.get("help"))
+    return parent
+
+
+def _load(args):
+    overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg:") and v is not None}
+    return load_config(args.config, overrides)
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def info_report(cfg) -> dict:
+    """What `genmo-live info` prints: versions, device, body in use, weights location."""
+    from engine.body import load_body
+    from engine.device import describe_device, select_device
+    from engine.paths import WEIGHTS_PATH
+
+    body = load_body(cfg.body)
+    versions = {"genmo-live": _version("genmo-live"), "python": platform.python_version()}
+    for dist in ("torch", "numpy", "mediapipe", "opencv-contrib-python", "websockets", "python-osc",
+                 "aiortc", "sentence-transformers", "smplx", "torch-tensorrt"):
+        versions[dist] = _version(dist)
+    return {
+        "versions": versions,
+        "device": describe_device(select_device(cfg.device)),
+        "body": {
+            "model": body.kind,
+            "source": body.source,
+            "joints": len(body.names),
+            "stature_m": round(body.stature, 4),
+            "lowest_rest_y_m": round(body.lowest_rest_point(), 4),
+            "vertices": 0 if body.vertices is None else int(body.vertices.shape[0]),
+            "faces": 0 if body.faces is None else int(body.faces.shape[0]),
+        },
+        "weights": str(WEIGHTS_PATH) if WEIGHTS_PATH.exists() else None,
+        "weights_expected_at": str(WEIGHTS_PATH),
+    }
+
+
+def _print_info(report: dict) -> None:
+    v = report["versions"]
+    print(f"genmo-live {v.pop('genmo-live')}  (python {v.pop('python')})")
+    print("packages: " + ", ".join(f"{k} {ver}" for k, ver in v.items() if ver)
+          + "; not installed: " + (", ".join(k for k, ver in v.items() if not ver) or "none"))
+    print(f"device:   {report['device']}")
+    b = report["body"]
+    mesh = f"{b['vertices']} vertices, {b['faces']} faces" if b["vertices"] else "no mesh"
+    print(f"body:     {b['model']} — {b['joints']} joints, stature {b['stature_m']:.3f} m, "
+          f"lowest rest point y = {b['lowest_rest_y_m'] * 1000:.1f} mm, {mesh}")
+    print(f"          from {b['source']}")
+    weights = report["weights"] or f"none yet (the trained engine will be at {report['weights_expected_at']})"
+    print(f"weights:  {weights}")
+
+
+def cmd_info(args, cfg) -> int:
+    report = info_report(cfg)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_info(report)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="genmo-live", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parent = _config_parent()
+    info = sub.add_parser("info", parents=[parent], help="versions, device, body and weights in use")
+    info.add_argument("--json", action="store_true", help="print the report as JSON")
+    info.set_defaults(handler=cmd_info)
+    for name, (help_text, issue) in _PLANNED.items():
+        p = sub.add_parser(name, parents=[parent], help=f"{help_text} (not built yet)")
+        p.set_defaults(handler=None, issue=issue)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        cfg = _load(args)
+    except ConfigError as e:
+        parser.exit(2, f"genmo-live: {e}\n")
+    logging.basicConfig(level=cfg.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    if args.handler is None:
+        print(f"genmo-live {args.command}: not built yet; it arrives with issue #{args.issue}.",
+              file=sys.stderr)
+        return 2
+    return args.handler(args, cfg)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,7 @@
+"""Where the files the product needs at run time live: the repo's assets/ folder."""
+from pathlib import Path
+
+ASSET_DIR = Path(__file__).resolve().parents[1] / "assets"
+DEFAULT_BODY_PATH = ASSET_DIR / "default_body.npz"
+# Trained denoiser weights: committed once the engine is trained (issue 5).
+WEIGHTS_PATH = ASSET_DIR / "genmo_live.pt"

@@ -1,0 +1,55 @@
+"""The typed configuration: defaults, YAML files, CLI overrides and clear errors naming the key."""
+import pytest
+
+from configs.config import DEFAULT_CONFIG_PATH, Config, ConfigError, leaf_fields, load_config
+
+
+def test_default_yaml_matches_the_dataclass_defaults():
+    assert load_config() == Config()
+    assert DEFAULT_CONFIG_PATH.exists()
+
+
+def test_every_setting_is_in_default_yaml():
+    import yaml
+
+    data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    for key, _, _ in leaf_fields():
+        node = data
+        for part in key.split("."):
+            assert part in node, f"{key} missing from default.yaml"
+            node = node[part]
+
+
+def test_overrides_and_coercion(tmp_path):
+    cfg = load_config(overrides={"body.stature": 2, "body.model": "procedural", "body.betas": [1, 2.5]})
+    assert cfg.body.stature == 2.0 and isinstance(cfg.body.stature, float)
+    assert cfg.body.model == "procedural" and cfg.body.betas == [1.0, 2.5]
+    path = tmp_path / "c.yaml"
+    path.write_text("body:\n  stature: 1.5\ndevice: cpu\n")
+    cfg = load_config(path, {"device": "auto"})
+    assert cfg.body.stature == 1.5 and cfg.device == "auto" and cfg.body.mesh == "lowres"
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"body.staure": 1.8}, "unknown config key 'body.staure'"),
+    ({"bdy.stature": 1.8}, "unknown config key 'bdy'"),
+    ({"body.stature": "tall"}, "config key 'body.stature': expected float"),
+    ({"body.stature": True}, "config key 'body.stature': expected float"),
+    ({"body.stature": 9.0}, "config key 'body.stature': 9.0 is above the maximum"),
+    ({"body.stature": 0.1}, "config key 'body.stature': 0.1 is below the minimum"),
+    ({"body.model": "smplx"}, "config key 'body.model': 'smplx' is not one of"),
+    ({"body.betas": [1, "a"]}, r"config key 'body.betas\[1\]': expected float"),
+    ({"body": 3}, "config key 'body': expected a mapping"),
+])
+def test_bad_values_name_the_key(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(overrides=overrides)
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("body: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
