@@ -21,7 +21,6 @@ _PLANNED = {
     "run": ("run the live pipeline (webcam, video file or WebRTC) and serve the viewer", 6),
     "train": ("train the motion denoiser", 5),
     "eval": ("evaluate a model on the test split", 3),
-    "bench": ("benchmark speed and memory", 5),
     "data": ("build, render and preview the motion dataset", 3),
 }
 
@@ -102,6 +101,18 @@ def cmd_info(args, cfg) -> int:
     return 0
 
 
+def cmd_bench(args, cfg) -> int:
+    import torch
+
+    from bench import kinematics
+
+    torch.set_num_threads(args.threads)
+    print(f"genmo-live bench {args.target}: {args.threads} torch threads, median of {args.repeats} runs")
+    rows = kinematics.run(args.repeats)
+    print(json.dumps(rows, indent=2) if args.json else kinematics.format_rows(rows))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genmo-live", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -109,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", parents=[parent], help="versions, device, body and weights in use")
     info.add_argument("--json", action="store_true", help="print the report as JSON")
     info.set_defaults(handler=cmd_info)
+    bench = sub.add_parser("bench", parents=[parent], help="benchmark speed against a baseline")
+    bench.add_argument("target", choices=["kinematics"], help="what to benchmark")
+    bench.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    bench.add_argument("--repeats", type=int, default=50, help="timed runs per case (median reported)")
+    bench.add_argument("--json", action="store_true", help="print the rows as JSON")
+    bench.set_defaults(handler=cmd_bench)
     for name, (help_text, issue) in _PLANNED.items():
         p = sub.add_parser(name, parents=[parent], help=f"{help_text} (not built yet)")
         p.set_defaults(handler=None, issue=issue)
@@ -127,7 +144,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"genmo-live {args.command}: not built yet; it arrives with issue #{args.issue}.",
               file=sys.stderr)
         return 2
-    return args.handler(args, cfg)
+    from engine.smpl import SmplModelError
+
+    try:
+        return args.handler(args, cfg)
+    except (ConfigError, SmplModelError) as e:
+        parser.exit(2, f"genmo-live: {e}\n")
 
 
 if __name__ == "__main__":

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import torch
 
+from configs.config import ConfigError
+
 
 def select_device(preference: str = "auto") -> torch.device:
     """'auto' -> CUDA when available, else CPU; 'cuda' without a GPU is an error, not a silent CPU run."""
     if preference == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for, but torch sees no CUDA GPU")
+        raise ConfigError("config key 'device': 'cuda' was asked for, but torch sees no CUDA GPU")
     if preference == "auto":
         preference = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(preference)

@@ -56,9 +56,12 @@ def skin(rest_vertices: torch.Tensor, weights: torch.Tensor, rest_joints: torch.
     rest_joints = rest_joints.to(joints)
     trans = joints - (world_rot @ rest_joints[:, :, None])[..., 0]  # (..., J, 3)
     per_joint = torch.cat([world_rot, trans[..., None]], dim=-1)  # (..., J, 3, 4)
-    blended = torch.einsum("vj,...jab->...vab", weights.to(joints), per_joint)  # (..., V, 3, 4)
+    # Blend the 3x4 transforms with one matrix product (BLAS), then apply them to [v, 1].
+    blended = weights.to(joints) @ per_joint.flatten(-2)  # (..., V, 12)
+    blended = blended.unflatten(-1, (3, 4))
     v = rest_vertices.to(joints)
-    return (blended[..., :3] @ v[:, :, None])[..., 0] + blended[..., 3]
+    v_h = torch.cat([v, torch.ones_like(v[:, :1])], dim=-1)[:, None, :]  # (V, 1, 4)
+    return (blended * v_h).sum(-1)
 
 
 def pose_to_matrices(pose: torch.Tensor, form: str, num_joints: int) -> torch.Tensor:

@@ -40,7 +40,32 @@ def test_bad_setting_is_a_clear_error():
     assert "config key 'body.stature': expected float, got 'tall'" in out.stderr
 
 
-@pytest.mark.parametrize("command", ["run", "train", "eval", "bench", "data"])
+@pytest.mark.parametrize("command", ["run", "train", "eval", "data"])
 def test_unbuilt_subcommands_say_so(command, capsys):
     assert main([command]) == 2
     assert "not built yet" in capsys.readouterr().err
+
+
+def test_bench_kinematics_runs_with_baseline():
+    out = run_cli("bench", "kinematics", "--repeats", "2", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout[out.stdout.index("["):])
+    fk = [r for r in rows if r["case"] == "FK 24 joints"]
+    assert [r["batch"] for r in fk] == [1, 120, 1024]
+    assert all(r["ours_ms"] > 0 and r["baseline_ms"] > 0 for r in fk)  # smplx is in the dev extra
+    assert any(r["case"].startswith("LBS") for r in rows)
+
+
+def test_missing_smpl_model_is_a_clear_error(tmp_path):
+    out = run_cli("info", "--body.model", "smpl", "--body.smpl_path", str(tmp_path / "nowhere"))
+    assert out.returncode == 2
+    assert "SMPL model not found" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_cuda_without_gpu_is_a_clear_error():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    out = run_cli("info", "--device", "cuda")
+    assert out.returncode == 2 and "config key 'device'" in out.stderr
