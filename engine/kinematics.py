@@ -34,15 +34,18 @@ def forward_kinematics(local_rot: torch.Tensor, rest_joints: torch.Tensor, paren
     Returns joints (..., J, 3) metres and world_rot (..., J, 3, 3) world rotation of each joint.
     """
     batch = local_rot.shape[:-3]
-    offsets = bone_offsets(rest_joints.to(local_rot), parents)
-    world_rot = [local_rot[..., 0, :, :]]
-    root = offsets[0].expand(batch + (3,)) if root_position is None else root_position.to(local_rot)
-    positions = [root]
+    offsets = bone_offsets(rest_joints.to(local_rot), parents).expand(batch + (len(parents), 3))
+    if root_position is not None:
+        offsets = torch.cat([root_position.to(local_rot)[..., None, :], offsets[..., 1:, :]], dim=-2)
+    # Local 4x4 transforms [R_j | offset_j] built in one batched op; the chain then costs one
+    # matrix product per joint, which is what matters at batch 1 (the live case).
+    bottom = local_rot.new_tensor([0.0, 0.0, 0.0, 1.0]).expand(batch + (len(parents), 1, 4))
+    local = torch.cat([torch.cat([local_rot, offsets[..., None]], dim=-1), bottom], dim=-2)
+    chain = [local[..., 0, :, :]]
     for j in range(1, len(parents)):
-        p = parents[j]
-        positions.append(positions[p] + (world_rot[p] @ offsets[j, :, None])[..., 0])
-        world_rot.append(world_rot[p] @ local_rot[..., j, :, :])
-    return torch.stack(positions, dim=-2), torch.stack(world_rot, dim=-3)
+        chain.append(chain[parents[j]] @ local[..., j, :, :])
+    world = torch.stack(chain, dim=-3)
+    return world[..., :3, 3], world[..., :3, :3]
 
 
 def skin(rest_vertices: torch.Tensor, weights: torch.Tensor, rest_joints: torch.Tensor,
