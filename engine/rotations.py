@@ -189,3 +189,36 @@ def form_trailing_dims(form: str) -> int:
     if form not in _TO_MATRIX:
         raise ValueError(f"unknown rotation form {form!r}; expected one of {FORMS}")
     return _TO_MATRIX[form][1]
+
+
+@numpy_compatible
+def rotation_between(a, b):
+    """(..., 3), (..., 3) -> (..., 3, 3): the smallest rotation turning direction a onto direction b.
+
+    Neither needs unit length. Opposite directions get a 180° turn about an axis perpendicular to a.
+    """
+    a = a / a.norm(dim=-1, keepdim=True)
+    b = b / b.norm(dim=-1, keepdim=True)
+    w = 1 + (a * b).sum(-1, keepdim=True)
+    # Any perpendicular of a serves for a half turn: cross with whichever axis a is least along.
+    helper = torch.eye(3, dtype=a.dtype, device=a.device)[a.abs().argmin(-1)]
+    half_turn = torch.cat([torch.zeros_like(w), torch.linalg.cross(a, helper, dim=-1)], dim=-1)
+    q = torch.where(w < 1e-7, half_turn, torch.cat([w, torch.linalg.cross(a, b, dim=-1)], dim=-1))
+    return quat_to_matrix(q)
+
+
+@numpy_compatible
+def quat_slerp(q0, q1, t):
+    """Spherical interpolation (..., 4) x (..., 4) at fraction t (...,) in [0, 1], shortest path."""
+    q0, q1 = quat_normalize(q0), quat_normalize(q1)
+    dot = (q0 * q1).sum(-1, keepdim=True)
+    q1 = torch.where(dot < 0, -q1, q1)
+    dot = dot.abs().clamp(max=1.0)
+    t = t[..., None]
+    theta = torch.acos(dot)
+    sin = torch.sin(theta)
+    close = sin < 1e-6  # nearly equal: linear interpolation is exact enough and avoids 0/0
+    safe_sin = torch.where(close, torch.ones_like(sin), sin)
+    w0 = torch.where(close, 1 - t, torch.sin((1 - t) * theta) / safe_sin)
+    w1 = torch.where(close, t, torch.sin(t * theta) / safe_sin)
+    return quat_normalize(w0 * q0 + w1 * q1)

@@ -129,3 +129,31 @@ def test_to_matrix_dispatch_and_errors():
         torch.testing.assert_close(R.to_matrix(rot, form), m, atol=1e-12, rtol=0)
     with pytest.raises(ValueError, match="unknown rotation form 'euler'"):
         R.to_matrix(aa, "euler")
+
+
+def test_rotation_between_including_opposite_directions():
+    g = torch.Generator().manual_seed(8)
+    a, b = torch.randn(2, 50, 3, generator=g, dtype=torch.float64)
+    m = R.rotation_between(a, b * 3.0)
+    assert_rotation(m)
+    torch.testing.assert_close(m @ (a / a.norm(dim=-1, keepdim=True))[..., None],
+                               (b / b.norm(dim=-1, keepdim=True))[..., None], atol=1e-9, rtol=0)
+    # Smallest rotation: its axis is perpendicular to both directions.
+    axis = R.matrix_to_axis_angle(m)
+    assert (axis * a).sum(-1).abs().max() < 1e-9
+    for v in ([1.0, 0, 0], [0, 0, -2.0], [0.3, -0.5, 0.8]):
+        v = torch.tensor(v, dtype=torch.float64)
+        flip = R.rotation_between(v, -v)
+        assert_rotation(flip)
+        torch.testing.assert_close(flip @ v, -v, atol=1e-9, rtol=0)
+    torch.testing.assert_close(R.rotation_between(a, a), torch.eye(3, dtype=torch.float64).expand(50, 3, 3))
+
+
+def test_quat_slerp():
+    q0 = R.axis_angle_to_quat(torch.tensor([0.0, 0, 0], dtype=torch.float64))
+    q1 = R.axis_angle_to_quat(torch.tensor([0.0, 0, 2.0], dtype=torch.float64))
+    mid = R.quat_slerp(q0, q1, torch.tensor(0.25, dtype=torch.float64))
+    torch.testing.assert_close(R.quat_to_axis_angle(mid), torch.tensor([0.0, 0, 0.5], dtype=torch.float64))
+    # Shortest path even when the inputs sit on opposite hemispheres.
+    torch.testing.assert_close(R.quat_slerp(q0, -q1, torch.tensor(1.0, dtype=torch.float64)), R.quat_normalize(q1))
+    torch.testing.assert_close(R.quat_slerp(q1, q1, torch.tensor(0.7, dtype=torch.float64)), q1)
