@@ -11,6 +11,7 @@ import logging
 import platform
 import sys
 from importlib import metadata
+from pathlib import Path
 
 from configs.config import DEFAULT_CONFIG_PATH, ConfigError, leaf_fields, load_config, parse_override
 
@@ -21,7 +22,6 @@ _PLANNED = {
     "run": ("run the live pipeline (webcam, video file or WebRTC) and serve the viewer", 6),
     "train": ("train the motion denoiser", 5),
     "eval": ("evaluate a model on the test split", 3),
-    "data": ("build, render and preview the motion dataset", 3),
 }
 
 
@@ -113,6 +113,54 @@ def cmd_bench(args, cfg) -> int:
     return 0
 
 
+def cmd_data_build(args, cfg) -> int:
+    from configs.config import resolve_path
+    from engine.body import load_body
+    from engine.dataset import build
+
+    mocap = resolve_path(args.data or cfg.data.mocap_dir)
+    out = resolve_path(args.out or cfg.data.cache_dir)
+    if not mocap.is_dir():
+        raise ConfigError(f"config key 'data.mocap_dir': {mocap} is not a folder")
+    print(f"building the dataset from {mocap} into {out}")
+    index = build(mocap, out, load_body(cfg.body), resolve_path(cfg.data.cmu_index), all_test=args.all_test)
+    report = (out / "retarget_report.md").read_text()
+    print(report.split("## Skipped")[0].split("## Every clip")[0].strip())
+    for split in ("train", "val", "test"):
+        rs = [r for r in index["clips"] if r["split"] == split]
+        print(f"{split:5s}: {len(rs):4d} clips, {sum(r['frames'] for r in rs) / 108000:.2f} h")
+    print(f"skipped {len(index['skipped'])} files; full table: {out / 'retarget_report.md'}")
+    return 0
+
+
+def cmd_data_preview(args, cfg) -> int:
+    import torch
+
+    from configs.config import resolve_path
+    from engine.body import load_body
+    from engine.dataset import find_clip
+    from engine.preview import write_preview
+
+    body = load_body(cfg.body)
+    path = Path(args.clip)
+    if path.is_file():
+        from engine.mocap_io import load_motion
+        from engine.retarget import retarget
+
+        rc = retarget(load_motion(path), body)
+        name, pose, root = rc.clip, rc.pose, rc.root
+    else:
+        try:
+            clip = find_clip(resolve_path(cfg.data.cache_dir), args.clip)
+        except (FileNotFoundError, KeyError) as e:
+            raise ConfigError(str(e).strip('"')) from None
+        name, pose, root = clip.clip, clip.pose, clip.root
+    joints = body.pose(torch.from_numpy(pose), torch.from_numpy(root))["joints"].numpy()
+    out = write_preview(joints, Path(args.out), title=name)
+    print(f"wrote {out} ({len(joints)} frames of {name})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genmo-live", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -126,6 +174,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, default=50, help="timed runs per case (median reported)")
     bench.add_argument("--json", action="store_true", help="print the rows as JSON")
     bench.set_defaults(handler=cmd_bench)
+    data = sub.add_parser("data", help="build and preview the motion dataset")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="STEP")
+    build = data_sub.add_parser("build", parents=[parent], help="retarget all mocap into the dataset cache")
+    build.add_argument("--data", metavar="DIR", help="mocap folder (default: data.mocap_dir)")
+    build.add_argument("--out", metavar="DIR", help="cache folder (default: data.cache_dir)")
+    build.add_argument("--all-test", action="store_true",
+                       help="put every clip in the test split (evaluate new motion without retraining)")
+    build.set_defaults(handler=cmd_data_build)
+    preview = data_sub.add_parser("preview", parents=[parent], help="draw a clip on our skeleton")
+    preview.add_argument("clip", help="a cached clip id (or a unique part of one), or a mocap file")
+    preview.add_argument("--out", required=True, metavar="FILE", help="output .mp4 or .png")
+    preview.set_defaults(handler=cmd_data_preview)
     for name, (help_text, issue) in _PLANNED.items():
         p = sub.add_parser(name, parents=[parent], help=f"{help_text} (not built yet)")
         p.set_defaults(handler=None, issue=issue)

@@ -43,11 +43,27 @@ class BodyConfig:
 
 
 @dataclass
+class DataConfig:
+    mocap_dir: str = setting("../shared/data/mocap", "folder of motion-capture files to build the "
+                                                      "dataset from (relative paths: from the repo root)")
+    cmu_index: str = setting("../shared/data/cmu_index/cmu_mocap_index.csv",
+                             "CMU's clip descriptions (captions)")
+    cache_dir: str = setting("data_cache", "where `genmo-live data build` writes the dataset cache")
+
+
+@dataclass
 class Config:
     body: BodyConfig = field(default_factory=BodyConfig)
+    data: DataConfig = field(default_factory=DataConfig)
     device: Literal["auto", "cpu", "cuda"] = setting(
         "auto", "where the engine runs: auto uses a GPU when there is one")
     log_level: Literal["debug", "info", "warning", "error"] = setting("info", "how much to log")
+
+
+def resolve_path(path: str) -> Path:
+    """A path setting as a Path: relative paths are taken from the repo root, not the working folder."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else (DEFAULT_CONFIG_PATH.parents[1] / p).resolve()
 
 
 def _check_value(key: str, value, tp, meta: dict):
