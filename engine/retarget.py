@@ -42,8 +42,14 @@ PRIMARY_CHILD = {
     "left_elbow": "left_wrist", "right_elbow": "right_wrist", "left_wrist": "left_hand",
     "right_wrist": "right_hand", "left_hand": None, "right_hand": None,
 }
-# A second direction (from joint a to joint b, left minus right) fixing the twist of branching joints.
-SIDE_VECTOR = {"pelvis": ("right_hip", "left_hip"), "spine3": ("right_collar", "left_collar")}
+# A second direction (from joint a to joint b, left minus right) fixing the twist of branching joints:
+# the first pair whose source joints are apart (CMU rigs start both clavicles at one point).
+SIDE_VECTOR = {"pelvis": (("right_hip", "left_hip"),),
+               "spine3": (("right_collar", "left_collar"), ("right_shoulder", "left_shoulder"))}
+
+# A source bone shorter than this has no direction: two SMPL joints share one source joint (short
+# spines), or the rig starts a bone where its parent starts (CMU's LowerBack, Neck, clavicles).
+MIN_BONE_M = 0.01
 
 CONTACT_JOINTS = ("left_ankle", "right_ankle", "left_foot", "right_foot", "left_wrist", "right_wrist")
 # A joint touches the ground when it is near its resting height above the floor and nearly still.
@@ -120,6 +126,22 @@ def _smpl_index_of(src) -> dict:
     return {s: index[n] for s, n in src.smpl_map.items()}
 
 
+def aim_children(src_rest, m) -> dict[int, int]:
+    """SMPL joint index -> the SMPL joint its rotation aims at: its primary child, or, where the
+    source bone to that child is shorter than MIN_BONE_M, the first primary descendant that is
+    not. Joints with nothing to aim at are absent. src_rest: (Js, 3); m: SMPL name -> source index."""
+    aims = {}
+    for j, name in enumerate(SMPL_JOINT_NAMES):
+        if name not in m:
+            continue
+        child = PRIMARY_CHILD[name]
+        while child in m and np.linalg.norm(src_rest[m[child]] - src_rest[m[name]]) < MIN_BONE_M:
+            child = PRIMARY_CHILD[child]
+        if child in m:
+            aims[j] = J[child]
+    return aims
+
+
 def rest_alignment(src_rest, m, body_rest):
     """Q (3, 3) turning the source rest pose to face like ours (+z, left at +x), and B (24, 3, 3)
     per-joint alignments.
@@ -133,16 +155,18 @@ def rest_alignment(src_rest, m, body_rest):
     # Measured the same way on both skeletons, so our own body as a source gets Q = I exactly.
     q = pelvis_frame(body_rest, J) @ pelvis_frame(src_rest, m).T
     faced = src_rest @ q.T
+    aims = aim_children(src_rest, m)
     b = np.zeros((NUM_JOINTS, 3, 3))
     for j, name in enumerate(SMPL_JOINT_NAMES):
-        child = PRIMARY_CHILD[name]
-        if child is None or child not in m:
+        if j not in aims:
             b[j] = b[SMPL_PARENTS[j]] if j else np.eye(3)
             continue
-        d_src = faced[m[child]] - faced[m[name]]
-        d_ours = body_rest[J[child]] - body_rest[j]
+        aim = aims[j]
+        d_src = faced[m[SMPL_JOINT_NAMES[aim]]] - faced[m[name]]
+        d_ours = body_rest[aim] - body_rest[j]
         if name in SIDE_VECTOR:
-            r, l = SIDE_VECTOR[name]
+            r, l = next((r, l) for r, l in SIDE_VECTOR[name]
+                        if np.linalg.norm(faced[m[l]] - faced[m[r]]) >= MIN_BONE_M)
             b[j] = frame_from(d_src, faced[m[l]] - faced[m[r]]) @ \
                 frame_from(d_ours, body_rest[J[l]] - body_rest[J[r]]).T
         else:
@@ -150,8 +174,9 @@ def rest_alignment(src_rest, m, body_rest):
     return q, b
 
 
-def world_rotations(src_rot, src_pos, m, q, b, body_rest):
-    """(T, 24, 3, 3) world rotations of our joints, swing-corrected onto the source bones."""
+def world_rotations(src_rot, src_pos, m, q, b, body_rest, aims):
+    """(T, 24, 3, 3) world rotations of our joints, swing-corrected onto the source bones
+    (each joint onto the bone to its aim joint, `aim_children`)."""
     T = src_rot.shape[0]
     g = np.zeros((T, NUM_JOINTS, 3, 3))
     for j, name in enumerate(SMPL_JOINT_NAMES):
@@ -159,10 +184,10 @@ def world_rotations(src_rot, src_pos, m, q, b, body_rest):
             g[:, j] = g[:, SMPL_PARENTS[j]]
             continue
         g[:, j] = src_rot[:, m[name]] @ (q.T @ b[j])
-        child = PRIMARY_CHILD[name]
-        if child is not None and child in m:
-            predicted = g[:, j] @ (body_rest[J[child]] - body_rest[j])
-            actual = src_pos[:, m[child]] - src_pos[:, m[name]]
+        if j in aims:
+            aim = aims[j]
+            predicted = g[:, j] @ (body_rest[aim] - body_rest[j])
+            actual = src_pos[:, m[SMPL_JOINT_NAMES[aim]]] - src_pos[:, m[name]]
             g[:, j] = rotation_between(predicted, actual) @ g[:, j]
     return g
 
@@ -175,15 +200,18 @@ def local_rotations(g):
     return local
 
 
-def mapped_bones(m) -> list[tuple[int, int]]:
-    """(parent, child) SMPL index pairs whose two ends are both mapped in the source."""
+def mapped_bones(m, src_rest) -> list[tuple[int, int]]:
+    """(parent, child) SMPL index pairs whose two ends are both mapped in the source, to source
+    joints at least MIN_BONE_M apart (a shorter source bone has no direction to compare)."""
+    names = SMPL_JOINT_NAMES
     return [(SMPL_PARENTS[j], j) for j in range(1, NUM_JOINTS)
-            if SMPL_JOINT_NAMES[j] in m and SMPL_JOINT_NAMES[SMPL_PARENTS[j]] in m]
+            if names[j] in m and names[SMPL_PARENTS[j]] in m
+            and np.linalg.norm(src_rest[m[names[j]]] - src_rest[m[names[SMPL_PARENTS[j]]]]) >= MIN_BONE_M]
 
 
-def bone_direction_error_deg(ours, src_pos, m):
+def bone_direction_error_deg(ours, src_pos, m, src_rest):
     """(T, B) angle in degrees between our bones (T, 24, 3) and the source's mapped bones."""
-    pairs = mapped_bones(m)
+    pairs = mapped_bones(m, src_rest)
     p, c = np.array(pairs).T
     names = SMPL_JOINT_NAMES
     sp = np.array([m[names[i]] for i in p])
@@ -226,7 +254,7 @@ def retarget(src, body: Body, fps: float = TARGET_FPS) -> RetargetedClip:
     pos, rot = resample(np.asarray(src.positions, np.float64), np.asarray(src.rotations, np.float64),
                         src.fps, fps)
     q, b = rest_alignment(src_rest, m, body_rest)
-    local = local_rotations(world_rotations(rot, pos, m, q, b, body_rest))
+    local = local_rotations(world_rotations(rot, pos, m, q, b, body_rest, aim_children(src_rest, m)))
 
     legs = [(m["left_hip"], m["left_knee"], m["left_ankle"]), (m["right_hip"], m["right_knee"], m["right_ankle"])]
     our_legs = [(J["left_hip"], J["left_knee"], J["left_ankle"]), (J["right_hip"], J["right_knee"], J["right_ankle"])]
@@ -247,7 +275,7 @@ def retarget(src, body: Body, fps: float = TARGET_FPS) -> RetargetedClip:
         clip=src.clip, dataset=src.dataset, subject=src.subject, cmu_id=src.cmu_id,
         pose=matrix_to_axis_angle(local).astype(np.float32), root=root.astype(np.float32),
         contacts=contact_labels(joints, body_rest, fps),
-        bone_error_deg=bone_direction_error_deg(joints, pos, m).astype(np.float32),
+        bone_error_deg=bone_direction_error_deg(joints, pos, m, src_rest).astype(np.float32),
         root_error_m=root_error, source_fps=float(src.fps), fps=fps,
     )
 

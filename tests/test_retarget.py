@@ -152,3 +152,21 @@ def test_unmapped_body_joint_is_an_error(body):
     del src.smpl_map["left_knee"]
     with pytest.raises(ValueError, match="lacks body joints"):
         retarget(src, body)
+
+
+def test_short_spine_and_shared_clavicle_start(body):
+    """CMU/HDM05-like rigs: SMPL spine2 and spine3 share one source joint, and both collars start
+    at that same point. Nothing may become NaN; the limbs still come back exactly, the spine and
+    collars aim at the next joint apart from them, and zero-length source bones are not scored."""
+    pose, root = random_motion(6, seed=5)
+    pose[:, [J["spine2"], J["spine3"], J["left_collar"], J["right_collar"]]] = 0.0
+    src = make_source(body, pose, root)
+    src.smpl_map.update(spine2="spine3", left_collar="spine3", right_collar="spine3")
+    clip = retarget(src, body)
+    assert np.isfinite(clip.pose).all() and np.isfinite(clip.bone_error_deg).all()
+    # Unscored: spine2->spine3 and spine3->collars have no source length.
+    assert clip.bone_error_deg.shape == (6, NUM_JOINTS - 1 - 3)
+    ours = body.pose(torch.from_numpy(clip.pose))["world_rot"].numpy()
+    ref = body.pose(torch.from_numpy(pose.astype(np.float32)))["world_rot"].numpy()
+    limbs = [J[f"{s}_{n}"] for s in ("left", "right") for n in ("hip", "knee", "ankle", "elbow", "wrist")]
+    np.testing.assert_allclose(ours[:, limbs], ref[:, limbs], atol=2e-3)
