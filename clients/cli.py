@@ -21,7 +21,6 @@ log = logging.getLogger("genmo-live")
 _PLANNED = {
     "run": ("run the live pipeline (webcam, video file or WebRTC) and serve the viewer", 6),
     "train": ("train the motion denoiser", 5),
-    "eval": ("evaluate a model on the test split", 3),
 }
 
 
@@ -133,6 +132,56 @@ def cmd_data_build(args, cfg) -> int:
     return 0
 
 
+def _ensure_cache(mocap: Path, cache: Path, body, cmu_index: Path, all_test: bool = False) -> None:
+    """Build the dataset cache from `mocap` into `cache` unless it is already there."""
+    from engine.dataset import build
+
+    if (cache / "index.json").exists():
+        return
+    if not mocap.is_dir():
+        raise ConfigError(f"{mocap} is not a folder of motion capture")
+    print(f"no dataset cache at {cache}: building it from {mocap}")
+    build(mocap, cache, body, cmu_index, all_test=all_test)
+
+
+def cmd_eval(args, cfg) -> int:
+    import hashlib
+
+    from configs.config import resolve_path
+    from engine.body import load_body
+    from engine.dataset import load_clips
+    from engine.evaluate import BASELINES, build_test_set, evaluate, format_report, write_report
+
+    body = load_body(cfg.body)
+    if args.model not in BASELINES:
+        path = Path(args.model)
+        raise ConfigError(f"--model {args.model}: " + (
+            "trained checkpoints are evaluated once the engine exists (issue #5); "
+            if path.exists() else "no such file and no such baseline; ")
+            + f"baselines: {', '.join(BASELINES)}")
+    cmu_index = resolve_path(cfg.data.cmu_index)
+    if args.data:
+        mocap = resolve_path(args.data)
+        key = hashlib.sha1(str(mocap).encode()).hexdigest()[:10]
+        cache, split = resolve_path(cfg.data.cache_dir) / f"eval_{mocap.name}_{key}", "test"
+        _ensure_cache(mocap, cache, body, cmu_index, all_test=True)
+    else:
+        cache, split = resolve_path(cfg.data.cache_dir), args.split
+        _ensure_cache(resolve_path(cfg.data.mocap_dir), cache, body, cmu_index)
+    clips = load_clips(cache, split)
+    if not clips:
+        raise ConfigError(f"the {split} split of {cache} has no clips")
+    print(f"evaluating {args.model} on {len(clips)} {split} clips "
+          f"({sum(len(c.pose) for c in clips)} frames), seed {args.seed}")
+    report = evaluate(BASELINES[args.model](body), build_test_set(clips, body, args.seed))
+    report = {"model": args.model, "split": split, "seed": args.seed, "data": str(cache), **report}
+    print(format_report(report))
+    if args.report:
+        write_report(report, Path(args.report))
+        print(f"wrote {args.report}")
+    return 0
+
+
 def cmd_data_preview(args, cfg) -> int:
     import torch
 
@@ -186,6 +235,14 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("clip", help="a cached clip id (or a unique part of one), or a mocap file")
     preview.add_argument("--out", required=True, metavar="FILE", help="output .mp4 or .png")
     preview.set_defaults(handler=cmd_data_preview)
+    ev = sub.add_parser("eval", parents=[parent], help="evaluate a model or baseline on the synthetic test set")
+    ev.add_argument("--model", required=True, metavar="PATH|BASELINE",
+                    help="a trained checkpoint, or a baseline name (identity-baseline)")
+    ev.add_argument("--split", choices=["train", "val", "test"], default="test")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the cameras, noise and occlusions")
+    ev.add_argument("--report", metavar="FILE", help="write the full report (JSON) here")
+    ev.add_argument("--data", metavar="DIR", help="evaluate on this folder of mocap instead (every clip is test)")
+    ev.set_defaults(handler=cmd_eval)
     for name, (help_text, issue) in _PLANNED.items():
         p = sub.add_parser(name, parents=[parent], help=f"{help_text} (not built yet)")
         p.set_defaults(handler=None, issue=issue)

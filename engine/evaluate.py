@@ -1,0 +1,183 @@
+"""The evaluation protocol: a fixed synthetic test set and the numbers every model is judged by.
+
+    genmo-live eval --model PATH|BASELINE --split test --seed 0 --report out.json [--data DIR]
+
+Test set: every clip of the split (test subjects, configs/data_split.yaml; or every clip of
+`--data DIR`), posed on our body at 30 fps and seen through its own fixed synthetic webcam with
+fixed noise and occlusion spans (engine.observations, seeded by clip name and --seed). A model gets
+only the observation; a *baseline* may also read the ground truth it names (the identity baseline
+puts a T-pose at the true root, to prove the harness end to end).
+
+A prediction is two joint sequences, (T, 24, 3) metres: in the camera frame (OpenCV axes) and in a
+gravity-aligned world (y up; its heading and origin are free, the world metrics align them).
+Metrics (engine.metrics): mpjpe_mm and pa_mpjpe_mm (camera frame, pelvis- / Procrustes-aligned),
+w_mpjpe100_mm and wa_mpjpe100_mm (world, 100-frame chunks aligned on their first two frames / on
+the whole chunk), rte_pct (root path, rigid alignment, % of distance travelled), accel_err_mm_s2
+(camera frame), jitter_mm_s3 (world), foot_skate_mm (world, on ground-truth foot contacts), over
+all frames and again on `occluded` frames (some but not all body landmarks missing) and `missing`
+frames (the whole body missing). Each metric is computed per clip and averaged over clips weighted
+by the frames it counts. bench/README.md documents the protocol and its numbers.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from engine import metrics
+from engine.body import Body
+from engine.dataset import Clip
+from engine.observations import NoiseModel, Observation, observe_clip
+
+FPS = 30.0
+METRICS = ("mpjpe_mm", "pa_mpjpe_mm", "w_mpjpe100_mm", "wa_mpjpe100_mm", "rte_pct",
+           "accel_err_mm_s2", "jitter_mm_s3", "foot_skate_mm")
+SUBSETS = ("occluded", "missing")
+
+
+@dataclass
+class TestItem:
+    """One test clip: ground truth on our body and what the webcam saw of it.
+
+    joints: (T, 24, 3) world metres. world_rot: (T, 24, 3, 3). root: (T, 3) pelvis path.
+    foot_contact: (T, 4) bool for metrics.FOOT_JOINTS. caption: the clip's text or None."""
+
+    clip: str
+    joints: np.ndarray
+    world_rot: np.ndarray
+    root: np.ndarray
+    foot_contact: np.ndarray
+    caption: str | None
+    obs: Observation
+
+
+@dataclass
+class Prediction:
+    """joints_cam: (T, 24, 3) camera frame, metres. joints_world: (T, 24, 3) gravity-aligned world."""
+
+    joints_cam: np.ndarray
+    joints_world: np.ndarray
+
+
+Predictor = Callable[[TestItem], Prediction]
+
+
+def build_test_set(clips: list[Clip], body: Body, seed: int, noise: NoiseModel | None = None) -> list[TestItem]:
+    """The fixed synthetic test set of `clips` (engine.dataset.Clip, 30 fps) for one seed."""
+    noise = noise or NoiseModel.load()
+    items = []
+    for c in tqdm(clips, desc="test set", unit="clip", leave=False):
+        out = body.pose(torch.from_numpy(c.pose), torch.from_numpy(c.root))
+        joints = out["joints"].numpy().astype(np.float64)
+        world_rot = out["world_rot"].numpy().astype(np.float64)
+        obs = observe_clip(c.clip, joints, world_rot, seed, noise, body.stature)
+        items.append(TestItem(clip=c.clip, joints=joints, world_rot=world_rot, root=joints[:, 0],
+                              foot_contact=c.contacts[:, :4], caption=c.caption, obs=obs))
+    return items
+
+
+def identity_baseline(body: Body) -> Predictor:
+    """T-pose at the true root: the floor any model must beat, and a check of the harness."""
+    rest = body.rest_joints.numpy().astype(np.float64)
+
+    def predict(item: TestItem) -> Prediction:
+        world = rest[None] - rest[0] + item.root[:, None]
+        return Prediction(joints_cam=item.obs.camera.to_camera(world), joints_world=world)
+
+    return predict
+
+
+def ground_truth(body: Body) -> Predictor:
+    """The truth itself: zero error, and the floor of the metrics that need no truth to compare
+    against (jitter and foot skate of real motion on our body)."""
+    def predict(item: TestItem) -> Prediction:
+        return Prediction(joints_cam=item.obs.camera.to_camera(item.joints), joints_world=item.joints)
+
+    return predict
+
+
+BASELINES: dict[str, Callable[[Body], Predictor]] = {"identity-baseline": identity_baseline,
+                                                     "ground-truth": ground_truth}
+
+
+def clip_metrics(pred: Prediction, item: TestItem, mask: np.ndarray) -> dict[str, float]:
+    """Every metric of one clip on the frames in `mask` (T,) bool (NaN where none count)."""
+    gt_cam = item.obs.camera.to_camera(item.joints)
+    gt_w = item.joints
+    return {
+        "mpjpe_mm": metrics.mpjpe_mm(pred.joints_cam, gt_cam, mask),
+        "pa_mpjpe_mm": metrics.pa_mpjpe_mm(pred.joints_cam, gt_cam, mask),
+        "w_mpjpe100_mm": metrics.w_mpjpe_mm(pred.joints_world, gt_w, 100, mask),
+        "wa_mpjpe100_mm": metrics.wa_mpjpe_mm(pred.joints_world, gt_w, 100, mask),
+        "rte_pct": metrics.rte_pct(pred.joints_world[:, 0], gt_w[:, 0], mask),
+        "accel_err_mm_s2": metrics.accel_err_mm_s2(pred.joints_cam, gt_cam, FPS, mask),
+        "jitter_mm_s3": metrics.jitter_mm_s3(pred.joints_world, FPS, mask),
+        "foot_skate_mm": metrics.foot_skate_mm(pred.joints_world, item.foot_contact, FPS, mask=mask),
+    }
+
+
+def _subset_masks(item: TestItem) -> dict[str, np.ndarray]:
+    return {"all": np.ones(item.obs.num_frames, bool), "occluded": item.obs.partly_occluded(),
+            "missing": item.obs.body_missing()}
+
+
+def _weighted(rows: list[tuple[dict, int]]) -> dict:
+    """Frame-weighted mean over clips of each metric, skipping clips where it is NaN."""
+    out = {}
+    for name in METRICS:
+        vals = [(r[name], n) for r, n in rows if n > 0 and np.isfinite(r[name])]
+        w = sum(n for _, n in vals)
+        out[name] = round(sum(v * n for v, n in vals) / w, 3) if w else None
+    out["n_frames"] = int(sum(n for _, n in rows))
+    return out
+
+
+def evaluate(predict: Predictor, items: list[TestItem]) -> dict:
+    """Run `predict` on every item; the report (JSON-ready): the metrics over all frames at the
+    top level, `occluded` and `missing` subsets, and one row per clip."""
+    rows = {k: [] for k in ("all", *SUBSETS)}
+    per_clip = []
+    for item in tqdm(items, desc="evaluate", unit="clip", leave=False):
+        pred = predict(item)
+        for name, p in (("joints_cam", pred.joints_cam), ("joints_world", pred.joints_world)):
+            if p.shape != item.joints.shape:
+                raise ValueError(f"{item.clip}: prediction {name} has shape {p.shape}, expected {item.joints.shape}")
+        row = {"clip": item.clip, "frames": item.obs.num_frames}
+        for subset, mask in _subset_masks(item).items():
+            values = clip_metrics(pred, item, mask)
+            rows[subset].append((values, int(mask.sum())))
+            if subset == "all":
+                row.update({k: (round(v, 3) if np.isfinite(v) else None) for k, v in values.items()})
+            else:
+                row[f"{subset}_frames"] = int(mask.sum())
+        per_clip.append(row)
+    report = _weighted(rows["all"])
+    for subset in SUBSETS:
+        report[subset] = _weighted(rows[subset])
+    report["n_clips"] = len(items)
+    report["per_clip"] = per_clip
+    return report
+
+
+def write_report(report: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1))
+
+
+def format_report(report: dict) -> str:
+    """The headline numbers as a small table: all frames, occluded, missing."""
+    cols = ("all", *SUBSETS)
+    tables = {"all": report, **{s: report[s] for s in SUBSETS}}
+    lines = [f"{'metric':18s}" + "".join(f"{c:>12s}" for c in cols)]
+    for name in (*METRICS, "n_frames"):
+        cells = []
+        for c in cols:
+            v = tables[c][name]
+            cells.append(f"{'—' if v is None else (f'{v:.1f}' if isinstance(v, float) else str(v)):>12s}")
+        lines.append(f"{name:18s}" + "".join(cells))
+    return "\n".join(lines)

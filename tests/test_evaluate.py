@@ -1,0 +1,121 @@
+"""The evaluation harness: fixed test set, predictions scored against hand-computed cases, subsets,
+the identity baseline, and `genmo-live eval` end to end."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from clients.cli import main
+from engine.body import SMPL_JOINT_NAMES, load_default_body
+from engine.dataset import Clip
+from engine.evaluate import (METRICS, SUBSETS, Prediction, build_test_set, evaluate, ground_truth,
+                             identity_baseline)
+from engine.observations import NoiseModel
+
+J = {n: i for i, n in enumerate(SMPL_JOINT_NAMES)}
+MOCAP = Path(__file__).resolve().parents[2] / "shared" / "data" / "mocap"
+
+
+@pytest.fixture(scope="module")
+def body():
+    return load_default_body()
+
+
+def walking_clip(name: str, T: int, tpose: bool = False) -> Clip:
+    t = np.arange(T) / 30.0
+    pose = np.zeros((T, 24, 3), np.float32)
+    if not tpose:
+        pose[:, J["left_hip"], 0] = 0.4 * np.sin(2 * np.pi * t)
+        pose[:, J["right_hip"], 0] = -0.4 * np.sin(2 * np.pi * t)
+        pose[:, J["left_elbow"], 1] = -0.8
+    root = np.stack([np.zeros(T), np.full(T, 0.95), 1.2 * t], -1).astype(np.float32)
+    contacts = np.zeros((T, 6), bool)
+    return Clip(clip=name, subject="test:1", split="test", caption="walk", pose=pose, root=root,
+                contacts=contacts)
+
+
+@pytest.fixture(scope="module")
+def items(body):
+    return build_test_set([walking_clip("a/walk", 150), walking_clip("b/walk", 90)], body, seed=0,
+                          noise=NoiseModel.load())
+
+
+def test_ground_truth_scores_zero(items):
+    report = evaluate(ground_truth(load_default_body()), items)
+    for name in ("mpjpe_mm", "pa_mpjpe_mm", "w_mpjpe100_mm", "wa_mpjpe100_mm", "rte_pct", "accel_err_mm_s2"):
+        assert report[name] == pytest.approx(0.0, abs=1e-3), name
+    assert report["n_frames"] == 240 and report["n_clips"] == 2
+    assert set(report) >= set(METRICS) | set(SUBSETS) | {"per_clip"}
+    json.dumps(report)  # JSON-ready
+
+
+def test_a_known_offset_gives_the_known_mpjpe(items):
+    """The left wrist 10 cm off in every frame: 100 mm / 24 joints, in camera and world alike."""
+    def predict(it):
+        world = it.joints.copy()
+        world[:, J["left_wrist"]] += [0.0, 0.1, 0.0]
+        return Prediction(it.obs.camera.to_camera(world), world)
+
+    report = evaluate(predict, items)
+    assert report["mpjpe_mm"] == pytest.approx(100 / 24, abs=1e-3)  # reports keep 3 decimals
+    assert report["pa_mpjpe_mm"] > 0  # a least-squares fit spreads one joint's error over all
+    assert report["rte_pct"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_subsets_follow_the_observation(items):
+    report = evaluate(identity_baseline(load_default_body()), items)
+    assert report["occluded"]["n_frames"] == sum(int(it.obs.partly_occluded().sum()) for it in items)
+    assert report["missing"]["n_frames"] == sum(int(it.obs.body_missing().sum()) for it in items)
+    rows = {r["clip"]: r for r in report["per_clip"]}
+    assert rows["a/walk"]["frames"] == 150 and rows["b/walk"]["occluded_frames"] >= 0
+
+
+def test_identity_baseline_is_exact_on_a_tpose(body):
+    items = build_test_set([walking_clip("still/tpose", 60, tpose=True)], body, seed=3)
+    report = evaluate(identity_baseline(body), items)
+    assert report["mpjpe_mm"] == pytest.approx(0.0, abs=1e-3)
+    assert report["w_mpjpe100_mm"] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_the_test_set_is_fixed_by_the_seed(body):
+    clip = walking_clip("c/walk", 60)
+    a, b = (build_test_set([clip], body, seed=7)[0].obs for _ in range(2))
+    c = build_test_set([clip], body, seed=8)[0].obs
+    np.testing.assert_array_equal(a.keypoints, b.keypoints)
+    assert not np.array_equal(np.nan_to_num(a.keypoints), np.nan_to_num(c.keypoints))
+
+
+def test_wrong_prediction_shape_is_a_clear_error(items):
+    with pytest.raises(ValueError, match="prediction joints_cam has shape"):
+        evaluate(lambda it: Prediction(it.joints[:, :22], it.joints), items)
+
+
+def test_unknown_model_is_a_clear_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["eval", "--model", "no-such-baseline"])
+    assert e.value.code == 2
+    assert "no such file and no such baseline; baselines: identity-baseline, ground-truth" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_eval_identity_baseline_end_to_end(tmp_path, capsys):
+    """`genmo-live eval --model identity-baseline` on the real test split, building the dataset
+    cache first (as on a fresh clone), and the JSON report it writes."""
+    if not MOCAP.is_dir():
+        pytest.skip("no ../shared/data/mocap here")
+    out = tmp_path / "report.json"
+    code = main(["eval", "--model", "identity-baseline", "--split", "test", "--seed", "0",
+                 "--report", str(out), "--data.cache_dir", str(tmp_path / "cache")])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "mpjpe_mm" in printed and "occluded" in printed
+    report = json.loads(out.read_text())
+    assert report["model"] == "identity-baseline" and report["n_clips"] > 50
+    assert report["rte_pct"] == pytest.approx(0.0, abs=1e-3)  # the baseline knows the true root
+    assert 150 < report["mpjpe_mm"] < 500 and report["pa_mpjpe_mm"] < report["mpjpe_mm"]
+    for subset in SUBSETS:
+        assert 0 < report[subset]["n_frames"] < report["n_frames"]
+    index = json.loads((tmp_path / "cache" / "index.json").read_text())
+    assert {r["split"] for r in index["clips"]} == {"train", "val", "test"}
