@@ -18,11 +18,31 @@ Output conventions (the retargeter relies on them):
       positions[t, c] = positions[t, p] + rotations[t, p] @ (rest_positions[c] - rest_positions[p]).
   The rest pose is the file's own zero-rotation pose (for ACCAD and CC_Base it is not a T-pose).
 - `fps` is the true frame rate; nothing is resampled here.
+
+Any folder of motion files can be listed and loaded (`list_clips` / `iter_motions`, and so
+`genmo-live eval --data DIR`). A file is read with a known set's rules when a folder above it has
+that set's name and the set's pattern claims it (so the root may be the collection, one set's
+folder or a folder inside one: the clip ids are the same). Every other .bvh / .amc file, gzipped
+or not, any case, at any depth, joins the generic set "other", with none of the known quirks:
+- clip "other/<path relative to the listed root, less extension>", subject "other:<file stem>"
+  (nothing says which files share a performer, so each stem is its own), no CMU id;
+- BVH: the root's position channels are its position (the OFFSET is ignored, as in most BVH); the
+  frame rate is the header's; the length unit is guessed from the skeleton's size: of metres,
+  centimetres, millimetres, inches and CMU ASF units, the one putting the ankle-to-head bone path
+  nearest 1.45 m (log scale), and the file is unusable if even that is outside 0.8-2.4 m;
+- AMC: the skeleton is the .asf(.gz) beside it whose stem is the longest prefix of the AMC's at a
+  word boundary (CMU "02.asf" for "02_01.amc", HDM05 "HDM_bd.asf" for "HDM_bd_..._120.amc"),
+  else the folder's only ASF; lengths in the ASF's units; 120 fps (CMU's and HDM05's rate) unless
+  the AMC header says ":SAMPLES-PER-SECOND n".
+In every set, a file that cannot be parsed (corrupt, truncated), has no ASF or fits no SMPL joint
+map is an UnusableClip, and a SkippedClip with that reason from `iter_motions`.
 """
 from __future__ import annotations
 
 import gzip
+import math
 import re
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -42,6 +62,13 @@ CMU_ASF_UNIT = INCH / 0.45
 # A skeleton whose ankle-to-head bone path is shorter than this has broken offsets (real adults:
 # about 1.3-1.6 m; the cmu_misc_bvh README reports a clip coming out ~0.2 m tall).
 MIN_SKELETON_HEIGHT_M = 0.8
+# Bounds of the unit guess for BVH files outside the known folders (module docstring): the path a
+# guessed unit should give (about 0.85 x a 1.7 m stature), and the longest a real body has.
+TYPICAL_SKELETON_HEIGHT_M = 1.45
+MAX_SKELETON_HEIGHT_M = 2.4
+GUESSED_UNITS_M = {"m": 1.0, "cm": CM, "mm": 0.001, "inch": INCH, "CMU ASF unit": CMU_ASF_UNIT}
+# AMC files carry no frame rate unless ":SAMPLES-PER-SECOND" is given; CMU and HDM05 record at 120.
+AMC_DEFAULT_FPS = 120.0
 
 
 @dataclass
@@ -49,11 +76,11 @@ class SourceMotion:
     """One take, on its own skeleton. J joints, T frames; see the module docstring for conventions.
 
     clip: "<folder>/<relative path without .gz and extension>", unique over the whole collection.
-    dataset: the folder name. subject: namespaced performer id for subject-wise splits
-    (see `_DATASETS` for how each folder's is derived). cmu_id: CMU "SS_TT" trial id when known.
-    fps: true frame rate. names: (J,) joint names. parents: (J,) int, -1 for the root, parent < child.
-    rest_positions: (J, 3) float32 metres, every joint rotation zero. positions: (T, J, 3) float32
-    metres, world. rotations: (T, J, 3, 3) float32, world rotation relative to the rest orientation.
+    dataset: the folder name, or "other" (module docstring). subject: namespaced performer id for
+    subject-wise splits (see `_DATASETS` for how each folder's is derived). cmu_id: CMU "SS_TT"
+    trial id when known. fps: true frame rate. names: (J,) joint names. parents: (J,) int, -1 for
+    the root, parent < child. rest_positions: (J, 3) float32 metres, every joint rotation zero.
+    positions: (T, J, 3) float32 metres, world. rotations: (T, J, 3, 3) float32, world rotation relative to the rest orientation.
     smpl_map: SMPL joint name -> source joint name for pelvis..right_wrist and, where the source has
     one, left_hand/right_hand. The map of an SMPL joint's parent is the same source joint or one of
     the mapped joint's ancestors; a source joint serves two SMPL joints only on spines with fewer
@@ -190,7 +217,10 @@ class Bvh:
 
 def parse_bvh(text: str) -> Bvh:
     """Parse BVH text (hierarchy and motion)."""
-    head, motion = re.split(r"^\s*MOTION\s*$", text, maxsplit=1, flags=re.MULTILINE)
+    parts = re.split(r"^\s*MOTION\s*$", text, maxsplit=1, flags=re.MULTILINE)
+    if len(parts) != 2:
+        raise ValueError("BVH: no MOTION section (truncated or not a BVH file)")
+    head, motion = parts
     names, parents, offsets, channels = [], [], [], []
     stack, tokens = [], iter(head.split())
     for tok in tokens:
@@ -214,6 +244,8 @@ def parse_bvh(text: str) -> Bvh:
         raise ValueError("BVH: position channels are only supported on the root")
 
     lines = motion.strip().split("\n", 2)
+    if len(lines) < 2:
+        raise ValueError("BVH: truncated MOTION header (no Frames / Frame Time)")
     num_frames = int(lines[0].split(":")[1])
     frame_time = float(lines[1].split(":")[1])
     width = sum(len(c) for c in channels)
@@ -294,6 +326,7 @@ def parse_asf(text: str) -> Asf:
             current.append(line.split())
 
     units = {row[0]: row[1] for row in sections.get("units", [])}
+    degrees = units.get("angle", "deg").lower().startswith("deg")
     root = {row[0]: row[1:] for row in sections["root"]}
     bones, bone = {}, None
     for row in sections["bonedata"]:
@@ -313,7 +346,9 @@ def parse_asf(text: str) -> Asf:
         return np.array(b["direction"], dtype=np.float64) * float(b["length"][0])
 
     def axis_frame(angles, order):
-        return extrinsic_euler_to_matrix(np.array(angles, dtype=np.float64), order.upper())
+        # `:units angle` covers every angle in the file, the axis frames included.
+        values = np.array(angles, dtype=np.float64) * (1.0 if degrees else np.rad2deg(1.0))
+        return extrinsic_euler_to_matrix(values, order.upper())
 
     names, parents, offsets = ["root"], [-1], [np.array(root["position"], dtype=np.float64)]
     axes = [axis_frame(root["orientation"], root["axis"][0])]
@@ -342,7 +377,7 @@ def parse_asf(text: str) -> Asf:
     return Asf(names=names, parents=np.array(parents), offsets=np.array(offsets),
                axes=np.array(axes), dofs=dofs,
                unit_m=INCH / float(units.get("length", 1.0)),
-               degrees=units.get("angle", "deg").lower().startswith("deg"))
+               degrees=degrees)
 
 
 def parse_amc(text: str, asf: Asf) -> dict[str, np.ndarray]:
@@ -508,12 +543,12 @@ def pick_smpl_map(names: list[str]) -> dict[str, str]:
 
 
 def check_smpl_map(names: list[str], parents: np.ndarray, smpl_map: dict[str, str]) -> None:
-    """Raise ValueError unless every SMPL bone parent->child maps to the same source joint or to
+    """Raise UnusableClip unless every SMPL bone parent->child maps to the same source joint or to
     an ancestor->descendant pair, and the 22 body joints are all mapped."""
     index = {n: j for j, n in enumerate(names)}
     missing = [s for s in SMPL_JOINT_NAMES[:22] if s not in smpl_map]
     if missing:
-        raise ValueError(f"SMPL map lacks {missing}")
+        raise UnusableClip(f"SMPL map lacks {missing}")
     for c, smpl in enumerate(SMPL_JOINT_NAMES):
         p = SMPL_PARENTS[c]
         if p < 0 or smpl not in smpl_map:
@@ -523,8 +558,8 @@ def check_smpl_map(names: list[str], parents: np.ndarray, smpl_map: dict[str, st
         while j not in (anc, -1):
             j = parents[j]
         if j != anc:
-            raise ValueError(f"SMPL {SMPL_JOINT_NAMES[p]}->{smpl}: {names[anc]} is no ancestor "
-                             f"of {names[child]}")
+            raise UnusableClip(f"SMPL {SMPL_JOINT_NAMES[p]}->{smpl}: {names[anc]} is no "
+                               f"ancestor of {names[child]}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -579,8 +614,15 @@ def leading_tpose_frames(positions: np.ndarray, names: list[str], smpl_map: dict
 # ---------------------------------------------------------------------------------------------
 
 def _stem(rel: Path) -> str:
-    """"05_06.bvh.gz" -> "05_06"."""
-    return rel.name.split(".")[0]
+    """The name less ".gz" and its extension: "05_06.bvh.gz" -> "05_06", "a.v2.BVH" -> "a.v2"."""
+    name = rel.name[:-3] if rel.name.lower().endswith(".gz") else rel.name
+    return name.rsplit(".", 1)[0]
+
+
+def _kind(path: Path) -> str:
+    """The format of a file by its name, any case, optionally gzipped: "bvh", "amc", "txt", ..."""
+    name = path.name.lower()
+    return (name[:-3] if name.endswith(".gz") else name).rsplit(".", 1)[-1]
 
 
 def _cmu_subject(rel: Path) -> str:
@@ -595,7 +637,7 @@ class _Dataset:
     pattern: str                                # glob of its motion files
     subject: Callable[[Path], str]
     cmu_id: Callable[[Path], str | None] = lambda rel: None
-    unit_m: float | None = None                 # metres per length unit (None: the ASF says)
+    unit_m: float | None = None                 # metres per unit (None: ASF's; BVH: guessed)
     fps: dict[str, float] = field(default_factory=dict)  # by first path part ("" = all); else header
     root_offset_added: bool = False             # BVH root position = OFFSET + channels, not channels
     not_takes: tuple[str, ...] = ()             # files that hold no take (skipped with a reason)
@@ -628,33 +670,61 @@ _DATASETS: dict[str, _Dataset] = {
 }
 
 
-def _split_path(path: Path) -> tuple[Path, str, Path]:
-    """(folder, dataset name, path relative to the folder) of a motion file."""
-    for parent in path.parents:
-        if parent.name in _DATASETS:
-            return parent, parent.name, path.relative_to(parent)
-    raise ValueError(f"{path} is in none of the known mocap folders {sorted(_DATASETS)}")
+# Files outside the known folders (module docstring): units, root and fps rules are the defaults.
+_OTHER = _Dataset("*.bvh / *.amc at any depth, optionally .gz",
+                  subject=lambda rel: "other:" + _stem(rel))
+_OTHER_KINDS = ("bvh", "amc")
 
 
-def clip_id(path: Path | str) -> str:
-    """"<folder>/<relative path without .gz and extension>" of a motion file."""
-    _, dataset, rel = _split_path(Path(path))
+def _claims(ds: _Dataset, rel: Path) -> bool:
+    """Whether `ds` reads the file at `rel` (relative to its folder) as one of its clips."""
+    if ds is _OTHER:
+        return _kind(rel) in _OTHER_KINDS
+    depth = len(Path(ds.pattern).parts)  # Path.match anchors at the right only: pin the depth too
+    return rel.as_posix() in ds.not_takes or (len(rel.parts) == depth and rel.match(ds.pattern))
+
+
+def _locate(path: Path, root: Path | None = None) -> tuple[Path, str, Path, _Dataset]:
+    """(folder, dataset name, path relative to the folder, its rules) of a file: the nearest folder
+    above it that is named like a known set whose pattern claims it; else the set "other", relative
+    to `root` (the folder being listed) when the file is under it, else to the file's own folder."""
+    for folder in path.parents:
+        ds = _DATASETS.get(folder.name)
+        if ds is not None and _claims(ds, path.relative_to(folder)):
+            return folder, folder.name, path.relative_to(folder), ds
+    folder = root if root is not None and root in path.parents else path.parent
+    return folder, "other", path.relative_to(folder), _OTHER
+
+
+def clip_id(path: Path | str, root: Path | str | None = None) -> str:
+    """"<folder>/<relative path without .gz and extension>" of a motion file ("other/..." outside
+    the known folders, relative to `root`, the folder being listed; see `_locate`)."""
+    _, dataset, rel, _ = _locate(Path(path), None if root is None else Path(root))
     return f"{dataset}/{(rel.parent / _stem(rel)).as_posix()}"
 
 
 def list_clips(root: Path | str = MOCAP_ROOT) -> list[Path]:
-    """Every motion file under `root` that `iter_motions` visits, sorted; no parsing."""
+    """Every motion file under `root` (any depth) that `iter_motions` visits; no parsing.
+
+    `root` may hold known folders, be one, lie inside one, or be any other folder (module
+    docstring). Order: the known sets in `_DATASETS` order, each's files sorted with its not_takes
+    last, then the "other" files sorted.
+    """
     root = Path(root)
-    files = []
-    for name, ds in _DATASETS.items():
-        folder = root / name
-        files += sorted(folder.glob(ds.pattern))
-        files += sorted(folder / n for n in ds.not_takes if (folder / n).exists())
-    return files
+    rank = {name: k for k, name in enumerate([*_DATASETS, "other"])}
+    found = []
+    for path in root.rglob("*"):
+        _, dataset, rel, ds = _locate(path, root)
+        if _claims(ds, rel) and path.is_file():
+            found.append((rank[dataset], rel.as_posix() in ds.not_takes, path))
+    return [path for *_, path in sorted(found)]
 
 
 def _read_text(path: Path, encoding: str = "utf-8") -> str:
-    with gzip.open(path, "rt", encoding=encoding) as f:
+    """A text file, gzipped or not: told by its first bytes, as a name may say either wrongly."""
+    with open(path, "rb") as f:
+        opener = gzip.open if f.read(2) == b"\x1f\x8b" else open
+    with opener(path, "rt", encoding=encoding) as f:
         return f.read()
 
 
@@ -664,52 +734,101 @@ def _frame_rate(frame_time: float) -> float:
     return float(round(fps)) if abs(fps - round(fps)) < 0.01 * fps else fps
 
 
+def _amc_frame_rate(text: str) -> float:
+    """An AMC's ":SAMPLES-PER-SECOND n" header, else AMC_DEFAULT_FPS."""
+    found = re.search(r"^:SAMPLES-PER-SECOND\s+(\S+)", text, flags=re.MULTILINE | re.IGNORECASE)
+    return float(found[1]) if found else AMC_DEFAULT_FPS
+
+
+def _find_asf(amc: Path) -> Path:
+    """The ASF of an AMC file: the .asf(.gz) beside it whose stem is the longest prefix of the AMC's
+    stem ending at a word boundary ("02" for "02_01", never "1" for "12_01"), else the only one."""
+    stem = _stem(amc)
+    asfs = sorted(p for p in amc.parent.iterdir() if _kind(p) == "asf")
+    prefixes = [p for p in asfs if stem.startswith(_stem(p))
+                and not stem[len(_stem(p)):len(_stem(p)) + 1].isalnum()]
+    if prefixes:
+        return max(prefixes, key=lambda p: len(_stem(p)))
+    if len(asfs) == 1:
+        return asfs[0]
+    raise UnusableClip(f"no ASF skeleton for {amc.name}: {len(asfs)} .asf files beside it, none "
+                       f"named like a prefix of it")
+
+
 def _read_pose(path: Path, folder: Path, ds: _Dataset):
     """Parse any motion file: (names, parents, offsets, local rotations, root positions,
-    metres per unit, header fps or None), lengths in file units."""
-    if path.name.endswith(".bvh.gz"):
+    metres per unit or None, header fps), lengths in file units."""
+    kind = _kind(path)
+    if kind == "bvh":
         bvh = parse_bvh(_read_text(path))
         local, root = bvh_pose(bvh)
         if ds.root_offset_added:
             root = root + bvh.offsets[0]
         return bvh.names, bvh.parents, bvh.offsets, local, root, ds.unit_m, _frame_rate(bvh.frame_time)
-    if path.name.endswith(".amc.gz"):
-        # HDM05 keeps each actor's ASF beside the AMC files (README).
-        actor = _stem(path).split("_")[1]
-        asf = parse_asf(_read_text(path.with_name(f"HDM_{actor}.asf.gz"), "latin-1"))
-        local, root = amc_pose(asf, parse_amc(_read_text(path, "latin-1"), asf))
-        return asf.names, asf.parents, asf.offsets, local, root, asf.unit_m, None
-    if path.name.endswith(".txt.gz"):
-        names, parents, offsets = read_expmap_skeleton(folder / "skeleton_offsets_38x3.csv")
-        rows = np.array(_read_text(path).replace(",", " ").split(), dtype=np.float64)
-        rows = rows.reshape(-1, 3 + 3 * len(names))[1:]  # row 0 is a rest row (README)
-        local, root = expmap_pose(rows)
-        return names, parents, offsets, local, root, ds.unit_m, None
-    raise ValueError(f"{path}: not a .bvh.gz, .amc.gz or .txt.gz motion file")
+    if kind == "amc":
+        asf = parse_asf(_read_text(_find_asf(path), "latin-1"))
+        text = _read_text(path, "latin-1")
+        local, root = amc_pose(asf, parse_amc(text, asf))
+        return asf.names, asf.parents, asf.offsets, local, root, asf.unit_m, _amc_frame_rate(text)
+    names, parents, offsets = read_expmap_skeleton(folder / "skeleton_offsets_38x3.csv")
+    rows = np.array(_read_text(path).replace(",", " ").split(), dtype=np.float64)
+    rows = rows.reshape(-1, 3 + 3 * len(names))[1:]  # row 0 is a rest row (README)
+    local, root = expmap_pose(rows)
+    return names, parents, offsets, local, root, ds.unit_m, None
 
 
-def load_motion(path: Path | str) -> SourceMotion:
-    """Load one motion file: .bvh.gz, .amc.gz (its actor's .asf.gz beside it) or expmap .txt.gz.
+def guess_length_unit(height: float) -> float:
+    """Metres per file unit of a skeleton whose ankle-to-head bone path is `height` file units:
+    the one of GUESSED_UNITS_M that puts it nearest TYPICAL_SKELETON_HEIGHT_M in log scale."""
+    return min(GUESSED_UNITS_M.values(),
+               key=lambda u: abs(math.log(max(height * u, 1e-12) / TYPICAL_SKELETON_HEIGHT_M)))
 
-    Raises UnusableClip for a file that holds no usable take; leading added T-pose frames are
-    dropped wherever they are detected.
+
+# What the parsers, numpy and gzip raise on a corrupt, truncated or mismatched file.
+_BAD_INPUT = (ValueError, KeyError, IndexError, StopIteration, EOFError, OSError, zlib.error)
+
+
+def load_motion(path: Path | str, root: Path | str | None = None) -> SourceMotion:
+    """Load one motion file: BVH, AMC (its ASF beside it) or expmap rows, gzipped or not where the
+    folder's rules allow (module docstring). `root`: the folder being listed, which only "other"
+    clip ids are relative to.
+
+    Raises UnusableClip for a file that holds no usable take, cannot be parsed (the parser's
+    message), or fits no SMPL joint map; leading added T-pose frames are dropped wherever they are
+    detected.
     """
     path = Path(path)
-    folder, dataset, rel = _split_path(path)
-    ds, clip = _DATASETS[dataset], clip_id(path)
+    folder, dataset, rel, ds = _locate(path, None if root is None else Path(root))
+    clip = clip_id(path, root)
+    if not _claims(ds, rel):
+        raise ValueError(f"{path}: not a motion file this loader reads (.bvh, .amc, optionally "
+                         f"gzipped, or a known folder's files)")
     if rel.name in ds.not_takes:
         raise UnusableClip(f"{clip}: a skeleton reference file, not a take")
 
-    names, parents, offsets, local, root, unit_m, fps = _read_pose(path, folder, ds)
+    try:
+        names, parents, offsets, local, root_pos, unit_m, fps = _read_pose(path, folder, ds)
+        smpl_map = pick_smpl_map(names)
+        check_smpl_map(names, parents, smpl_map)
+    except _BAD_INPUT as e:
+        kind = "" if isinstance(e, ValueError) else f"{type(e).__name__}: "
+        raise UnusableClip(f"{clip}: {kind}{e}") from e
     fps = ds.fps.get(rel.parts[0], ds.fps.get("", fps))
-    smpl_map = pick_smpl_map(names)
-    check_smpl_map(names, parents, smpl_map)
-    rest = rest_pose(parents, offsets) * unit_m
-    height = skeleton_height(rest, parents, names, smpl_map)
+    rest = rest_pose(parents, offsets)
+    height = skeleton_height(rest, parents, names, smpl_map)  # file units
+    if unit_m is None:
+        unit_m = guess_length_unit(height)
+        if not MIN_SKELETON_HEIGHT_M <= height * unit_m <= MAX_SKELETON_HEIGHT_M:
+            raise UnusableClip(
+                f"{clip}: ankle-to-head bone path of {height:.4g} file units is no body of "
+                f"{MIN_SKELETON_HEIGHT_M}-{MAX_SKELETON_HEIGHT_M} m in any of the guessed units "
+                f"({', '.join(GUESSED_UNITS_M)})")
+    rest *= unit_m
+    height *= unit_m
     if height < MIN_SKELETON_HEIGHT_M:
         raise UnusableClip(f"{clip}: ankle-to-head bone path only {height:.2f} m (broken offsets)")
 
-    positions, world = forward_kinematics(parents, offsets, local, root)
+    positions, world = forward_kinematics(parents, offsets, local, root_pos)
     positions *= unit_m
     drop = leading_tpose_frames(positions, names, smpl_map)
     if len(positions) <= drop:
@@ -722,9 +841,10 @@ def load_motion(path: Path | str) -> SourceMotion:
 
 
 def iter_motions(root: Path | str = MOCAP_ROOT) -> Iterator[SourceMotion | SkippedClip]:
-    """Every clip under `root`, loaded, or a SkippedClip saying why it cannot be used."""
+    """Every clip under `root` (see `list_clips`), loaded, or a SkippedClip saying why it cannot
+    be used."""
     for path in list_clips(root):
         try:
-            yield load_motion(path)
+            yield load_motion(path, root)
         except UnusableClip as e:
-            yield SkippedClip(clip_id(path), str(e))
+            yield SkippedClip(clip_id(path, root), str(e))
