@@ -144,21 +144,13 @@ def _ensure_cache(mocap: Path, cache: Path, body, cmu_index: Path, all_test: boo
     build(mocap, cache, body, cmu_index, all_test=all_test)
 
 
-def cmd_eval(args, cfg) -> int:
+def _dataset_split(args, cfg, body):
+    """(cache folder, split, clips) that --data DIR or --split name, building the cache if needed."""
     import hashlib
 
     from configs.config import resolve_path
-    from engine.body import load_body
     from engine.dataset import load_clips
-    from engine.evaluate import BASELINES, build_test_set, evaluate, format_report, write_report
 
-    body = load_body(cfg.body)
-    if args.model not in BASELINES:
-        path = Path(args.model)
-        raise ConfigError(f"--model {args.model}: " + (
-            "trained checkpoints are evaluated once the engine exists (issue #5); "
-            if path.exists() else "no such file and no such baseline; ")
-            + f"baselines: {', '.join(BASELINES)}")
     cmu_index = resolve_path(cfg.data.cmu_index)
     if args.data:
         mocap = resolve_path(args.data)
@@ -171,14 +163,99 @@ def cmd_eval(args, cfg) -> int:
     clips = load_clips(cache, split)
     if not clips:
         raise ConfigError(f"the {split} split of {cache} has no clips")
-    print(f"evaluating {args.model} on {len(clips)} {split} clips "
-          f"({sum(len(c.pose) for c in clips)} frames), seed {args.seed}")
-    report = evaluate(BASELINES[args.model](body), build_test_set(clips, body, args.seed))
-    report = {"model": args.model, "split": split, "seed": args.seed, "data": str(cache), **report}
+    return cache, split, clips
+
+
+def _render_body(cfg):
+    """The body to render: the configured one, with the default body's full mesh."""
+    import dataclasses
+
+    from engine.body import load_body
+
+    body_cfg = dataclasses.replace(cfg.body, mesh="full") if cfg.body.model == "default" else cfg.body
+    body = load_body(body_cfg)
+    if not body.has_mesh:
+        raise ConfigError(f"config key 'body.model': the {body.kind} body has no mesh to render")
+    return body
+
+
+def _render(args, cfg, body, cache, split, clips, preview=None) -> Path:
+    """Render (or resume) the rendered set of `clips`; its folder."""
+    from engine.rendered import build_rendered_set
+    from streamer.pose import PoseDetector
+
+    out = Path(args.out) if getattr(args, "out", None) else cache / "rendered" / split
+    summary = build_rendered_set(clips, body, out, PoseDetector, seed=args.seed, cameras=args.cameras,
+                                 max_minutes=getattr(args, "max_minutes", None), preview=preview)
+    print(f"rendered {summary['rendered']} jobs ({summary['cached']} already cached) of "
+          f"{summary['motion_minutes']} min of motion x {args.cameras} cameras into {out}: "
+          f"{summary['frames']} frames in {summary['seconds']} s"
+          + (f", {summary['fps']} frames/s (render + MediaPipe)" if summary["fps"] else ""))
+    return out
+
+
+def cmd_eval(args, cfg) -> int:
+    from engine.body import load_body
+    from engine.evaluate import (BASELINES, build_test_set, evaluate, format_report, rendered_test_set,
+                                 write_report)
+    from engine.rendered import load_rendered_set
+
+    if args.model not in BASELINES:
+        path = Path(args.model)
+        raise ConfigError(f"--model {args.model}: " + (
+            "trained checkpoints are evaluated once the engine exists (issue #5); "
+            if path.exists() else "no such file and no such baseline; ")
+            + f"baselines: {', '.join(BASELINES)}")
+    body = load_body(cfg.body)
+    cache, split, clips = _dataset_split(args, cfg, body)
+    if args.obs == "rendered":
+        out = _render(args, cfg, _render_body(cfg), cache, split, clips)
+        items = rendered_test_set(load_rendered_set(out, clips, args.cameras), clips)
+    else:
+        items = build_test_set(clips, body, args.seed)
+    print(f"evaluating {args.model} on {len(items)} {args.obs} {split} sequences "
+          f"({sum(it.obs.num_frames for it in items)} frames), seed {args.seed}")
+    report = evaluate(BASELINES[args.model](body), items)
+    report = {"model": args.model, "split": split, "seed": args.seed, "obs": args.obs, "data": str(cache),
+              **report}
     print(format_report(report))
     if args.report:
         write_report(report, Path(args.report))
         print(f"wrote {args.report}")
+    return 0
+
+
+def cmd_data_render(args, cfg) -> int:
+    import cv2
+    import numpy as np
+
+    from engine.rendered import draw_overlay
+
+    body = _render_body(cfg)
+    cache, split, clips = _dataset_split(args, cfg, body)
+    writer, written = None, [0]
+
+    def preview(job, t, image, found):
+        nonlocal writer
+        if written[0] >= args.preview_frames:
+            return
+        if writer is None:
+            writer = cv2.VideoWriter(args.preview, cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (640, 480))
+        uv, _ = job.camera.project(job.joints[t])
+        frame = draw_overlay(image, uv, found)
+        scale = min(640 / frame.shape[1], 480 / frame.shape[0])
+        small = cv2.resize(frame, (int(frame.shape[1] * scale), int(frame.shape[0] * scale)))
+        canvas = np.zeros((480, 640, 3), np.uint8)
+        canvas[:small.shape[0], :small.shape[1]] = small
+        writer.write(canvas)
+        written[0] += 1
+
+    try:
+        _render(args, cfg, body, cache, split, clips, preview if args.preview else None)
+    finally:
+        if writer is not None:
+            writer.release()
+            print(f"wrote {args.preview} ({written[0]} frames: ground-truth skeleton green, MediaPipe red)")
     return 0
 
 
@@ -231,6 +308,18 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--all-test", action="store_true",
                        help="put every clip in the test split (evaluate new motion without retraining)")
     build.set_defaults(handler=cmd_data_build)
+    render = data_sub.add_parser("render", parents=[parent],
+                                 help="render clips on the default body and run MediaPipe on the frames")
+    render.add_argument("--split", choices=["train", "val", "test"], default="test")
+    render.add_argument("--data", metavar="DIR", help="render this folder of mocap instead (every clip is test)")
+    render.add_argument("--cameras", type=int, default=3, help="cameras (scenes) per clip")
+    render.add_argument("--seed", type=int, default=0)
+    render.add_argument("--max-minutes", type=float, metavar="M", help="render only the first M minutes of motion")
+    render.add_argument("--out", metavar="DIR", help="cache folder (default: <data.cache_dir>/rendered/<split>)")
+    render.add_argument("--preview", metavar="FILE.mp4", help="also write the first frames with MediaPipe's "
+                                                             "landmarks and the true skeleton drawn on them")
+    render.add_argument("--preview-frames", type=int, default=600, metavar="N")
+    render.set_defaults(handler=cmd_data_render)
     preview = data_sub.add_parser("preview", parents=[parent], help="draw a clip on our skeleton")
     preview.add_argument("clip", help="a cached clip id (or a unique part of one), or a mocap file")
     preview.add_argument("--out", required=True, metavar="FILE", help="output .mp4 or .png")
@@ -242,6 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0, help="seed of the cameras, noise and occlusions")
     ev.add_argument("--report", metavar="FILE", help="write the full report (JSON) here")
     ev.add_argument("--data", metavar="DIR", help="evaluate on this folder of mocap instead (every clip is test)")
+    ev.add_argument("--obs", choices=["synthetic", "rendered"], default="synthetic",
+                    help="synthetic: projected landmarks with MediaPipe's measured noise (fast); "
+                         "rendered: the real MediaPipe on rendered frames (rendered on first use)")
+    ev.add_argument("--cameras", type=int, default=3, help="rendered: cameras per clip")
     ev.set_defaults(handler=cmd_eval)
     for name, (help_text, issue) in _PLANNED.items():
         p = sub.add_parser(name, parents=[parent], help=f"{help_text} (not built yet)")

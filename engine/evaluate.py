@@ -44,12 +44,13 @@ SUBSETS = ("occluded", "missing")
 class TestItem:
     """One test clip: ground truth on our body and what the webcam saw of it.
 
-    joints: (T, 24, 3) world metres. world_rot: (T, 24, 3, 3). root: (T, 3) pelvis path.
+    joints: (T, 24, 3) world metres. world_rot: (T, 24, 3, 3), or None where only joints are kept
+    (rendered sets). root: (T, 3) pelvis path.
     foot_contact: (T, 4) bool for metrics.FOOT_JOINTS. caption: the clip's text or None."""
 
     clip: str
     joints: np.ndarray
-    world_rot: np.ndarray
+    world_rot: np.ndarray | None
     root: np.ndarray
     foot_contact: np.ndarray
     caption: str | None
@@ -78,6 +79,19 @@ def build_test_set(clips: list[Clip], body: Body, seed: int, noise: NoiseModel |
         obs = observe_clip(c.clip, joints, world_rot, seed, noise, body.stature)
         items.append(TestItem(clip=c.clip, joints=joints, world_rot=world_rot, root=joints[:, 0],
                               foot_contact=c.contacts[:, :4], caption=c.caption, obs=obs))
+    return items
+
+
+def rendered_test_set(rendered: list, clips: list[Clip]) -> list[TestItem]:
+    """Test items from a rendered set (engine.rendered.RenderedItem): MediaPipe's real output on
+    rendered frames; one item per (clip, camera)."""
+    by_name = {c.clip: c for c in clips}
+    items = []
+    for r in rendered:
+        clip = by_name[r.clip]
+        items.append(TestItem(clip=f"{r.clip}#cam{r.camera_index}", joints=r.joints, world_rot=None,
+                              root=r.joints[:, 0], foot_contact=clip.contacts[:, :4], caption=clip.caption,
+                              obs=r.obs))
     return items
 
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Measure how real MediaPipe Pose behaves on the shared videos (dev tool).
 
-Runs the legacy ``mediapipe.solutions.pose.Pose`` as the live pipeline does (``POSE_SETTINGS``,
-C-contiguous RGB frames in order, one instance per clip) on ../shared/data/video and writes
+Runs MediaPipe Pose exactly as the live pipeline does (``streamer.pose.PoseDetector``: the legacy
+solution API with ``POSE_SETTINGS``, C-contiguous RGB frames in order, one instance per clip) on ../shared/data/video and writes
 ``assets/mediapipe_stats.json`` for the synthetic-observation generator to imitate: per-landmark
 2D jitter (robust std of the second-difference residual ``(x_t - (x_{t-1} + x_{t+1}) / 2) *
 sqrt(2/3)``, in person-box heights), its outliers and growth with speed; visibility behaviour;
@@ -26,15 +26,14 @@ import mediapipe as mp
 import numpy as np
 from tqdm import tqdm
 
+from streamer.pose import POSE_SETTINGS, PoseDetector
+
 VIDEO_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "video"
 ALL_VIDEOS = [
     "temugeb_webcam/cam0_test.mp4",
     *(f"pose2sim_singleperson/videos/cam0{i}.mp4" for i in range(1, 5)),
     "sports2d_two_people/demo.mp4",
 ]
-POSE_SETTINGS = dict(static_image_mode=False, model_complexity=1, smooth_landmarks=True,
-                     enable_segmentation=False, min_detection_confidence=0.5,
-                     min_tracking_confidence=0.5)
 NAMES = [lm.name.lower() for lm in mp.solutions.pose.PoseLandmark]
 VIS = 0.5            # "visible" threshold
 OUTLIER_K = 5.0      # outlier = residual norm > K robust std
@@ -70,31 +69,30 @@ GEOMETRY = {
 
 
 def run_pose(path: Path):
-    """(image (N,33,4): x px, y px, z (px scale), visibility; world (N,33,3) y-up metres;
-    fps, width, height). Frames without a detection are NaN."""
+    """(image (N,33,3): x px, y px, visibility; world (N,33,3) y-up metres; fps, width, height).
+    Frames without a detection are NaN."""
     cap = cv2.VideoCapture(str(path))
     fps, n = cap.get(cv2.CAP_PROP_FPS), int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     img, world = [], []
-    with mp.solutions.pose.Pose(**POSE_SETTINGS) as pose:
+    with PoseDetector() as pose:
         for _ in tqdm(range(n), desc=path.name):
             ok, bgr = cap.read()
             if not ok:
                 break
             h, w = bgr.shape[:2]
-            res = pose.process(np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
-            if res.pose_landmarks is None:
-                img.append(np.full((33, 4), np.nan))
+            found = pose.detect(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            if found is None:
+                img.append(np.full((33, 3), np.nan))
                 world.append(np.full((33, 3), np.nan))
                 continue
-            img.append([(p.x * w, p.y * h, p.z * w, p.visibility)
-                        for p in res.pose_landmarks.landmark])
-            world.append([(p.x, -p.y, -p.z) for p in res.pose_world_landmarks.landmark])
+            img.append(np.concatenate([found.keypoints, found.visibility[:, None]], -1))
+            world.append(found.world)
     cap.release()
     return np.asarray(img, float), np.asarray(world, float), fps, w, h
 
 
 def visible(img):
-    return np.nan_to_num(img[..., 3], nan=0.0) > VIS
+    return np.nan_to_num(img[..., 2], nan=0.0) > VIS
 
 
 def box_height(img):
@@ -166,7 +164,7 @@ def jitter_stats(clips):
 
 
 def visibility_stats(clips):
-    vis = [c["img"][..., 3] for c in clips]
+    vis = [c["img"][..., 2] for c in clips]
     v = np.concatenate([x[np.isfinite(x[:, 0])] for x in vis])
     low = v < VIS
     a, b, spans, cross, steps = [], [], [[] for _ in range(33)], [], []
