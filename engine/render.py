@@ -70,6 +70,7 @@ def modelview_matrix(camera: Camera) -> np.ndarray:
 
 class Renderer:
     """An off-screen OpenGL context of a fixed maximum size that draws lit, vertex-coloured meshes.
+    Use it as a context manager (or call close()) so that its context is freed.
 
     platform: "osmesa" (CPU) or "egl" (GPU). Frames are (H, W, 4) uint8 RGBA, C-contiguous, with
     alpha 0 where nothing was drawn, so the caller composites any background behind the body.
@@ -94,6 +95,19 @@ class Renderer:
         else:
             raise ValueError(f"unknown GL platform {platform!r}; expected osmesa or egl")
         self._setup_state()
+
+    def close(self) -> None:
+        """Free the GL context (OSMesa: before its buffer goes; a context left pointing at a freed
+        buffer aborts the next one made)."""
+        if self._osmesa is not None and self._ctx:
+            self._osmesa.OSMesaDestroyContext(self._ctx)
+            self._ctx = None
+
+    def __enter__(self) -> "Renderer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def _make_current(self) -> None:
         """OSMesa: draw into this renderer's buffer (another Renderer may have been current)."""

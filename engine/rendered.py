@@ -285,16 +285,16 @@ def build_rendered_set(clips: list[Clip], body: Body, out_dir: Path, detector_fa
     noise = NoiseModel.load()
     faces = body.faces.numpy()
     regions = vertex_regions(body.weights.numpy())
-    renderer = Renderer(1280, 720, platform)
     start, frames = time.perf_counter(), 0
-    bar = tqdm(total=sum(len(c.pose) for c, _ in todo), desc="render + MediaPipe", unit="frame")
-    for clip, k in todo:
-        job = make_job(clip, body, seed, k, noise, len(bank))
-        _save(job_path(out_dir, clip.clip, k),
-              run_job(job, renderer, faces, regions, bank, body.stature, detector_factory, preview))
-        frames += len(clip.pose)
-        bar.update(len(clip.pose))
-    bar.close()
+    if todo:
+        with Renderer(1280, 720, platform) as renderer, \
+                tqdm(total=sum(len(c.pose) for c, _ in todo), desc="render + MediaPipe", unit="frame") as bar:
+            for clip, k in todo:
+                job = make_job(clip, body, seed, k, noise, len(bank))
+                _save(job_path(out_dir, clip.clip, k),
+                      run_job(job, renderer, faces, regions, bank, body.stature, detector_factory, preview))
+                frames += len(clip.pose)
+                bar.update(len(clip.pose))
     seconds = time.perf_counter() - start
     return {"jobs": len(jobs), "rendered": len(todo), "cached": len(jobs) - len(todo), "frames": frames,
             "seconds": round(seconds, 1), "fps": round(frames / seconds, 2) if frames else None,

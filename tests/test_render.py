@@ -23,11 +23,13 @@ J = {n: i for i, n in enumerate(SMPL_JOINT_NAMES)}
 @pytest.fixture(scope="module")
 def renderer():
     try:
-        return Renderer(1280, 720)
+        r = Renderer(1280, 720)
     except Exception as e:  # noqa: BLE001 - any failure to get a GL context means no OSMesa here
         if os.environ.get("CI"):
             raise
         pytest.skip(f"no OSMesa here ({e}); install Debian's libosmesa6")
+    yield r
+    r.close()
 
 
 @pytest.fixture(scope="module")
