@@ -259,6 +259,22 @@ def cmd_data_render(args, cfg) -> int:
     return 0
 
 
+def cmd_data_compare_obs(args, cfg) -> int:
+    from engine.evaluate import write_report
+    from engine.obs_report import compare, format_report
+    from engine.rendered import load_rendered_set
+
+    body = _render_body(cfg)
+    cache, split, clips = _dataset_split(args, cfg, body)
+    out = _render(args, cfg, body, cache, split, clips)
+    report = compare(load_rendered_set(out, clips, args.cameras), clips, body)
+    print(format_report(report))
+    if args.report:
+        write_report(report, Path(args.report))
+        print(f"wrote {args.report}")
+    return 0
+
+
 def cmd_data_preview(args, cfg) -> int:
     import torch
 
@@ -287,6 +303,14 @@ def cmd_data_preview(args, cfg) -> int:
     return 0
 
 
+def _clip_set_args(p: argparse.ArgumentParser) -> None:
+    """The options that choose a set of clips and how they are seen (eval, data render, compare-obs)."""
+    p.add_argument("--split", choices=["train", "val", "test"], default="test")
+    p.add_argument("--data", metavar="DIR", help="use this folder of mocap instead (every clip is test)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the cameras, scenes, noise and occlusions")
+    p.add_argument("--cameras", type=int, default=3, help="rendered sets: cameras (scenes) per clip")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genmo-live", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -310,16 +334,18 @@ def build_parser() -> argparse.ArgumentParser:
     build.set_defaults(handler=cmd_data_build)
     render = data_sub.add_parser("render", parents=[parent],
                                  help="render clips on the default body and run MediaPipe on the frames")
-    render.add_argument("--split", choices=["train", "val", "test"], default="test")
-    render.add_argument("--data", metavar="DIR", help="render this folder of mocap instead (every clip is test)")
-    render.add_argument("--cameras", type=int, default=3, help="cameras (scenes) per clip")
-    render.add_argument("--seed", type=int, default=0)
+    _clip_set_args(render)
     render.add_argument("--max-minutes", type=float, metavar="M", help="render only the first M minutes of motion")
     render.add_argument("--out", metavar="DIR", help="cache folder (default: <data.cache_dir>/rendered/<split>)")
     render.add_argument("--preview", metavar="FILE.mp4", help="also write the first frames with MediaPipe's "
                                                              "landmarks and the true skeleton drawn on them")
     render.add_argument("--preview-frames", type=int, default=600, metavar="N")
     render.set_defaults(handler=cmd_data_render)
+    compare = data_sub.add_parser("compare-obs", parents=[parent],
+                                  help="how synthetic landmarks differ from MediaPipe's on rendered frames")
+    _clip_set_args(compare)
+    compare.add_argument("--report", metavar="FILE", help="write the full report (JSON) here")
+    compare.set_defaults(handler=cmd_data_compare_obs)
     preview = data_sub.add_parser("preview", parents=[parent], help="draw a clip on our skeleton")
     preview.add_argument("clip", help="a cached clip id (or a unique part of one), or a mocap file")
     preview.add_argument("--out", required=True, metavar="FILE", help="output .mp4 or .png")
@@ -327,14 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", parents=[parent], help="evaluate a model or baseline on the synthetic test set")
     ev.add_argument("--model", required=True, metavar="PATH|BASELINE",
                     help="a trained checkpoint, or a baseline name (identity-baseline)")
-    ev.add_argument("--split", choices=["train", "val", "test"], default="test")
-    ev.add_argument("--seed", type=int, default=0, help="seed of the cameras, noise and occlusions")
+    _clip_set_args(ev)
     ev.add_argument("--report", metavar="FILE", help="write the full report (JSON) here")
-    ev.add_argument("--data", metavar="DIR", help="evaluate on this folder of mocap instead (every clip is test)")
     ev.add_argument("--obs", choices=["synthetic", "rendered"], default="synthetic",
                     help="synthetic: projected landmarks with MediaPipe's measured noise (fast); "
                          "rendered: the real MediaPipe on rendered frames (rendered on first use)")
-    ev.add_argument("--cameras", type=int, default=3, help="rendered: cameras per clip")
     ev.set_defaults(handler=cmd_eval)
     for name, (help_text, issue) in _PLANNED.items():
         p = sub.add_parser(name, parents=[parent], help=f"{help_text} (not built yet)")

@@ -8,9 +8,9 @@ import torch
 
 from engine.body import SMPL_JOINT_NAMES, load_default_body
 from engine.camera import Camera, intrinsics, look_at
-from engine.observations import (BODY_LANDMARKS, LANDMARK_NAMES, MEDIAPIPE_STATS_PATH, MIRROR, Events, L,
-                                 NoiseModel, facing_yaw, landmarks_3d, observe_clip, sample_camera,
-                                 synthesize)
+from engine.observations import (BODY_LANDMARKS, hidden_by_body, LANDMARK_NAMES, LANDMARK_OFFSET, MEDIAPIPE_RENDERED_PATH,
+                                 MEDIAPIPE_STATS_PATH, MIRROR, Events, L, NoiseModel, facing_yaw,
+                                 landmarks_3d, observe_clip, sample_camera, smooth_noise, synthesize)
 
 J = {n: i for i, n in enumerate(SMPL_JOINT_NAMES)}
 NO_EVENTS = Events(limb_spans=(), missing_spans=(), swap_spans=())
@@ -87,9 +87,18 @@ def test_mirror_pairs_left_and_right():
     assert LANDMARK_NAMES[MIRROR[L["left_heel"]]] == "right_heel" and MIRROR[L["nose"]] == L["nose"]
 
 
-def test_landmark_geometry_matches_mediapipe_measurements(body):
-    """The offsets' documented targets, against assets/mediapipe_stats.json (MediaPipe's world
-    landmarks on the real clips)."""
+def test_the_rig_is_fitted_to_mediapipe_on_rendered_frames():
+    """assets/mediapipe_rendered.json (`genmo-live data compare-obs`) was measured with this rig,
+    and its fit moves no landmark by a centimetre more: the rig is where MediaPipe puts them."""
+    report = json.loads(MEDIAPIPE_RENDERED_PATH.read_text())
+    for name, offset in report["rig_offsets_used_m"].items():
+        np.testing.assert_allclose(LANDMARK_OFFSET[L[name]], offset, atol=1e-4, err_msg=name)
+    assert max(np.abs(r["rig_correction_m"]).max() for r in report["landmarks"]) < 0.01
+
+
+def test_the_rig_keeps_mediapipe_s_proportions(body):
+    """Against MediaPipe's own world landmarks on real video (assets/mediapipe_stats.json): the
+    fitted rig keeps the body's proportions (torso, hip/shoulder width, hand and foot points)."""
     geometry = json.loads(MEDIAPIPE_STATS_PATH.read_text())["world_geometry"]
     joints, rot = posed(body)
     p = landmarks_3d(joints, rot)[0]
@@ -99,17 +108,12 @@ def test_landmark_geometry_matches_mediapipe_measurements(body):
 
     torso = np.linalg.norm((p[L["left_shoulder"]] + p[L["right_shoulder"]]) / 2
                            - (p[L["left_hip"]] + p[L["right_hip"]]) / 2)
-    ours = {
-        "torso_length": torso,
-        "wrist_index": dist("left_wrist", "left_index"), "wrist_pinky": dist("left_wrist", "left_pinky"),
-        "wrist_thumb": dist("left_wrist", "left_thumb"), "ankle_heel": dist("left_ankle", "left_heel"),
-        "ankle_foot_index": dist("left_ankle", "left_foot_index"),
-        "ear_width": dist("left_ear", "right_ear"),
-    }
-    for key, value in ours.items():
-        assert value == pytest.approx(geometry[key], rel=0.06), key
+    assert torso == pytest.approx(geometry["torso_length"], rel=0.1)
+    assert dist("left_wrist", "left_index") == pytest.approx(geometry["wrist_index"], rel=0.15)
+    # On our renders MediaPipe puts the toe 18 cm from the ankle; on the real clips' people 15 cm.
+    assert dist("left_ankle", "left_foot_index") == pytest.approx(geometry["ankle_foot_index"], rel=0.25)
     ratio = dist("left_hip", "right_hip") / dist("left_shoulder", "right_shoulder")
-    assert ratio == pytest.approx(geometry["hip_width"] / geometry["shoulder_width"], rel=0.02)
+    assert ratio == pytest.approx(geometry["hip_width"] / geometry["shoulder_width"], rel=0.15)
 
 
 def test_face_points_ride_on_the_head(body):
@@ -140,32 +144,47 @@ def standing(body, T=90):
     return posed(body, T=T, root=np.tile(body.rest_joints[0].numpy(), (T, 1)))
 
 
-def test_still_person_gets_the_measured_jitter_and_visibility(body, noise):
-    joints, rot = standing(body, T=400)
+def test_still_person_gets_the_measured_error_and_visibility(body, noise):
+    """Standing still, no events: the error against the truth has the measured size (the detector's
+    slow error, the jitter on top) and smoothness; visibility sits at the measured level."""
+    joints, rot = standing(body, T=600)
     cam = front_camera()
     obs = synthesize(landmarks_3d(joints, rot), cam, noise, NO_EVENTS, np.random.default_rng(0))
     true_uv, _ = cam.project(landmarks_3d(joints, rot))
     box_h = true_uv[0, :, 1].max() - true_uv[0, :, 1].min()
-    err = (obs.keypoints - true_uv)[:, list(BODY_LANDMARKS)]
-    ok = np.abs(err).max(-1) < 5 * box_h * noise.jitter[list(BODY_LANDMARKS)].max()  # drop outliers
-    measured = err[ok].std() / box_h
-    assert measured == pytest.approx(noise.jitter[list(BODY_LANDMARKS)].mean(), rel=0.25)
-    assert obs.detected.all() and not obs.partly_occluded().any()
-    np.testing.assert_allclose(obs.visibility[50:].mean(0)[list(BODY_LANDMARKS)],
-                               noise.visible_level[list(BODY_LANDMARKS)], atol=0.02)
+    err = (obs.keypoints - true_uv) / box_h
+    for lm in (L["nose"], L["left_shoulder"], L["right_wrist"], L["left_ankle"]):
+        expected = np.hypot(noise.error_std[lm], noise.jitter[lm])
+        assert err[:, lm].std() == pytest.approx(expected, rel=0.3), LANDMARK_NAMES[lm]
+        lag1 = np.corrcoef(err[:-1, lm, 0], err[1:, lm, 0])[0, 1]
+        assert lag1 == pytest.approx(np.exp(-1 / (4 * noise.error_smooth[lm] ** 2)), abs=0.08)
+    assert obs.detected.all()
+    np.testing.assert_allclose(obs.visibility[50:].mean(0), np.clip(noise.visible_level, 0, 1), atol=0.02)
 
 
-def test_limb_span_hides_the_limb_and_visibility_ramps(body, noise):
-    joints, rot = standing(body)
+def test_smooth_noise_has_unit_variance_and_the_asked_smoothness():
+    x = smooth_noise(np.random.default_rng(0), 4000, np.array([1.0, 2.0, 5.0] * 11))
+    np.testing.assert_allclose(x.std(0)[:3], 1.0, atol=0.08)
+    lag1 = [np.corrcoef(x[:-1, k, 0], x[1:, k, 0])[0, 1] for k in range(3)]
+    np.testing.assert_allclose(lag1, np.exp(-1 / (4 * np.array([1.0, 2.0, 5.0]) ** 2)), atol=0.05)
+
+
+def test_limb_span_lowers_the_limb_s_visibility_gradually(body, noise):
+    """An arm behind something: its visibility falls to what MediaPipe reports for hidden arms
+    (measured on rendered frames: about 0.5, so often still above the threshold) and comes back,
+    never jumping; frames where it is missing are the partly occluded ones."""
+    joints, rot = standing(body, T=200)
     left_arm = tuple(L[f"left_{n}"] for n in ("elbow", "wrist", "pinky", "index", "thumb"))
-    events = Events(limb_spans=((30, 60, left_arm),), missing_spans=(), swap_spans=())
+    events = Events(limb_spans=((30, 160, left_arm),), missing_spans=(), swap_spans=())
     obs = synthesize(landmarks_3d(joints, rot), front_camera(), noise, events, np.random.default_rng(1))
     vis = obs.visibility[:, L["left_wrist"]]
-    assert (vis[:30] > 0.5).all() and (vis[38:60] < 0.5).all() and (vis[70:] > 0.5).all()
+    assert vis[45:160].mean() == pytest.approx(noise.hidden_level[L["left_wrist"]], abs=0.05)
+    assert vis[:30].mean() == pytest.approx(noise.visible_level[L["left_wrist"]], abs=0.05)
+    assert vis[175:].mean() == pytest.approx(noise.visible_level[L["left_wrist"]], abs=0.05)
     assert np.abs(np.diff(vis)).max() < 0.2  # MediaPipe's visibility never jumps
-    occluded = obs.partly_occluded()
-    assert occluded[38:60].all() and not occluded[:30].any() and not occluded[70:].any()
-    assert (obs.visibility[:, L["right_wrist"]] > 0.5).all()
+    body_missing = obs.missing_landmarks()[:, list(BODY_LANDMARKS)].any(-1)
+    np.testing.assert_array_equal(obs.partly_occluded(), body_missing)
+    assert body_missing[:30].sum() == 0 and body_missing[45:160].sum() > 20
 
 
 def test_missing_span_has_no_detection(body, noise):
@@ -193,15 +212,20 @@ def test_truncation_at_the_image_border(body, noise):
 
 
 def test_the_far_arm_is_hidden_by_the_body_in_a_side_view(body, noise):
-    pose = np.zeros((10, 24, 3))
+    pose = np.zeros((60, 24, 3))
     pose[:, J["left_shoulder"]] = [0.0, 0.0, -1.3]  # arms down along the body
     pose[:, J["right_shoulder"]] = [0.0, 0.0, 1.3]
-    joints, rot = posed(body, T=10, pose=pose)
+    joints, rot = posed(body, T=60, pose=pose)
     R, t = look_at(np.array([3.0, 1.0, 0.0]), np.array([0.0, 1.0, 0.0]))  # camera on the body's left
     cam = Camera(K=intrinsics(640, 480, 60.0), R=R, t=t, width=640, height=480)
-    obs = synthesize(landmarks_3d(joints, rot), cam, noise, NO_EVENTS, np.random.default_rng(4))
-    assert (obs.visibility[:, L["right_elbow"]] < 0.5).all()
-    assert (obs.visibility[:, L["left_elbow"]] > 0.5).all()
+    pts = landmarks_3d(joints, rot)
+    uv, depth = cam.project(pts)
+    hidden = hidden_by_body(uv, depth, cam.focal)
+    assert hidden[:, L["right_elbow"]].all() and not hidden[:, L["left_elbow"]].any()
+    obs = synthesize(pts, cam, noise, NO_EVENTS, np.random.default_rng(4))
+    far, near = obs.visibility[20:, L["right_elbow"]].mean(), obs.visibility[20:, L["left_elbow"]].mean()
+    assert far == pytest.approx(noise.hidden_level[L["right_elbow"]], abs=0.05)
+    assert near == pytest.approx(noise.visible_level[L["left_elbow"]], abs=0.05)
 
 
 def test_a_swap_exchanges_left_and_right(body, noise):
@@ -237,5 +261,8 @@ def test_noise_model_reads_the_measurements(noise):
     assert noise.jitter.shape == (33,) and (noise.jitter > 0).all()
     assert (noise.jitter < np.asarray(stats["jitter_px_per_height"])).all()  # still < pooled
     assert (noise.jitter_at(np.full((1, 33), 5.0)) <= np.asarray(stats["jitter_px_per_height"]) + 1e-12).all()
-    assert 0.5 < noise.vis_lag < 0.98 and (noise.hidden_level < 0.5).all() and (noise.visible_level > 0.8).all()
+    assert 0.5 < noise.vis_lag < 0.98 and (noise.visible_level > 0.7).all()
+    limbs = [L[f"{s}_{n}"] for s in ("left", "right") for n in ("elbow", "wrist", "knee", "ankle")]
+    assert (noise.hidden_level[limbs] < noise.visible_level[limbs] - 0.2).all()
+    assert (noise.error_std > noise.jitter).all() and (noise.error_smooth >= 1.0).all()
     assert 0 < noise.flip_rate < 0.05 and 0 < noise.limb_swap_rate < 0.05
