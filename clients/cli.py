@@ -196,8 +196,7 @@ def _render(args, cfg, body, cache, split, clips, preview=None) -> Path:
 
 def cmd_eval(args, cfg) -> int:
     from engine.body import load_body
-    from engine.evaluate import (BASELINES, build_test_set, evaluate, format_report, rendered_test_set,
-                                 write_report)
+    from engine.evaluate import BASELINES, build_test_set, evaluate, format_report, rendered_test_set
     from engine.rendered import load_rendered_set
 
     if args.model not in BASELINES:
@@ -218,11 +217,18 @@ def cmd_eval(args, cfg) -> int:
     report = evaluate(BASELINES[args.model](body), items)
     report = {"model": args.model, "split": split, "seed": args.seed, "obs": args.obs, "data": str(cache),
               **report}
-    print(format_report(report))
-    if args.report:
-        write_report(report, Path(args.report))
-        print(f"wrote {args.report}")
+    _print_and_save(format_report(report), report, args.report)
     return 0
+
+
+def _print_and_save(text: str, report: dict, path: str | None) -> None:
+    """Print a report's table and, when asked, write the report as JSON."""
+    from engine.evaluate import write_report
+
+    print(text)
+    if path:
+        write_report(report, Path(path))
+        print(f"wrote {path}")
 
 
 def cmd_data_render(args, cfg) -> int:
@@ -260,7 +266,6 @@ def cmd_data_render(args, cfg) -> int:
 
 
 def cmd_data_compare_obs(args, cfg) -> int:
-    from engine.evaluate import write_report
     from engine.obs_report import compare, format_report
     from engine.rendered import load_rendered_set
 
@@ -268,10 +273,7 @@ def cmd_data_compare_obs(args, cfg) -> int:
     cache, split, clips = _dataset_split(args, cfg, body)
     out = _render(args, cfg, body, cache, split, clips)
     report = compare(load_rendered_set(out, clips, args.cameras), clips, body)
-    print(format_report(report))
-    if args.report:
-        write_report(report, Path(args.report))
-        print(f"wrote {args.report}")
+    _print_and_save(format_report(report), report, args.report)
     return 0
 
 

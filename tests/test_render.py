@@ -166,3 +166,31 @@ def test_rendered_set_round_trips_and_resumes(renderer, body, tmp_path):
     np.testing.assert_allclose(b1.joints, job.joints, atol=1e-5)
     with pytest.raises(FileNotFoundError, match="rendered jobs missing"):
         load_rendered_set(out, clips, 3)
+
+
+@pytest.mark.slow
+def test_render_and_eval_rendered_from_the_command_line(renderer, tmp_path, capsys):
+    """`genmo-live data render --data DIR --preview` and `genmo-live eval --obs rendered --data DIR`
+    on a folder holding one real take (CMU 02_03, run/jog, 43 frames at 30 fps)."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from clients.cli import main
+
+    take = Path(__file__).resolve().parents[2] / "shared/data/mocap/cmu_iclone_ccbase_bvh/02_03.bvh.gz"
+    if not take.exists():
+        pytest.skip("no ../shared/data/mocap here")
+    data = tmp_path / "new_motion"
+    data.mkdir()
+    shutil.copy(take, data / "jog.bvh.gz")
+    common = ["--data", str(data), "--cameras", "1", "--data.cache_dir", str(tmp_path / "cache")]
+    preview = tmp_path / "preview.mp4"
+    assert main(["data", "render", *common, "--preview", str(preview)]) == 0
+    assert "1 jobs (0 already cached)" in capsys.readouterr().out and preview.stat().st_size > 10_000
+    report = tmp_path / "report.json"
+    assert main(["eval", "--model", "identity-baseline", "--obs", "rendered", *common, "--report", str(report)]) == 0
+    assert "0 jobs (1 already cached)" in capsys.readouterr().out
+    r = json.loads(report.read_text())
+    assert r["obs"] == "rendered" and r["n_clips"] == 1 and r["n_frames"] == 43
+    assert r["mpjpe_mm"] > 100 and r["rte_pct"] == pytest.approx(0.0, abs=1e-3)
