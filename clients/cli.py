@@ -20,7 +20,6 @@ log = logging.getLogger("genmo-live")
 # Subcommands whose parts are still being built, and the issue that brings each.
 _PLANNED = {
     "run": ("run the live pipeline (webcam, video file or WebRTC) and serve the viewer", 6),
-    "train": ("train the motion denoiser", 5),
 }
 
 
@@ -196,15 +195,13 @@ def _render(args, cfg, body, cache, split, clips, preview=None) -> Path:
 
 def cmd_eval(args, cfg) -> int:
     from engine.body import load_body
-    from engine.evaluate import BASELINES, build_test_set, evaluate, format_report, rendered_test_set
+    from engine.device import select_device
+    from engine.evaluate import BASELINES, build_test_set, evaluate, format_report, model_predictor, rendered_test_set
     from engine.rendered import load_rendered_set
 
-    if args.model not in BASELINES:
-        path = Path(args.model)
-        raise ConfigError(f"--model {args.model}: " + (
-            "trained checkpoints are evaluated once the engine exists (issue #5); "
-            if path.exists() else "no such file and no such baseline; ")
-            + f"baselines: {', '.join(BASELINES)}")
+    if args.model not in BASELINES and not Path(args.model).is_file():
+        raise ConfigError(f"--model {args.model}: no such file and no such baseline; "
+                          f"baselines: {', '.join(BASELINES)}")
     body = load_body(cfg.body)
     cache, split, clips = _dataset_split(args, cfg, body)
     if args.obs == "rendered":
@@ -214,9 +211,13 @@ def cmd_eval(args, cfg) -> int:
         items = build_test_set(clips, body, args.seed)
     print(f"evaluating {args.model} on {len(items)} {args.obs} {split} sequences "
           f"({sum(it.obs.num_frames for it in items)} frames), seed {args.seed}")
-    report = evaluate(BASELINES[args.model](body), items)
-    report = {"model": args.model, "split": split, "seed": args.seed, "obs": args.obs, "data": str(cache),
-              **report}
+    if args.model in BASELINES:
+        predictor = BASELINES[args.model](body)
+    else:
+        predictor = model_predictor(args.model, body, steps=args.ddim_steps, device=str(select_device(cfg.device)))
+    report = evaluate(predictor, items)
+    report = {"model": args.model, "split": split, "seed": args.seed, "obs": args.obs, "ddim_steps": args.ddim_steps,
+              "data": str(cache), **report}
     _print_and_save(format_report(report), report, args.report)
     return 0
 
@@ -229,6 +230,33 @@ def _print_and_save(text: str, report: dict, path: str | None) -> None:
     if path:
         write_report(report, Path(path))
         print(f"wrote {path}")
+
+
+def cmd_train(args, cfg) -> int:
+    import torch
+
+    from configs.config import resolve_path
+    from engine.body import load_body
+    from engine.dataset import load_clips
+    from engine.device import select_device
+    from engine.model import ModelConfig
+    from engine.train import TrainConfig, train
+
+    body = load_body(cfg.body)
+    cache = resolve_path(cfg.data.cache_dir)
+    _ensure_cache(resolve_path(cfg.data.mocap_dir), cache, body, resolve_path(cfg.data.cmu_index))
+    clips = load_clips(cache, "train")
+    device = str(select_device(cfg.device))
+    torch.set_num_threads(args.threads)
+    tc = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed)
+    mc = ModelConfig(width=args.width, layers=args.layers, heads=args.heads, mlp=args.mlp)
+    out = Path(args.out)
+    print(f"training a {mc.width}-wide, {mc.layers}-layer denoiser on {len(clips)} train clips "
+          f"({sum(len(c.pose) for c in clips) / 1800:.1f} min) for {tc.steps} steps of {tc.batch} windows "
+          f"on {device}; checkpoints in {out}")
+    path = train(clips, body, out, tc, mc, device=device, resume=args.resume)
+    print(f"wrote {path}")
+    return 0
 
 
 def cmd_data_render(args, cfg) -> int:
@@ -357,10 +385,25 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a trained checkpoint, or a baseline name (identity-baseline)")
     _clip_set_args(ev)
     ev.add_argument("--report", metavar="FILE", help="write the full report (JSON) here")
+    ev.add_argument("--ddim-steps", type=int, default=1, metavar="K",
+                    help="trained models: 1 = estimation mode (one pass), K > 1 = K DDIM steps")
     ev.add_argument("--obs", choices=["synthetic", "rendered"], default="synthetic",
                     help="synthetic: projected landmarks with MediaPipe's measured noise (fast); "
                          "rendered: the real MediaPipe on rendered frames (rendered on first use)")
     ev.set_defaults(handler=cmd_eval)
+    tr = sub.add_parser("train", parents=[parent], help="train the motion denoiser (resumable)")
+    tr.add_argument("--out", default="runs/default", metavar="DIR", help="checkpoint folder (git-ignored)")
+    tr.add_argument("--steps", type=int, default=3000)
+    tr.add_argument("--batch", type=int, default=24, help="windows of 120 frames per step")
+    tr.add_argument("--lr", type=float, default=4e-4)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--width", type=int, default=256)
+    tr.add_argument("--layers", type=int, default=6)
+    tr.add_argument("--heads", type=int, default=4)
+    tr.add_argument("--mlp", type=int, default=1024)
+    tr.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    tr.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    tr.set_defaults(handler=cmd_train)
     for name, (help_text, issue) in _PLANNED.items():
         p = sub.add_parser(name, parents=[parent], help=f"{help_text} (not built yet)")
         p.set_defaults(handler=None, issue=issue)

@@ -172,13 +172,14 @@ def load_clips(cache_dir: Path, split: str) -> list[Clip]:
     index = json.loads((cache_dir / "index.json").read_text())
     meta = {r["clip"]: r for r in index["clips"]}
     with np.load(cache_dir / f"{split}.npz") as d:
-        start = d["clip_start"]
-        out = []
-        for i, name in enumerate(d["clip"]):
-            a, b = start[i], start[i + 1]
-            r = meta[str(name)]
-            out.append(Clip(clip=str(name), subject=r["subject"], split=split, caption=r["caption"],
-                            pose=d["pose"][a:b], root=d["root"][a:b], contacts=d["contacts"][a:b]))
+        # Each d[key] decompresses the whole array again: read every array once.
+        names, start, pose, root, contacts = (d[k] for k in ("clip", "clip_start", "pose", "root", "contacts"))
+    out = []
+    for i, name in enumerate(names):
+        a, b = start[i], start[i + 1]
+        r = meta[str(name)]
+        out.append(Clip(clip=str(name), subject=r["subject"], split=split, caption=r["caption"],
+                        pose=pose[a:b], root=root[a:b], contacts=contacts[a:b]))
     return out
 
 

@@ -115,6 +115,36 @@ def ground_truth(body: Body) -> Predictor:
     return predict
 
 
+def model_predictor(path: Path | str, body: Body, steps: int = 1, device: str = "cpu") -> Predictor:
+    """A trained denoiser (engine.train checkpoint) over each whole test sequence at once, the
+    sliding attention window covering sequences longer than it: estimation mode for steps = 1,
+    DDIM from the estimation start for more."""
+    from engine.conditions import assumed_focal, landmark_conditions, batch_conditions
+    from engine.diffusion import cosine_alpha_bar, ddim
+    from engine.kinematics import forward_kinematics
+    from engine.motion import decode
+    from engine.train import camera_joints, load_model
+
+    model, norm, _ = load_model(path, device)
+    rest = body.rest_joints.to(device)
+    alpha_bar = cosine_alpha_bar().to(device)
+
+    @torch.inference_mode()
+    def predict(item: TestItem) -> Prediction:
+        cam = item.obs.camera
+        cond = batch_conditions([landmark_conditions(item.obs.keypoints, item.obs.visibility, cam.width,
+                                                     cam.height, assumed_focal(cam.width))], device)
+        x = torch.zeros(1, item.obs.num_frames, norm.mean.shape[0], device=device)
+        x0 = ddim(lambda x_t, t: model(x_t, t, cond)[0], x, steps, alpha_bar)
+        motion = decode(norm.inverse(x0)[0])
+        _, joints_cam = camera_joints(motion, rest)
+        joints_world, _ = forward_kinematics(motion["local_rot"], rest, body.parents, motion["root_world"])
+        return Prediction(joints_cam=joints_cam.double().cpu().numpy(),
+                          joints_world=joints_world.double().cpu().numpy())
+
+    return predict
+
+
 BASELINES: dict[str, Callable[[Body], Predictor]] = {"identity-baseline": identity_baseline,
                                                      "ground-truth": ground_truth}
 

@@ -487,13 +487,10 @@ def _limbs(*sources: str) -> dict[str, str]:
 # both collars hang from, and the shared joint is picked by height (SMPL spine1/2/3 sit roughly
 # 10/21/33 cm above the pelvis). Hands: middle-finger root where there is one, else the hand end.
 _SMPL_MAPS: dict[str, dict[str, str]] = {
-    # ACCAD MotionBuilder export: ToSpine 8 cm, Spine 19 cm, Spine1 32 cm above Hips.
-    "accad": _sided({"pelvis": "Hips", "spine1": "ToSpine", "spine2": "Spine", "spine3": "Spine1",
-                     "neck": "Neck", "head": "Head",
-                     **_limbs("{s}UpLeg", "{s}Leg", "{s}Foot", "{s}ToeBase", "{s}Shoulder",
-                              "{s}Arm", "{s}ForeArm", "{s}Hand", "{s}Hand_end")}, "Left", "Right"),
-    # ACCAD without ToSpine (Male2 B24, C19, C20): Spine 10 cm, Spine1 22 cm.
-    "accad_no_tospine": _sided({"pelvis": "Hips", "spine1": "Spine", "spine2": "Spine1",
+    # ACCAD MotionBuilder export: Spine 10 cm, Spine1 22-30 cm above Hips. Its ToSpine (absent in
+    # Male2 B24, C19, C20) is a helper 7 cm in FRONT of the hips, not above them: aiming the
+    # pelvis at it pitched the retargeted pelvis by 90°, so it is skipped like a twist bone.
+    "accad": _sided({"pelvis": "Hips", "spine1": "Spine", "spine2": "Spine1",
                                 "spine3": "Spine1", "neck": "Neck", "head": "Head",
                                 **_limbs("{s}UpLeg", "{s}Leg", "{s}Foot", "{s}ToeBase",
                                          "{s}Shoulder", "{s}Arm", "{s}ForeArm", "{s}Hand",

@@ -118,6 +118,7 @@ def landmarks_3d(joints: np.ndarray, world_rot: np.ndarray, stature: float = RIG
 # ---------------------------------------------------------------------------------------------
 
 IMAGE_SIZES = ((640, 480), (1280, 720))
+MIN_DEPTH_M = 1.0
 
 
 def facing_yaw(world_rot: np.ndarray) -> float:
@@ -131,7 +132,8 @@ def sample_camera(rng: np.random.Generator, root: np.ndarray, yaw: float) -> Cam
 
     In front of the person 80 % of the time (azimuth within ~30° of their heading), anywhere
     around them otherwise; pitch is what aims it at 1 m above the floor, kept within ±15°,
-    plus a little noise; roll ~ N(0, 2°)."""
+    plus a little noise; roll ~ N(0, 2°); moved back when the pelvis path would come nearer
+    than MIN_DEPTH_M."""
     width, height = IMAGE_SIZES[rng.integers(len(IMAGE_SIZES))]
     K = intrinsics(width, height, rng.uniform(45.0, 75.0))
     distance, cam_height = rng.uniform(1.5, 6.0), rng.uniform(0.8, 2.0)
@@ -143,6 +145,11 @@ def sample_camera(rng: np.random.Generator, root: np.ndarray, yaw: float) -> Cam
     pitch += rng.normal(0.0, np.radians(3))
     target = np.array([centre[0], cam_height + distance * np.tan(pitch), centre[2]])
     R, t = look_at(position, target, roll_deg=float(np.clip(rng.normal(0.0, 2.0), -6, 6)))
+    # A person who walks far could pass the camera: step it back along its view (like GEM's
+    # camera augmentation) until the whole path stays at least MIN_DEPTH_M in front of it.
+    nearest = float((root @ R.T + t)[:, 2].min())
+    if nearest < MIN_DEPTH_M:
+        t = t + np.array([0.0, 0.0, MIN_DEPTH_M - nearest])
     return Camera(K=K, R=R, t=t, width=width, height=height)
 
 
@@ -401,7 +408,7 @@ def synthesize(points: np.ndarray, camera: Camera, noise: NoiseModel, events: Ev
 
     with np.errstate(invalid="ignore"):
         box_h = np.nanmax(uv[..., 1], -1) - np.nanmin(uv[..., 1], -1)
-    box_h = np.nan_to_num(box_h, nan=camera.height / 2)[:, None, None]
+    box_h = np.maximum(np.nan_to_num(box_h, nan=camera.height / 2), 1.0)[:, None, None]
 
     occluded = np.zeros((T, NUM_LANDMARKS), bool)
     for start, end, group in events.limb_spans:

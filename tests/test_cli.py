@@ -40,7 +40,7 @@ def test_bad_setting_is_a_clear_error():
     assert "config key 'body.stature': expected float, got 'tall'" in out.stderr
 
 
-@pytest.mark.parametrize("command", ["run", "train"])
+@pytest.mark.parametrize("command", ["run"])
 def test_unbuilt_subcommands_say_so(command, capsys):
     assert main([command]) == 2
     assert "not built yet" in capsys.readouterr().err

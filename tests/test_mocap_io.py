@@ -110,7 +110,7 @@ def test_bvh_zxy_fk_units_fps_and_rotations(tmp_path):
     assert (m.clip, m.dataset, m.subject, m.cmu_id) == ("accad_bvh/Male9_A1_Test", "accad_bvh",
                                                        "accad:Male9", None)
     assert m.fps == 30.0 and m.num_frames == 2
-    assert m.smpl_map["left_hand"] == "LeftHand_end" and m.smpl_map["spine1"] == "ToSpine"
+    assert m.smpl_map["left_hand"] == "LeftHand_end" and m.smpl_map["spine1"] == "Spine"  # ToSpine is skipped
     assert "LeftHand_end" in m.names and "Head_end" in m.names and "LeftToeBase_end" not in m.names
     assert m.rest_positions.dtype == m.positions.dtype == m.rotations.dtype == np.float32
     expected_rest = {"Hips": (0.10, 1.00, -0.20), "LeftHand": (0.85, 1.50, -0.20),
