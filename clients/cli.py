@@ -102,12 +102,15 @@ def cmd_info(args, cfg) -> int:
 def cmd_bench(args, cfg) -> int:
     import torch
 
-    from bench import kinematics
+    from bench import engine, kinematics
 
     torch.set_num_threads(args.threads)
     print(f"genmo-live bench {args.target}: {args.threads} torch threads, median of {args.repeats} runs")
-    rows = kinematics.run(args.repeats)
-    print(json.dumps(rows, indent=2) if args.json else kinematics.format_rows(rows))
+    if args.target == "engine":
+        rows, fmt = engine.run(args.repeats, args.model), engine.format_rows
+    else:
+        rows, fmt = kinematics.run(args.repeats), kinematics.format_rows
+    print(json.dumps(rows, indent=2) if args.json else fmt(rows))
     return 0
 
 
@@ -349,7 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print the report as JSON")
     info.set_defaults(handler=cmd_info)
     bench = sub.add_parser("bench", parents=[parent], help="benchmark speed against a baseline")
-    bench.add_argument("target", choices=["kinematics"], help="what to benchmark")
+    bench.add_argument("target", choices=["kinematics", "engine"], help="what to benchmark")
+    bench.add_argument("--model", metavar="PATH", help="engine: also time this checkpoint")
     bench.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     bench.add_argument("--repeats", type=int, default=50, help="timed runs per case (median reported)")
     bench.add_argument("--json", action="store_true", help="print the rows as JSON")

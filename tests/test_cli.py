@@ -56,6 +56,14 @@ def test_bench_kinematics_runs_with_baseline():
     assert any(r["case"].startswith("LBS") for r in rows)
 
 
+def test_bench_engine_times_every_size_and_step_count():
+    out = run_cli("bench", "engine", "--repeats", "2", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout[out.stdout.index("["):])
+    assert {(r["case"].split(" ")[0], r["steps"]) for r in rows} == {(w, k) for w in ("256", "192") for k in (1, 2, 5)}
+    assert all(r["ms"] > 0 and r["params_m"] > 1 for r in rows)
+
+
 def test_missing_smpl_model_is_a_clear_error(tmp_path):
     out = run_cli("info", "--body.model", "smpl", "--body.smpl_path", str(tmp_path / "nowhere"))
     assert out.returncode == 2
