@@ -251,7 +251,8 @@ def cmd_train(args, cfg) -> int:
     clips = load_clips(cache, "train")
     device = str(select_device(cfg.device))
     torch.set_num_threads(args.threads)
-    tc = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed)
+    tc = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, rendered=args.rendered or "",
+                     rendered_share=args.rendered_share)
     mc = ModelConfig(width=args.width, layers=args.layers, heads=args.heads, mlp=args.mlp)
     out = Path(args.out)
     print(f"training a {mc.width}-wide, {mc.layers}-layer denoiser on {len(clips)} train clips "
@@ -407,6 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--mlp", type=int, default=1024)
     tr.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     tr.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    tr.add_argument("--rendered", metavar="DIR", help="a rendered set of train clips (genmo-live data render "
+                                                     "--split train) to mix in: real MediaPipe output")
+    tr.add_argument("--rendered-share", type=float, default=0.3, help="share of windows from --rendered")
     tr.set_defaults(handler=cmd_train)
     for name, (help_text, issue) in _PLANNED.items():
         p = sub.add_parser(name, parents=[parent], help=f"{help_text} (not built yet)")

@@ -56,9 +56,6 @@ class Conditions:
     text_mask: torch.Tensor | None = None
     text_frames: torch.Tensor | None = None
 
-    def without_text(self) -> "Conditions":
-        return Conditions(self.keypoints, self.visible, self.box, self.has_box)
-
 
 def sinusoid(t: torch.Tensor, dim: int) -> torch.Tensor:
     """(B,) integer steps -> (B, dim) sinusoidal embedding (base 10000)."""

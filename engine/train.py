@@ -56,6 +56,8 @@ class TrainConfig:
     warmup: int = 200
     refresh: int = 300             # steps between new observations of every clip
     drop_observations: float = 0.25  # generation pass: share of windows with no observation at all
+    rendered: str = ""             # a rendered set of the train clips (genmo-live data render --split train)
+    rendered_share: float = 0.3    # share of windows taken from it, when given
     seed: int = 0
     log_every: int = 25
     loss_weights: dict = field(default_factory=lambda: {"x0": 1.0, "joints": 300.0, "reproj": 30.0,
@@ -91,17 +93,9 @@ class Prepared:
     size: tuple
 
 
-def prepare(clip: Clip, body: Body, noise: NoiseModel, seed: int, rng: np.random.Generator,
-            augment: bool = True) -> Prepared:
-    pose, root, contacts = clip.pose, clip.root, clip.contacts
-    if augment:
-        if rng.random() < 0.5:
-            pose, root, contacts = mirror(pose, root, contacts)
-        pose, root, contacts = change_speed(pose, root, contacts, float(rng.uniform(0.8, 1.25)))
-    out = body.pose(torch.from_numpy(pose), torch.from_numpy(root))
-    joints = out["joints"].numpy().astype(np.float64)
-    world_rot = out["world_rot"].numpy().astype(np.float64)
-    obs = observe_clip(clip.clip, joints, world_rot, seed, noise, body.stature)
+def as_prepared(pose: np.ndarray, root: np.ndarray, contacts: np.ndarray, obs) -> Prepared:
+    """A clip's motion (pose (T, 24, 3) axis-angle, root (T, 3)) and what a camera saw of it
+    (engine.observations.Observation, synthetic or rendered) as training targets and conditions."""
     cam = obs.camera
     focal = assumed_focal(cam.width)
     local = axis_angle_to_matrix(torch.from_numpy(pose.astype(np.float64)))
@@ -112,14 +106,43 @@ def prepare(clip: Clip, body: Body, noise: NoiseModel, seed: int, rng: np.random
                     size=(cam.width, cam.height))
 
 
-def sample_windows(prepared: list[Prepared], batch: int, window: int, rng: np.random.Generator, device):
+def prepare(clip: Clip, body: Body, noise: NoiseModel, seed: int, rng: np.random.Generator,
+            augment: bool = True) -> Prepared:
+    """A clip, augmented (mirror, speed), seen through a new synthetic webcam."""
+    pose, root, contacts = clip.pose, clip.root, clip.contacts
+    if augment:
+        if rng.random() < 0.5:
+            pose, root, contacts = mirror(pose, root, contacts)
+        pose, root, contacts = change_speed(pose, root, contacts, float(rng.uniform(0.8, 1.25)))
+    out = body.pose(torch.from_numpy(pose), torch.from_numpy(root))
+    joints = out["joints"].numpy().astype(np.float64)
+    world_rot = out["world_rot"].numpy().astype(np.float64)
+    return as_prepared(pose, root, contacts, observe_clip(clip.clip, joints, world_rot, seed, noise, body.stature))
+
+
+def prepare_rendered(rendered: list, clips: list[Clip]) -> list[Prepared]:
+    """The jobs of a rendered set (engine.rendered.RenderedItem): the real MediaPipe's output on
+    rendered frames of the clips, with their true motion as targets."""
+    by_name = {c.clip: c for c in clips}
+    return [as_prepared(by_name[r.clip].pose, by_name[r.clip].root, by_name[r.clip].contacts, r.obs)
+            for r in rendered if r.clip in by_name]
+
+
+def sample_windows(prepared: list[Prepared], batch: int, window: int, rng: np.random.Generator, device,
+                   rendered: list[Prepared] = (), rendered_share: float = 0.0):
     """A batch of windows: (x (B, L, 144), Conditions, contacts (B, L, 6), valid (B, L), focal (B,),
-    size (B, 2)); clips shorter than the window are padded with their last frame (valid False)."""
-    lengths = np.array([len(p.x) for p in prepared], float)
-    picks = rng.choice(len(prepared), batch, p=lengths / lengths.sum())
+    size (B, 2)); clips shorter than the window are padded with their last frame (valid False).
+    A `rendered_share` of the windows, on average, come from `rendered` (real detector output)."""
+    share = rendered_share if len(rendered) else 0.0
+    pool = list(prepared) + list(rendered)
+    lengths = np.array([len(p.x) for p in pool], float)
+    synthetic = np.arange(len(pool)) < len(prepared)
+    weight = np.where(synthetic, lengths / lengths[synthetic].sum() * (1 - share),
+                      lengths / max(lengths[~synthetic].sum(), 1.0) * share)
+    picks = rng.choice(len(pool), batch, p=weight / weight.sum())
     xs, conds, contacts, valid = [], {k: [] for k in ("keypoints", "visible", "box", "has_box")}, [], []
     for i in picks:
-        p = prepared[i]
+        p = pool[i]
         T = len(p.x)
         start = int(rng.integers(0, max(T - window, 0) + 1))
         idx = np.minimum(np.arange(start, start + window), T - 1)
@@ -134,8 +157,8 @@ def sample_windows(prepared: list[Prepared], batch: int, window: int, rng: np.ra
 
     c = Conditions(keypoints=t(conds["keypoints"]), visible=t(conds["visible"], torch.bool), box=t(conds["box"]),
                    has_box=t(conds["has_box"], torch.bool))
-    focal = torch.tensor([prepared[i].focal for i in picks], device=device)
-    size = torch.tensor([prepared[i].size for i in picks], dtype=torch.float32, device=device)
+    focal = torch.tensor([pool[i].focal for i in picks], device=device)
+    size = torch.tensor([pool[i].size for i in picks], dtype=torch.float32, device=device)
     return t(xs), c, t(contacts), t(valid, torch.bool), focal, size
 
 
@@ -234,6 +257,13 @@ def train(clips: list[Clip], body: Body, out_dir: Path, cfg: TrainConfig, model_
         # Camera-dependent dimensions (root orientation and translation in the camera) vary with
         # the camera: take their statistics over a few rounds of cameras, not one per clip.
         norm = fit_normalizer(prepared + [p for r in (10**6, 10**6 + 1) for p in observe(r)]).to(device)
+    rendered = []
+    if cfg.rendered:
+        from engine.rendered import load_job
+
+        rendered = prepare_rendered([load_job(p) for p in sorted(Path(cfg.rendered).glob("*.npz"))], clips)
+        log.info("mixing %d rendered jobs (real MediaPipe output) into %.0f %% of the windows",
+                 len(rendered), 100 * cfg.rendered_share)
     started = time.time()
     bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step")
     model.train()
@@ -243,7 +273,8 @@ def train(clips: list[Clip], body: Body, out_dir: Path, cfg: TrainConfig, model_
         lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
         for group in opt.param_groups:
             group["lr"] = lr
-        x, c, contacts, valid, focal, size = sample_windows(prepared, cfg.batch, cfg.window, rng, device)
+        x, c, contacts, valid, focal, size = sample_windows(prepared, cfg.batch, cfg.window, rng, device,
+                                                            rendered, cfg.rendered_share)
         x = norm(x)
         B = x.shape[0]
         # Estimation pass: zeros at the last step.

@@ -287,3 +287,30 @@ def test_train_writes_a_checkpoint_that_loads_and_resumes(tmp_path):
     c = conditions(B=1, L=10)
     with torch.no_grad():
         assert torch.equal(again.eval()(x, torch.tensor([999]), c)[0], load_model(path)[0](x, torch.tensor([999]), c)[0])
+
+
+def test_windows_mix_rendered_observations_at_the_asked_share():
+    """Training windows come from the rendered set (real detector output) at `rendered_share`."""
+    from engine.observations import NoiseModel, observe_clip
+    from engine.rendered import RenderedItem
+    from engine.train import prepare, prepare_rendered, sample_windows
+
+    body = load_default_body()
+    rng = np.random.default_rng(0)
+    clips = toy_clips(2)
+    synthetic = [prepare(c, body, NoiseModel.load(), 0, rng) for c in clips]
+    out = body.pose(torch.from_numpy(clips[0].pose), torch.from_numpy(clips[0].root))
+    obs = observe_clip(clips[0].clip, out["joints"].numpy().astype(float), out["world_rot"].numpy().astype(float),
+                       0, NoiseModel.load())
+    # A "rendered" job whose detector put every landmark at one pixel: a 1-pixel box, recognisable.
+    obs.keypoints[:] = 7.0
+    obs.visibility[:] = 1.0
+    obs.detected[:] = True
+    item = RenderedItem(clips[0].clip, 0, obs, np.zeros((90, 33, 3)), out["joints"].numpy(), {})
+    rendered = prepare_rendered([item], clips)
+    assert len(rendered) == 1 and rendered[0].x.shape == (90, 144)  # the clip as rendered, unaugmented
+    _, c, *_ = sample_windows(synthetic, 400, 30, rng, "cpu", rendered, rendered_share=0.25)
+    from_rendered = (c.box[..., 2] < 0.01).all(-1)
+    assert 0.18 < from_rendered.float().mean().item() < 0.32
+    _, c, *_ = sample_windows(synthetic, 100, 30, rng, "cpu")
+    assert not (c.box[..., 2] < 0.01).all(-1).any()
