@@ -1,6 +1,5 @@
 """engine.captions: captions of synthetic motions built with the default body, and of real clips."""
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +11,6 @@ from engine.body import SMPL_JOINT_NAMES, load_default_body
 FPS = 30.0
 J = {n: i for i, n in enumerate(SMPL_JOINT_NAMES)}
 BODY = load_default_body()
-CACHE = Path(__file__).resolve().parents[1] / "data_cache"
 
 
 def posed(yaw, root, pose=None):
@@ -194,14 +192,13 @@ def test_short_clips_and_torch_inputs():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (CACHE / "train.npz").exists(), reason="needs the dataset cache (genmo-live data build)")
-def test_real_clips_get_the_captions_their_names_say():
+def test_real_clips_get_the_captions_their_names_say(dataset_cache):
     from engine.dataset import load_clips
 
     expected = {"walk": C.WALK_FORWARD, "walk backwards": C.WALK_BACKWARD, "squat": C.SQUAT,
                 "run": C.RUN_FORWARD, "stand": C.STAND}
     seconds = {name: {} for name in expected}
-    for clip in load_clips(CACHE, "train"):
+    for clip in load_clips(dataset_cache, "train"):
         if clip.caption not in expected:
             continue
         out = BODY.pose(torch.from_numpy(clip.pose), torch.from_numpy(clip.root))

@@ -1,0 +1,24 @@
+"""Fixtures shared by the test files."""
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MOCAP = REPO.parent / "shared" / "data" / "mocap"
+
+
+@pytest.fixture(scope="session")
+def dataset_cache(tmp_path_factory) -> Path:
+    """The dataset cache: the developer's data_cache/ when built, else one built for this run from
+    ../shared/data/mocap (as on a fresh clone in CI, about 20 s)."""
+    cache = REPO / "data_cache"
+    if (cache / "index.json").exists():
+        return cache
+    if not MOCAP.is_dir():
+        pytest.skip("no ../shared/data/mocap here")
+    from engine.body import load_default_body
+    from engine.dataset import build
+
+    cache = tmp_path_factory.mktemp("data_cache")
+    build(MOCAP, cache, load_default_body(), REPO.parent / "shared" / "data" / "cmu_index" / "cmu_mocap_index.csv")
+    return cache
