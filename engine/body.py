@@ -112,6 +112,13 @@ class Body:
         return out
 
 
+    def pose_arrays(self, pose: np.ndarray, root_position: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A clip as numpy: pose (T, 24, 3) axis-angle and root (T, 3) metres -> float64 joints
+        (T, 24, 3) and world rotations (T, 24, 3, 3), for the numpy code downstream."""
+        out = self.pose(torch.from_numpy(np.asarray(pose)), torch.from_numpy(np.asarray(root_position)))
+        return out["joints"].numpy().astype(np.float64), out["world_rot"].numpy().astype(np.float64)
+
+
 def procedural_body(stature: float = DEFAULT_STATURE) -> Body:
     """A skeleton-only body from anthropometric fractions × stature (no asset needed)."""
     index = {n: i for i, n in enumerate(SMPL_JOINT_NAMES)}

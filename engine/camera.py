@@ -55,13 +55,17 @@ class Camera:
 
     def in_image(self, uv: np.ndarray) -> np.ndarray:
         """(..., 2) pixels -> (...,) bool: inside the image (NaN pixels are outside)."""
-        with np.errstate(invalid="ignore"):
-            return ((uv[..., 0] >= 0) & (uv[..., 0] < self.width)
-                    & (uv[..., 1] >= 0) & (uv[..., 1] < self.height))
+        return inside_image(uv, self.width, self.height)
 
     def as_dict(self) -> dict:
         return {"K": self.K.tolist(), "R": self.R.tolist(), "t": self.t.tolist(),
                 "width": self.width, "height": self.height}
+
+
+def inside_image(uv: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(..., 2) pixels -> (...,) bool: inside a width x height image (NaN pixels are outside)."""
+    with np.errstate(invalid="ignore"):
+        return (uv[..., 0] >= 0) & (uv[..., 0] < width) & (uv[..., 1] >= 0) & (uv[..., 1] < height)
 
 
 def intrinsics(width: int, height: int, hfov_deg: float) -> np.ndarray:

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from engine.model import Conditions
+from engine.observations import present_landmarks
 
-VISIBLE = 0.5
 MIN_VISIBLE = 4       # GEM: a frame has 2D only with more than 3 visible joints
 BOX_MARGIN = 1.2
 ASSUMED_HFOV_DEG = 60.0
@@ -33,9 +33,7 @@ def landmark_conditions(keypoints: np.ndarray, visibility: np.ndarray, width: in
     """(T, 33, 2) pixels and (T, 33) visibility of one stream -> numpy arrays of Conditions' first
     four fields: keypoints (T, 33, 2), visible (T, 33), box (T, 3), has_box (T,)."""
     kp = np.asarray(keypoints, np.float64)
-    with np.errstate(invalid="ignore"):
-        visible = (np.nan_to_num(visibility, nan=0.0) >= VISIBLE) & np.isfinite(kp).all(-1)
-        visible &= (kp[..., 0] >= 0) & (kp[..., 0] < width) & (kp[..., 1] >= 0) & (kp[..., 1] < height)
+    visible = present_landmarks(kp, visibility, width, height)
     has_box = visible.sum(-1) >= MIN_VISIBLE
     lo = np.where(visible[..., None], kp, np.inf).min(1)
     hi = np.where(visible[..., None], kp, -np.inf).max(1)

@@ -44,17 +44,19 @@ SUBSETS = ("occluded", "missing")
 class TestItem:
     """One test clip: ground truth on our body and what the webcam saw of it.
 
-    joints: (T, 24, 3) world metres. world_rot: (T, 24, 3, 3), or None where only joints are kept
-    (rendered sets). root: (T, 3) pelvis path.
-    foot_contact: (T, 4) bool for metrics.FOOT_JOINTS. caption: the clip's text or None."""
+    joints: (T, 24, 3) world metres. foot_contact: (T, 4) bool for metrics.FOOT_JOINTS.
+    caption: the clip's text or None."""
 
     clip: str
     joints: np.ndarray
-    world_rot: np.ndarray | None
-    root: np.ndarray
     foot_contact: np.ndarray
     caption: str | None
     obs: Observation
+
+    @property
+    def root(self) -> np.ndarray:
+        """(T, 3) the pelvis path."""
+        return self.joints[:, 0]
 
 
 @dataclass
@@ -73,12 +75,10 @@ def build_test_set(clips: list[Clip], body: Body, seed: int, noise: NoiseModel |
     noise = noise or NoiseModel.load()
     items = []
     for c in tqdm(clips, desc="test set", unit="clip", leave=False):
-        out = body.pose(torch.from_numpy(c.pose), torch.from_numpy(c.root))
-        joints = out["joints"].numpy().astype(np.float64)
-        world_rot = out["world_rot"].numpy().astype(np.float64)
+        joints, world_rot = body.pose_arrays(c.pose, c.root)
         obs = observe_clip(c.clip, joints, world_rot, seed, noise, body.stature)
-        items.append(TestItem(clip=c.clip, joints=joints, world_rot=world_rot, root=joints[:, 0],
-                              foot_contact=c.contacts[:, :4], caption=c.caption, obs=obs))
+        items.append(TestItem(clip=c.clip, joints=joints, foot_contact=c.contacts[:, :4], caption=c.caption,
+                              obs=obs))
     return items
 
 
@@ -89,9 +89,8 @@ def rendered_test_set(rendered: list, clips: list[Clip]) -> list[TestItem]:
     items = []
     for r in rendered:
         clip = by_name[r.clip]
-        items.append(TestItem(clip=f"{r.clip}#cam{r.camera_index}", joints=r.joints, world_rot=None,
-                              root=r.joints[:, 0], foot_contact=clip.contacts[:, :4], caption=clip.caption,
-                              obs=r.obs))
+        items.append(TestItem(clip=f"{r.clip}#cam{r.camera_index}", joints=r.joints,
+                              foot_contact=clip.contacts[:, :4], caption=clip.caption, obs=r.obs))
     return items
 
 
@@ -149,9 +148,9 @@ BASELINES: dict[str, Callable[[Body], Predictor]] = {"identity-baseline": identi
                                                      "ground-truth": ground_truth}
 
 
-def clip_metrics(pred: Prediction, item: TestItem, mask: np.ndarray) -> dict[str, float]:
-    """Every metric of one clip on the frames in `mask` (T,) bool (NaN where none count)."""
-    gt_cam = item.obs.camera.to_camera(item.joints)
+def clip_metrics(pred: Prediction, item: TestItem, gt_cam: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """Every metric of one clip on the frames in `mask` (T,) bool (NaN where none count); gt_cam:
+    the true joints in its camera frame."""
     gt_w = item.joints
     return {
         "mpjpe_mm": metrics.mpjpe_mm(pred.joints_cam, gt_cam, mask),
@@ -192,8 +191,9 @@ def evaluate(predict: Predictor, items: list[TestItem]) -> dict:
             if p.shape != item.joints.shape:
                 raise ValueError(f"{item.clip}: prediction {name} has shape {p.shape}, expected {item.joints.shape}")
         row = {"clip": item.clip, "frames": item.obs.num_frames}
+        gt_cam = item.obs.camera.to_camera(item.joints)
         for subset, mask in _subset_masks(item).items():
-            values = clip_metrics(pred, item, mask)
+            values = clip_metrics(pred, item, gt_cam, mask)
             rows[subset].append((values, int(mask.sum())))
             if subset == "all":
                 row.update({k: (round(v, 3) if np.isfinite(v) else None) for k, v in values.items()})

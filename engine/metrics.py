@@ -49,6 +49,7 @@ __all__ = [
     "foot_skate_ratio",
     "foot_contact_from_velocity",
     "similarity_align",
+    "robust_std",
 ]
 
 
@@ -385,3 +386,11 @@ def foot_contact_from_velocity(joints, fps: float = 30.0, speed_thresh: float = 
         return np.zeros((T, 4), dtype=bool)
     vel = np.gradient(f, axis=0) * fps  # central inside, one-sided at both ends
     return np.linalg.norm(vel, axis=-1) < speed_thresh
+
+
+def robust_std(x) -> float:
+    """1.4826 × the median absolute deviation of the finite values of x (the std for Gaussian data,
+    unmoved by outliers); NaN when there are none."""
+    a = np.asarray(x, dtype=np.float64)
+    a = a[np.isfinite(a)]
+    return 1.4826 * float(np.median(np.abs(a - np.median(a)))) if a.size else float("nan")

@@ -19,12 +19,12 @@ occluder, and MediaPipe's visibility is at least 0.5 count for bias and spread.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from engine.body import Body
 from engine.dataset import Clip
+from engine.metrics import robust_std
 from engine.observations import (LANDMARK_JOINT, LANDMARK_NAMES, LANDMARK_OFFSET, MIRROR, NUM_LANDMARKS,
-                                 RIG_STATURE, VISIBLE, hidden_by_body, landmarks_3d)
+                                 RIG_STATURE, VISIBLE, box_height, hidden_landmarks, landmarks_3d)
 
 
 def _frames(rendered, clips: list[Clip], body: Body):
@@ -33,29 +33,14 @@ def _frames(rendered, clips: list[Clip], body: Body):
     by_name = {c.clip: c for c in clips}
     for r in rendered:
         clip = by_name[r.clip]
-        out = body.pose(torch.from_numpy(clip.pose), torch.from_numpy(clip.root))
-        joints = out["joints"].numpy().astype(np.float64)
-        rot = out["world_rot"].numpy().astype(np.float64)
+        joints, rot = body.pose_arrays(clip.pose, clip.root)
         cam = r.obs.camera
         pts = landmarks_3d(joints, rot, body.stature)
         uv, depth = cam.project(pts)
-        occluded = np.zeros(uv.shape[:2], bool)
-        for start, end, group in r.obs.events.limb_spans:
-            occluded[start:end, list(group)] = True
-        hidden = occluded | hidden_by_body(uv, depth, cam.focal) | ~cam.in_image(uv)
+        occluded, hidden = hidden_landmarks(uv, depth, cam, r.obs.events)
         det = r.obs.detected
         usable = det[:, None] & ~occluded & cam.in_image(uv) & (r.obs.visibility >= VISIBLE)
         yield cam, pts, rot, uv, r.obs.keypoints.astype(np.float64), r.obs.visibility, usable, hidden, det
-
-
-def _box_height(uv: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore"):
-        return np.nanmax(uv[..., 1], -1) - np.nanmin(uv[..., 1], -1)
-
-
-def _robust_std(x: np.ndarray) -> float:
-    x = x[np.isfinite(x)]
-    return float(1.4826 * np.median(np.abs(x - np.median(x)))) if x.size else float("nan")
 
 
 def _fit_offsets(samples, scale: float, iterations: int = 4, ridge: float = 1e-4) -> np.ndarray:
@@ -83,7 +68,7 @@ def _fit_offsets(samples, scale: float, iterations: int = 4, ridge: float = 1e-4
             jac = jx @ (cam.R @ R) * scale                               # (T, 33, 2, 3)
             ok = usable & np.isfinite(r).all(-1) & np.isfinite(jac).all((-1, -2))
             norm = np.linalg.norm(np.where(ok[..., None], r, 0.0), axis=-1)
-            h = 0.02 * _box_height(np.where(ok[..., None], mp, np.nan))[:, None]
+            h = 0.02 * box_height(np.where(ok[..., None], mp, np.nan))[:, None]
             w = np.where(ok, np.minimum(1.0, np.nan_to_num(h, nan=1.0) / np.maximum(norm, 1e-9)), 0.0)
             jac = np.where(ok[..., None, None], jac, 0.0)
             r = np.where(ok[..., None], r, 0.0)
@@ -101,7 +86,7 @@ def compare(rendered, clips: list[Clip], body: Body) -> dict:
     err_lag = []
     scale = body.stature / RIG_STATURE
     for cam, pts, rot, uv, mp, vis, usable, hidden, det in _frames(rendered, clips, body):
-        h = _box_height(uv)[:, None, None]
+        h = box_height(uv)[:, None, None]
         e = np.where(usable[..., None], (mp - uv) / h, np.nan)
         err.append(e)
         box.append(h[:, 0, 0])
@@ -114,7 +99,7 @@ def compare(rendered, clips: list[Clip], body: Body) -> dict:
     e = np.concatenate(err)
     bias = np.nanmean(e, 0)                                   # (33, 2)
     resid = e - bias
-    spread = np.array([_robust_std(resid[:, lm].ravel()) for lm in range(NUM_LANDMARKS)])
+    spread = np.array([robust_std(resid[:, lm].ravel()) for lm in range(NUM_LANDMARKS)])
     a = np.concatenate([x for x, _ in err_lag]) - bias
     b = np.concatenate([y for _, y in err_lag]) - bias
     ok = np.isfinite(a).all(-1) & np.isfinite(b).all(-1)
@@ -126,7 +111,7 @@ def compare(rendered, clips: list[Clip], body: Body) -> dict:
     for cam, pts, rot, mp, usable in samples:
         p = pts + np.einsum("tlij,lj->tli", rot[:, LANDMARK_JOINT], correction * scale)
         uv, _ = cam.project(p)
-        h = _box_height(uv)[:, None, None]
+        h = box_height(uv)[:, None, None]
         after.append(np.where(usable[..., None], (mp - uv) / h, np.nan))
     after = np.concatenate(after)
     vv, vh, ag = (np.concatenate(x) for x in (vis_ours_visible, vis_ours_hidden, agree))

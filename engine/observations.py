@@ -21,6 +21,7 @@ has no detection (then keypoints are NaN and visibility 0).
 from __future__ import annotations
 
 import json
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.body import SMPL_JOINT_NAMES
-from engine.camera import Camera, intrinsics, look_at
+from engine.camera import Camera, inside_image, intrinsics, look_at
 from engine.paths import ASSET_DIR
 
 MEDIAPIPE_STATS_PATH = ASSET_DIR / "mediapipe_stats.json"        # real video (tools/measure_mediapipe.py)
@@ -241,11 +242,26 @@ class Events:
 
     limb_spans: (start, end, landmark indices) hidden behind something (a desk, a chair, the frame
     of a door). missing_spans: (start, end) with no detection at all (the person is fully occluded
-    or out of view). swap_spans: (start, end) with left and right swapped."""
+    or out of view). swap_spans: (start, end, landmark indices) whose left and right labels are
+    exchanged (all of them for a whole-body flip)."""
 
     limb_spans: tuple
     missing_spans: tuple
     swap_spans: tuple
+
+    def limb_mask(self, num_frames: int) -> np.ndarray:
+        """(T, 33) bool: the landmarks an occluder hides, frame by frame."""
+        mask = np.zeros((num_frames, NUM_LANDMARKS), bool)
+        for start, end, group in self.limb_spans:
+            mask[start:end, list(group)] = True
+        return mask
+
+    def missing_mask(self, num_frames: int) -> np.ndarray:
+        """(T,) bool: the frames with the person fully out of view."""
+        mask = np.zeros(num_frames, bool)
+        for start, end in self.missing_spans:
+            mask[start:end] = True
+        return mask
 
 
 # Landmark groups an occluder can hide.
@@ -298,6 +314,12 @@ def sample_events(rng: np.random.Generator, num_frames: int, noise: NoiseModel,
     return Events(limb_spans=tuple(limbs), missing_spans=tuple(missing), swap_spans=tuple(swaps))
 
 
+def present_landmarks(keypoints: np.ndarray, visibility: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(T, 33, 2) pixels and (T, 33) visibility -> (T, 33) bool: what the engine may use, a
+    finite landmark inside the image with visibility at least 0.5 (the opposite of missing)."""
+    return (np.nan_to_num(visibility, nan=0.0) >= VISIBLE) & inside_image(keypoints, width, height)
+
+
 @dataclass
 class Observation:
     """What the engine gets for one clip: the detector's output per frame, and the camera.
@@ -318,9 +340,8 @@ class Observation:
 
     def missing_landmarks(self) -> np.ndarray:
         """(T, 33) bool: no detection, visibility below 0.5, or outside the image."""
-        with np.errstate(invalid="ignore"):
-            low = ~(self.visibility >= VISIBLE)
-        return low | ~self.camera.in_image(self.keypoints) | ~self.detected[:, None]
+        present = present_landmarks(self.keypoints, self.visibility, self.camera.width, self.camera.height)
+        return ~present | ~self.detected[:, None]
 
     def body_missing(self) -> np.ndarray:
         """(T,) bool: every body landmark missing (no detection, or the body out of view)."""
@@ -373,6 +394,22 @@ def hidden_by_body(uv: np.ndarray, depth: np.ndarray, focal: float) -> np.ndarra
     return hidden
 
 
+def box_height(uv: np.ndarray) -> np.ndarray:
+    """(T, N, 2) pixels -> (T,) height of the box around the finite ones (NaN with none)."""
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN frames: NaN is the answer
+        return np.nanmax(uv[..., 1], -1) - np.nanmin(uv[..., 1], -1)
+
+
+def hidden_landmarks(uv: np.ndarray, depth: np.ndarray, camera: Camera, events: Events) -> tuple[np.ndarray, np.ndarray]:
+    """What our model calls hidden, per frame and landmark, from projected true landmarks (T, 33, 2)
+    and their depths (T, 33): (behind an occluder, hidden at all = behind an occluder, behind the
+    torso, or not in front of the camera inside the image)."""
+    occluded = events.limb_mask(len(uv))
+    in_view = camera.in_image(uv) & (depth > 0.1)
+    return occluded, occluded | hidden_by_body(uv, depth, camera.focal) | ~in_view
+
+
 def smooth_noise(rng: np.random.Generator, num_frames: int, smooth: np.ndarray) -> np.ndarray:
     """(T, 33, 2) unit-variance Gaussian noise, smoothed in time per landmark by a Gaussian kernel
     of std `smooth` (33,) frames."""
@@ -400,20 +437,10 @@ def synthesize(points: np.ndarray, camera: Camera, noise: NoiseModel, events: Ev
     """(T, 33, 3) world landmark positions (landmarks_3d) seen by `camera` -> an Observation."""
     T = len(points)
     uv, depth = camera.project(points)
-    detected = np.ones(T, bool)
-    for start, end in events.missing_spans:
-        detected[start:end] = False
     in_view = camera.in_image(uv) & (depth > 0.1)
-    detected &= in_view[:, BODY_LANDMARKS].sum(-1) >= _MIN_BODY_IN_IMAGE
-
-    with np.errstate(invalid="ignore"):
-        box_h = np.nanmax(uv[..., 1], -1) - np.nanmin(uv[..., 1], -1)
-    box_h = np.maximum(np.nan_to_num(box_h, nan=camera.height / 2), 1.0)[:, None, None]
-
-    occluded = np.zeros((T, NUM_LANDMARKS), bool)
-    for start, end, group in events.limb_spans:
-        occluded[start:end, list(group)] = True
-    hidden = occluded | hidden_by_body(uv, depth, camera.focal) | ~in_view
+    detected = ~events.missing_mask(T) & (in_view[:, BODY_LANDMARKS].sum(-1) >= _MIN_BODY_IN_IMAGE)
+    box_h = np.maximum(np.nan_to_num(box_height(uv), nan=camera.height / 2), 1.0)[:, None, None]
+    _, hidden = hidden_landmarks(uv, depth, camera, events)
 
     # Position noise: the detector's slowly varying error (measured against the truth on rendered
     # frames), the frame-to-frame jitter on top (measured on real video, growing with speed),
@@ -449,6 +476,14 @@ def synthesize(points: np.ndarray, camera: Camera, noise: NoiseModel, events: Ev
                        detected=detected, camera=camera, events=events)
 
 
+def sample_view(rng: np.random.Generator, joints: np.ndarray, world_rot: np.ndarray, noise: NoiseModel,
+                occlusion: bool = True) -> tuple[Camera, Events]:
+    """The webcam and the occlusion / swap events for a clip posed as joints (T, 24, 3) with world
+    rotations (T, 24, 3, 3), drawn from `rng` in that order."""
+    camera = sample_camera(rng, joints[:, 0], facing_yaw(world_rot[:, 0]))
+    return camera, sample_events(rng, len(joints), noise, occlusion)
+
+
 def clip_rng(clip: str, seed: int) -> np.random.Generator:
     """A generator seeded by a clip's name and a seed: the same observation on every machine."""
     return np.random.default_rng([zlib.crc32(clip.encode()), seed])
@@ -459,6 +494,5 @@ def observe_clip(clip: str, joints: np.ndarray, world_rot: np.ndarray, seed: int
     """The synthetic observation of one clip (joints (T, 24, 3), world_rot (T, 24, 3, 3)) for a
     given seed: camera, events and noise all drawn from `clip_rng(clip, seed)`."""
     rng = clip_rng(clip, seed)
-    camera = sample_camera(rng, joints[:, 0], facing_yaw(world_rot[:, 0]))
-    events = sample_events(rng, len(joints), noise, occlusion)
+    camera, events = sample_view(rng, joints, world_rot, noise, occlusion)
     return synthesize(landmarks_3d(joints, world_rot, stature), camera, noise, events, rng)

@@ -34,8 +34,8 @@ from tqdm import tqdm
 from engine.body import SMPL_PARENTS, Body
 from engine.camera import Camera
 from engine.dataset import Clip
-from engine.observations import (NUM_LANDMARKS, OCCLUDABLE, Events, NoiseModel, Observation,
-                                 facing_yaw, landmarks_3d, sample_camera, sample_events)
+from engine.observations import (NUM_LANDMARKS, Events, NoiseModel, Observation, box_height, landmarks_3d,
+                                 sample_view)
 from engine.render import Renderer, composite, vertex_regions
 
 RENDER_VERSION = 1
@@ -193,8 +193,8 @@ def make_job(clip: Clip, body: Body, seed: int, camera_index: int, noise: NoiseM
     joints = out["joints"].numpy().astype(np.float64)
     world_rot = out["world_rot"].numpy().astype(np.float64)
     rng = job_rng(clip.clip, seed, camera_index)
-    camera = sample_camera(rng, joints[:, 0], facing_yaw(world_rot[:, 0]))
-    events = sample_events(rng, len(joints), noise)
+    camera, events = sample_view(rng, joints, world_rot, noise)
+    # MediaPipe makes its own left/right mistakes on the pixels.
     events = Events(limb_spans=events.limb_spans, missing_spans=events.missing_spans, swap_spans=())
     return Job(clip=clip.clip, camera_index=camera_index, joints=joints, world_rot=world_rot,
                vertices=out["vertices"].numpy(), camera=camera, scene=sample_scene(rng, bank_size),
@@ -208,10 +208,8 @@ def render_frames(job: Job, renderer: Renderer, faces: np.ndarray, regions: dict
     colors = body_colors(regions, scene)
     back = background(scene, cam.width, cam.height, bank)
     uv, _ = cam.project(landmarks_3d(job.joints, job.world_rot, stature))
-    absent = np.zeros(len(job.joints), bool)
-    for start, end in job.events.missing_spans:
-        absent[start:end] = True
-    box_h = np.nanmax(uv[..., 1], -1) - np.nanmin(uv[..., 1], -1)
+    absent = job.events.missing_mask(len(job.joints))
+    box_h = box_height(uv)
     occluder = np.array(scene.occluder) * 255
     for t in range(len(job.joints)):
         if absent[t]:

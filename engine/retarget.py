@@ -142,11 +142,12 @@ def aim_children(src_rest, m) -> dict[int, int]:
     return aims
 
 
-def rest_alignment(src_rest, m, body_rest):
+def rest_alignment(src_rest, m, body_rest, aims):
     """Q (3, 3) turning the source rest pose to face like ours (+z, left at +x), and B (24, 3, 3)
     per-joint alignments.
 
-    src_rest: (Js, 3) source rest positions; m: SMPL name -> source index; body_rest: (24, 3).
+    src_rest: (Js, 3) source rest positions; m: SMPL name -> source index; body_rest: (24, 3);
+    aims: `aim_children(src_rest, m)`.
     """
     def pelvis_frame(rest, index):
         return frame_from(rest[index["spine1"]] - rest[index["pelvis"]],
@@ -155,7 +156,6 @@ def rest_alignment(src_rest, m, body_rest):
     # Measured the same way on both skeletons, so our own body as a source gets Q = I exactly.
     q = pelvis_frame(body_rest, J) @ pelvis_frame(src_rest, m).T
     faced = src_rest @ q.T
-    aims = aim_children(src_rest, m)
     b = np.zeros((NUM_JOINTS, 3, 3))
     for j, name in enumerate(SMPL_JOINT_NAMES):
         if j not in aims:
@@ -253,8 +253,9 @@ def retarget(src, body: Body, fps: float = TARGET_FPS) -> RetargetedClip:
     src_rest = np.asarray(src.rest_positions, np.float64)
     pos, rot = resample(np.asarray(src.positions, np.float64), np.asarray(src.rotations, np.float64),
                         src.fps, fps)
-    q, b = rest_alignment(src_rest, m, body_rest)
-    local = local_rotations(world_rotations(rot, pos, m, q, b, body_rest, aim_children(src_rest, m)))
+    aims = aim_children(src_rest, m)
+    q, b = rest_alignment(src_rest, m, body_rest, aims)
+    local = local_rotations(world_rotations(rot, pos, m, q, b, body_rest, aims))
 
     legs = [(m["left_hip"], m["left_knee"], m["left_ankle"]), (m["right_hip"], m["right_knee"], m["right_ankle"])]
     our_legs = [(J["left_hip"], J["left_knee"], J["left_ankle"]), (J["right_hip"], J["right_knee"], J["right_ankle"])]

@@ -114,9 +114,7 @@ def prepare(clip: Clip, body: Body, noise: NoiseModel, seed: int, rng: np.random
         if rng.random() < 0.5:
             pose, root, contacts = mirror(pose, root, contacts)
         pose, root, contacts = change_speed(pose, root, contacts, float(rng.uniform(0.8, 1.25)))
-    out = body.pose(torch.from_numpy(pose), torch.from_numpy(root))
-    joints = out["joints"].numpy().astype(np.float64)
-    world_rot = out["world_rot"].numpy().astype(np.float64)
+    joints, world_rot = body.pose_arrays(pose, root)
     return as_prepared(pose, root, contacts, observe_clip(clip.clip, joints, world_rot, seed, noise, body.stature))
 
 
@@ -171,31 +169,41 @@ def camera_joints(motion: dict, rest: torch.Tensor) -> tuple[torch.Tensor, torch
     return rel, rel + motion["pelvis_cam"][..., None, :]
 
 
-def losses(pred: torch.Tensor, logits: torch.Tensor, x: torch.Tensor, contacts: torch.Tensor, valid: torch.Tensor,
+def truth(x: torch.Tensor, norm: Normalizer, rest: torch.Tensor) -> dict[str, torch.Tensor]:
+    """What both passes of a step are scored against, from the normalised true motion x
+    (B, L, 144): x itself, its GV root orientations, root-relative and absolute camera-frame
+    joints, and its integrated trajectory."""
+    raw = norm.inverse(x)
+    g = decode(raw)
+    rel, absolute = camera_joints(g, rest)
+    return {"x": x, "root_gv": g["root_gv"], "rel": rel, "abs": absolute,
+            "trajectory": integrate(g["root_gv"], raw[..., VELOCITY])}
+
+
+def losses(pred: torch.Tensor, logits: torch.Tensor, gt: dict, contacts: torch.Tensor, valid: torch.Tensor,
            focal: torch.Tensor, size: torch.Tensor, norm: Normalizer, rest: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Every loss term of one pass. pred, x: (B, L, 144) normalised; logits, contacts: (B, L, 6)."""
+    """Every loss term of one pass. pred: (B, L, 144) normalised; gt: `truth` of the batch;
+    logits, contacts: (B, L, 6)."""
     w = valid.float()
     n = w.sum().clamp_min(1)
 
     def masked(per_frame):
         return (per_frame * w).sum() / n
 
-    p, g = decode(norm.inverse(pred)), decode(norm.inverse(x))
-    p_rel, p_abs = camera_joints(p, rest)
-    g_rel, g_abs = camera_joints(g, rest)
+    raw = norm.inverse(pred)
+    p_rel, p_abs = camera_joints(decode(raw), rest)
 
     def project(j):
         uv = j[..., :2] / j[..., 2:].clamp_min(0.3) * focal[:, None, None, None]
         return uv / size[:, None, None, :1]  # in image widths, so every camera weighs alike
 
     # The predicted velocities integrated along the true heading (GEM's transl_w).
-    traj_p = integrate(g["root_gv"], norm.inverse(pred)[..., VELOCITY])
-    traj_g = integrate(g["root_gv"], norm.inverse(x)[..., VELOCITY])
+    trajectory = integrate(gt["root_gv"], raw[..., VELOCITY])
     return {
-        "x0": masked(((pred - x) ** 2).mean(-1)),
-        "joints": masked(((p_rel - g_rel) ** 2).sum(-1).mean(-1)),
-        "reproj": masked(((project(p_abs) - project(g_abs)) ** 2).sum(-1).mean(-1)),
-        "trajectory": masked((traj_p - traj_g).abs().sum(-1)),
+        "x0": masked(((pred - gt["x"]) ** 2).mean(-1)),
+        "joints": masked(((p_rel - gt["rel"]) ** 2).sum(-1).mean(-1)),
+        "reproj": masked(((project(p_abs) - project(gt["abs"])) ** 2).sum(-1).mean(-1)),
+        "trajectory": masked((trajectory - gt["trajectory"]).abs().sum(-1)),
         "contact": masked(F.binary_cross_entropy_with_logits(logits, contacts, reduction="none").mean(-1)),
     }
 
@@ -212,13 +220,18 @@ def save_checkpoint(path: Path, model: Denoiser, norm: Normalizer, opt, step: in
     tmp.replace(path)
 
 
-def load_model(path: Path | str, device="cpu") -> tuple[Denoiser, Normalizer, dict]:
-    """A trained denoiser, its normaliser and the checkpoint's metadata."""
+def _read_checkpoint(path: Path | str, device) -> tuple[Denoiser, Normalizer, dict]:
     ck = torch.load(path, map_location=device, weights_only=False)
     model = Denoiser(ModelConfig(**ck["model_config"])).to(device)
     model.load_state_dict(ck["model"])
     norm = Normalizer().to(device)
     norm.load_state_dict(ck["normalizer"])
+    return model, norm, ck
+
+
+def load_model(path: Path | str, device="cpu") -> tuple[Denoiser, Normalizer, dict]:
+    """A trained denoiser, its normaliser and the checkpoint's metadata."""
+    model, norm, ck = _read_checkpoint(path, device)
     return model.eval(), norm, {k: ck[k] for k in ("step", "train_config", "meta") if k in ck}
 
 
@@ -238,21 +251,17 @@ def train(clips: list[Clip], body: Body, out_dir: Path, cfg: TrainConfig, model_
         r = np.random.default_rng([cfg.seed, round_])
         return [prepare(c, body, noise, cfg.seed * 1000 + round_, r) for c in tqdm(clips, desc="observe", leave=False)]
 
-    model = Denoiser(model_cfg).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    step = 0
     if resume and ckpt.exists():
-        ck = torch.load(ckpt, map_location=device, weights_only=False)
-        model = Denoiser(ModelConfig(**ck["model_config"])).to(device)
-        model.load_state_dict(ck["model"])
+        model, norm, ck = _read_checkpoint(ckpt, device)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         opt.load_state_dict(ck["optimizer"])
-        norm = Normalizer().to(device)
-        norm.load_state_dict(ck["normalizer"])
         step = ck["step"]
         log.info("resumed from %s at step %d", ckpt, step)
         prepared = observe(step // cfg.refresh)
     else:
+        model = Denoiser(model_cfg).to(device)
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        step = 0
         prepared = observe(0)
         # Camera-dependent dimensions (root orientation and translation in the camera) vary with
         # the camera: take their statistics over a few rounds of cameras, not one per clip.
@@ -276,18 +285,19 @@ def train(clips: list[Clip], body: Body, out_dir: Path, cfg: TrainConfig, model_
         x, c, contacts, valid, focal, size = sample_windows(prepared, cfg.batch, cfg.window, rng, device,
                                                             rendered, cfg.rendered_share)
         x = norm(x)
+        gt = truth(x, norm, rest)
         B = x.shape[0]
         # Estimation pass: zeros at the last step.
         t_est = torch.full((B,), NUM_STEPS - 1, device=device)
         pred, logits = model(torch.zeros_like(x), t_est, c)
-        parts = losses(pred, logits, x, contacts, valid, focal, size, norm, rest)
+        parts = losses(pred, logits, gt, contacts, valid, focal, size, norm, rest)
         # Generation pass: a random step, some windows without any observation.
         t_gen = torch.randint(0, NUM_STEPS, (B,), device=device)
         x_t = q_sample(x, t_gen, torch.randn_like(x), alpha_bar)
         keep = torch.rand(B, device=device) >= cfg.drop_observations
         c_gen = Conditions(c.keypoints, c.visible & keep[:, None, None], c.box, c.has_box & keep[:, None])
         pred_g, logits_g = model(x_t, t_gen, c_gen)
-        gen = losses(pred_g, logits_g, x, contacts, valid, focal, size, norm, rest)
+        gen = losses(pred_g, logits_g, gt, contacts, valid, focal, size, norm, rest)
         total = sum(cfg.loss_weights[k] * (parts[k] + gen[k]) for k in parts)
         opt.zero_grad(set_to_none=True)
         total.backward()

@@ -243,7 +243,7 @@ def test_training_steps_lower_the_loss():
     """The training losses on one batch of windows (synthetic observations of toy walks) fall by
     more than 5x in 150 optimiser steps: every term is wired to the model's output."""
     from engine.observations import NoiseModel
-    from engine.train import TrainConfig, fit_normalizer, losses, prepare, sample_windows
+    from engine.train import TrainConfig, fit_normalizer, losses, prepare, sample_windows, truth
 
     torch.manual_seed(0)
     body = load_default_body()
@@ -252,13 +252,14 @@ def test_training_steps_lower_the_loss():
     norm = fit_normalizer(prepared)
     x, c, contacts, valid, focal, size = sample_windows(prepared, 8, 60, rng, "cpu")
     x = norm(x)
+    gt = truth(x, norm, body.rest_joints)
     model = Denoiser(ModelConfig(width=64, layers=2, heads=4, mlp=128, dropout=0.0))
     opt = torch.optim.AdamW(model.parameters(), 1e-3)
     weights = TrainConfig().loss_weights
     totals = []
     for _ in range(150):
         pred, logits = model(torch.zeros_like(x), torch.full((8,), 999), c)
-        parts = losses(pred, logits, x, contacts, valid, focal, size, norm, body.rest_joints)
+        parts = losses(pred, logits, gt, contacts, valid, focal, size, norm, body.rest_joints)
         total = sum(weights[k] * parts[k] for k in parts)
         opt.zero_grad()
         total.backward()

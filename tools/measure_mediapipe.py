@@ -26,6 +26,7 @@ import mediapipe as mp
 import numpy as np
 from tqdm import tqdm
 
+from engine.metrics import robust_std
 from streamer.pose import POSE_SETTINGS, PoseDetector
 
 VIDEO_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "video"
@@ -108,11 +109,6 @@ def identity_switches(img) -> int:
     cx = np.where(g, img[..., 0], 0).sum(1) / np.maximum(g.sum(1), 1)
     idx = np.flatnonzero(g.sum(1) >= 5)
     return int((np.abs(np.diff(cx[idx])) > JUMP * box_height(img)[idx[1:]]).sum())
-
-
-def robust_std(a) -> float:
-    a = np.asarray(a)[np.isfinite(a)]
-    return 1.4826 * float(np.median(np.abs(a - np.median(a)))) if a.size else np.nan
 
 
 def run_lengths(mask):
