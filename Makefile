@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/genmo-live run $(ARGS)
+	$(VENV)/bin/genmo-live run --ws 127.0.0.1:8765 --viewer 127.0.0.1:8080 $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -16,12 +16,8 @@ from pathlib import Path
 from configs.config import DEFAULT_CONFIG_PATH, ConfigError, leaf_fields, load_config, parse_override
 
 log = logging.getLogger("genmo-live")
-
-# Subcommands whose parts are still being built, and the issue that brings each.
-_PLANNED = {
-    "run": ("run the live pipeline (webcam, video file or WebRTC) and serve the viewer", 6),
-}
-
+# Where `genmo-live train --model ARCH` writes without --out; `eval --model per-frame` reads there.
+TRAIN_OUT = {"denoiser": "runs/default", "per-frame": "runs/per-frame"}
 
 def _config_parent() -> argparse.ArgumentParser:
     """Options shared by every subcommand: the config file and one flag per setting."""
@@ -104,6 +100,16 @@ def cmd_bench(args, cfg) -> int:
 
     from bench import engine, kinematics
 
+    if args.target == "live":
+        from bench import live
+        from streamer.sources import SAMPLE_CLIP
+
+        clip = args.clip or str(SAMPLE_CLIP)
+        print(f"genmo-live bench live on {clip}: engine {cfg.engine.threads} torch thread(s), MediaPipe in the "
+              f"ingest process")
+        rows = live.run(cfg, clip)
+        print(json.dumps(rows, indent=2) if args.json else live.format_rows(rows))
+        return 0
     torch.set_num_threads(args.threads)
     print(f"genmo-live bench {args.target}: {args.threads} torch threads, median of {args.repeats} runs")
     if args.target == "engine":
@@ -111,6 +117,19 @@ def cmd_bench(args, cfg) -> int:
     else:
         rows, fmt = kinematics.run(args.repeats), kinematics.format_rows
     print(json.dumps(rows, indent=2) if args.json else fmt(rows))
+    return 0
+
+
+def cmd_export(args, cfg) -> int:
+    from clients.recorder import export
+
+    take = Path(args.take)
+    out = Path(args.to) if args.to else take.with_suffix(".bvh")
+    try:
+        export(take, out)
+    except (OSError, KeyError, ValueError) as e:
+        raise ConfigError(f"export {take}: {e}") from None
+    print(f"wrote {out}")
     return 0
 
 
@@ -202,9 +221,15 @@ def cmd_eval(args, cfg) -> int:
     from engine.evaluate import BASELINES, build_test_set, evaluate, format_report, model_predictor, rendered_test_set
     from engine.rendered import load_rendered_set
 
-    if args.model not in BASELINES and not Path(args.model).is_file():
-        raise ConfigError(f"--model {args.model}: no such file and no such baseline; "
-                          f"baselines: {', '.join(BASELINES)}")
+    model = args.model
+    if model == "per-frame":
+        model = str(Path(TRAIN_OUT["per-frame"]) / "last.pt")
+        if not Path(model).is_file():
+            raise ConfigError(f"--model per-frame: no trained lifter at {model}; train it first with "
+                              f"`genmo-live train --model per-frame` (or give a checkpoint's path)")
+    if model not in BASELINES and not Path(model).is_file():
+        raise ConfigError(f"--model {model}: no such file and no such baseline; "
+                          f"baselines: {', '.join(BASELINES)}, per-frame")
     body = load_body(cfg.body)
     cache, split, clips = _dataset_split(args, cfg, body)
     if args.obs == "rendered":
@@ -212,14 +237,14 @@ def cmd_eval(args, cfg) -> int:
         items = rendered_test_set(load_rendered_set(out, clips, args.cameras), clips)
     else:
         items = build_test_set(clips, body, args.seed)
-    print(f"evaluating {args.model} on {len(items)} {args.obs} {split} sequences "
+    print(f"evaluating {model} on {len(items)} {args.obs} {split} sequences "
           f"({sum(it.obs.num_frames for it in items)} frames), seed {args.seed}")
-    if args.model in BASELINES:
-        predictor = BASELINES[args.model](body)
+    if model in BASELINES:
+        predictor = BASELINES[model](body)
     else:
-        predictor = model_predictor(args.model, body, steps=args.ddim_steps, device=str(select_device(cfg.device)))
+        predictor = model_predictor(model, body, steps=args.ddim_steps, device=str(select_device(cfg.device)))
     report = evaluate(predictor, items)
-    report = {"model": args.model, "split": split, "seed": args.seed, "obs": args.obs, "ddim_steps": args.ddim_steps,
+    report = {"model": model, "split": split, "seed": args.seed, "obs": args.obs, "ddim_steps": args.ddim_steps,
               "data": str(cache), **report}
     _print_and_save(format_report(report), report, args.report)
     return 0
@@ -242,6 +267,7 @@ def cmd_train(args, cfg) -> int:
     from engine.body import load_body
     from engine.dataset import load_clips
     from engine.device import select_device
+    from engine.lifter import LifterConfig
     from engine.model import ModelConfig
     from engine.train import TrainConfig, train
 
@@ -252,10 +278,19 @@ def cmd_train(args, cfg) -> int:
     device = str(select_device(cfg.device))
     torch.set_num_threads(args.threads)
     tc = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, rendered=args.rendered or "",
-                     rendered_share=args.rendered_share)
-    mc = ModelConfig(width=args.width, layers=args.layers, heads=args.heads, mlp=args.mlp)
-    out = Path(args.out)
-    print(f"training a {mc.width}-wide, {mc.layers}-layer denoiser on {len(clips)} train clips "
+                     rendered_share=args.rendered_share, text_share=args.text_share,
+                     clip_caption_share=args.clip_caption_share, text_drop_observations=args.text_drop_observations)
+    sizes = {k: getattr(args, k) for k in ("width", "layers", "heads", "mlp") if getattr(args, k) is not None}
+    if args.model == "per-frame":
+        if sizes.keys() - {"width", "layers"}:
+            raise ConfigError("--heads and --mlp size the denoiser; the per-frame lifter takes --width and --layers")
+        mc = LifterConfig(**sizes)
+        what = f"{mc.layers}-layer, {mc.width}-wide per-frame lifter (estimation pass only, no text)"
+    else:
+        mc = ModelConfig(**sizes)
+        what = f"{mc.width}-wide, {mc.layers}-layer denoiser"
+    out = Path(args.out or TRAIN_OUT[args.model])
+    print(f"training a {what} on {len(clips)} train clips "
           f"({sum(len(c.pose) for c in clips) / 1800:.1f} min) for {tc.steps} steps of {tc.batch} windows "
           f"on {device}; checkpoints in {out}")
     path = train(clips, body, out, tc, mc, device=device, resume=args.resume)
@@ -337,6 +372,40 @@ def cmd_data_preview(args, cfg) -> int:
     return 0
 
 
+def cmd_run(args, cfg) -> int:
+    import dataclasses
+
+    from clients.live import format_run_report, run_live, write_run_report
+    from clients.outputs import validate as validate_outputs
+
+    source = dataclasses.replace(cfg.source, **{k: v for k, v in {
+        "source": args.source, "realtime": False if args.no_realtime else None, "loop": True if args.loop else None,
+    }.items() if v is not None})
+    if source.source == "auto" and args.loop is False and not args.no_realtime:
+        source = dataclasses.replace(source, loop=True)
+    engine = dataclasses.replace(cfg.engine, **{k: v for k, v in {
+        "steps": args.steps, "prompt": args.prompt, "lag": args.lag}.items() if v is not None})
+    outputs = dataclasses.replace(cfg.outputs, **{k: v for k, v in {
+        "ws": args.ws, "vmc": args.vmc, "vrchat": args.vrchat, "record": args.record, "viewer": args.viewer,
+    }.items() if v is not None})
+    if args.headless:
+        outputs = dataclasses.replace(outputs, viewer="")
+    cfg = dataclasses.replace(cfg, source=source, engine=engine, outputs=outputs)
+    validate_outputs(cfg)
+
+    def make_outputs(live_engine, control):
+        from clients.outputs import build_outputs
+
+        return build_outputs(cfg, control, live_engine.body, live_engine.fps)
+
+    report = run_live(cfg, duration=args.duration, make_outputs=make_outputs)
+    print(format_run_report(report))
+    if args.report:
+        write_run_report(report, Path(args.report))
+        print(f"wrote {args.report}")
+    return 1 if report["errors"] and not report["poses_out"] else 0
+
+
 def _clip_set_args(p: argparse.ArgumentParser) -> None:
     """The options that choose a set of clips and how they are seen (eval, data render, compare-obs)."""
     p.add_argument("--split", choices=["train", "val", "test"], default="test")
@@ -353,12 +422,17 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print the report as JSON")
     info.set_defaults(handler=cmd_info)
     bench = sub.add_parser("bench", parents=[parent], help="benchmark speed against a baseline")
-    bench.add_argument("target", choices=["kinematics", "engine"], help="what to benchmark")
+    bench.add_argument("target", choices=["kinematics", "engine", "live"], help="what to benchmark")
+    bench.add_argument("--clip", metavar="PATH", help="live: the video (default: the bundled sample clip)")
     bench.add_argument("--model", metavar="PATH", help="engine: also time this checkpoint")
     bench.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     bench.add_argument("--repeats", type=int, default=50, help="timed runs per case (median reported)")
     bench.add_argument("--json", action="store_true", help="print the rows as JSON")
     bench.set_defaults(handler=cmd_bench)
+    ex = sub.add_parser("export", parents=[parent], help="convert a recorded take (.npz) into a BVH")
+    ex.add_argument("take", help="a take recorded with `genmo-live run --record PATH.npz`")
+    ex.add_argument("--to", metavar="PATH.bvh", help="output file (default: the take's name, .bvh)")
+    ex.set_defaults(handler=cmd_export)
     data = sub.add_parser("data", help="build and preview the motion dataset")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="STEP")
     build = data_sub.add_parser("build", parents=[parent], help="retarget all mocap into the dataset cache")
@@ -387,7 +461,8 @@ def build_parser() -> argparse.ArgumentParser:
     preview.set_defaults(handler=cmd_data_preview)
     ev = sub.add_parser("eval", parents=[parent], help="evaluate a model or baseline on the synthetic test set")
     ev.add_argument("--model", required=True, metavar="PATH|BASELINE",
-                    help="a trained checkpoint, or a baseline name (identity-baseline)")
+                    help="a trained checkpoint, a baseline name (identity-baseline, ground-truth), or "
+                         "per-frame: the per-frame lifter where `train --model per-frame` writes it")
     _clip_set_args(ev)
     ev.add_argument("--report", metavar="FILE", help="write the full report (JSON) here")
     ev.add_argument("--ddim-steps", type=int, default=1, metavar="K",
@@ -396,25 +471,55 @@ def build_parser() -> argparse.ArgumentParser:
                     help="synthetic: projected landmarks with MediaPipe's measured noise (fast); "
                          "rendered: the real MediaPipe on rendered frames (rendered on first use)")
     ev.set_defaults(handler=cmd_eval)
-    tr = sub.add_parser("train", parents=[parent], help="train the motion denoiser (resumable)")
-    tr.add_argument("--out", default="runs/default", metavar="DIR", help="checkpoint folder (git-ignored)")
+    tr = sub.add_parser("train", parents=[parent], help="train the motion denoiser or the baseline (resumable)")
+    tr.add_argument("--model", choices=list(TRAIN_OUT), default="denoiser",
+                    help="denoiser, or per-frame: the per-frame lifter baseline (same data, losses and budget)")
+    tr.add_argument("--out", metavar="DIR",
+                    help="checkpoint folder (git-ignored; default runs/default, per-frame: runs/per-frame)")
     tr.add_argument("--steps", type=int, default=3000)
     tr.add_argument("--batch", type=int, default=24, help="windows of 120 frames per step")
     tr.add_argument("--lr", type=float, default=4e-4)
     tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--width", type=int, default=256)
-    tr.add_argument("--layers", type=int, default=6)
-    tr.add_argument("--heads", type=int, default=4)
-    tr.add_argument("--mlp", type=int, default=1024)
+    tr.add_argument("--width", type=int, help="default 256; per-frame: 1024")
+    tr.add_argument("--layers", type=int, help="default 6; per-frame: 4")
+    tr.add_argument("--heads", type=int, help="default 4 (denoiser only)")
+    tr.add_argument("--mlp", type=int, help="default 1024 (denoiser only)")
     tr.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     tr.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     tr.add_argument("--rendered", metavar="DIR", help="a rendered set of train clips (genmo-live data render "
                                                      "--split train) to mix in: real MediaPipe output")
     tr.add_argument("--rendered-share", type=float, default=0.3, help="share of windows from --rendered")
+    tr.add_argument("--text-share", type=float, default=0.6,
+                    help="share of windows told a caption (needs the text extra; 0 = no text); the rest "
+                         "train the unconditional branch of classifier-free guidance")
+    tr.add_argument("--clip-caption-share", type=float, default=0.2,
+                    help="of the windows with text, share told the clip's own caption instead of its "
+                         "motion captions")
+    tr.add_argument("--text-drop-observations", type=float, default=0.5,
+                    help="generation pass: share of the windows with text that lose their observations on "
+                         "the text's frames")
     tr.set_defaults(handler=cmd_train)
-    for name, (help_text, issue) in _PLANNED.items():
-        p = sub.add_parser(name, parents=[parent], help=f"{help_text} (not built yet)")
-        p.set_defaults(handler=None, issue=issue)
+    rn = sub.add_parser("run", parents=[parent], help="run the live pipeline: webcam, video file, the sample clip "
+                                                      "or WebRTC -> MediaPipe -> engine -> outputs")
+    rn.add_argument("--source", help="webcam | sample | webrtc | PATH (default: the webcam if there is one, "
+                                     "else the sample clip in a loop)")
+    rn.add_argument("--steps", type=int, help="denoising steps per window (1 = estimation mode)")
+    rn.add_argument("--prompt", help="text that drives the motion while you are not seen")
+    rn.add_argument("--lag", type=int, help="output lag, frames")
+    rn.add_argument("--no-realtime", action="store_true", help="read a video file as fast as possible")
+    rn.add_argument("--loop", action="store_true", help="play a video file again at its end")
+    rn.add_argument("--headless", action="store_true", help="no viewer")
+    rn.add_argument("--duration", type=float, metavar="S", help="stop S seconds after the first frame")
+    rn.add_argument("--report", metavar="FILE", help="write the run's measurements as JSON")
+    rn.add_argument("--ws", action="append", metavar="HOST:PORT", help="WebSocket pose stream and control")
+    rn.add_argument("--viewer", metavar="HOST:PORT", help="serve the browser viewer (uses the first --ws, "
+                                                         "or starts one on 127.0.0.1:8765)")
+    rn.add_argument("--vmc", action="append", metavar="HOST:PORT", help="send VMC protocol (VSeeFace, Warudo, "
+                                                                       "VNyan, EVMC4U; they listen on 39539)")
+    rn.add_argument("--vrchat", action="append", metavar="HOST:PORT", help="send VRChat OSC trackers "
+                                                                          "(VRChat listens on 127.0.0.1:9000)")
+    rn.add_argument("--record", action="append", metavar="PATH", help="record the take: PATH.npz and/or PATH.bvh")
+    rn.set_defaults(handler=cmd_run)
     return parser
 
 
@@ -426,10 +531,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         parser.exit(2, f"genmo-live: {e}\n")
     logging.basicConfig(level=cfg.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    if args.handler is None:
-        print(f"genmo-live {args.command}: not built yet; it arrives with issue #{args.issue}.",
-              file=sys.stderr)
-        return 2
+    logging.getLogger("aioice").setLevel(logging.WARNING)  # it logs every ICE connectivity check
     from engine.smpl import SmplModelError
 
     try:

@@ -52,9 +52,67 @@ class DataConfig:
 
 
 @dataclass
+class EngineConfig:
+    weights: str = setting("", "trained denoiser checkpoint; empty: the bundled assets/genmo_live.pt")
+    steps: int = setting(1, "denoising steps per window: 1 = estimation mode (one pass), K = K DDIM steps",
+                         min=1, max=50)
+    lag: int = setting(0, "output lag in frames: each pose waits for this many newer frames (smoother, later)",
+                       min=0, max=60)
+    warm_start_step: int = setting(500, "with steps > 1: the diffusion step the previous window's estimate "
+                                        "is noised to as the next window's start", min=1, max=999)
+    prompt: str = setting("a person stands still", "text that drives the motion while the person is not seen")
+    guidance: float = setting(2.0, "classifier-free guidance scale of the prompt (1 = none)", min=0.0, max=10.0)
+    generation_steps: int = setting(4, "DDIM steps of a generated stretch", min=1, max=50)
+    generation_horizon: int = setting(30, "frames generated ahead at a time while the person is not seen",
+                                      min=4, max=100)
+    generation_smooth: float = setting(3.0, "temporal smoothing of generated motion, frames (Gaussian sigma; "
+                                            "0 = none)", min=0.0, max=30.0)
+    generation_after: int = setting(0, "frames the body must be missing before generation takes over "
+                                       "(shorter gaps are filled by estimation)", min=0, max=30)
+    blend_s: float = setting(0.5, "cross-fade from generated back to estimated motion, seconds", min=0.0, max=5.0)
+    min_body_landmarks: int = setting(4, "fewer of MediaPipe's 12 body landmarks than this = body missing",
+                                      min=1, max=12)
+    foot_lock: bool = setting(True, "pin planted feet (contact head) and keep them on the floor")
+    contact_threshold: float = setting(0.5, "contact probability above which a foot counts as planted",
+                                       min=0.0, max=1.0)
+    threads: int = setting(1, "torch CPU threads for the engine (MediaPipe runs in its own process)",
+                           min=1, max=64)
+
+
+@dataclass
+class SourceConfig:
+    source: str = setting("auto", "auto (webcam if present, else the sample clip looped), webcam, sample, "
+                                  "webrtc, or a video file path")
+    webcam_index: int = setting(0, "which camera (/dev/videoN)", min=0, max=63)
+    realtime: bool = setting(True, "pace video files at their own frame rate, like a camera")
+    loop: bool = setting(False, "start a video file again at its end")
+    webrtc_host: str = setting("127.0.0.1", "where the WebRTC capture page listens (other addresses need a token)")
+    webrtc_port: int = setting(8090, "port of the WebRTC capture page", min=1, max=65535)
+    queue: int = setting(8, "landmark packets buffered between ingest and engine (a live source drops the "
+                            "oldest beyond this)", min=1, max=1000)
+
+
+@dataclass
+class OutputsConfig:
+    ws: list[str] = setting([], "WebSocket pose stream + control servers, HOST:PORT each")
+    viewer: str = setting("", "browser viewer HOST:PORT (empty: none)")
+    vmc: list[str] = setting([], "VMC protocol receivers (VSeeFace, Warudo, VNyan, EVMC4U...), HOST:PORT each")
+    vmc_rate: float = setting(0.0, "VMC send rate, Hz (0: every pose)", min=0.0, max=240.0)
+    vrchat: list[str] = setting([], "VRChat OSC receivers, HOST:PORT each (VRChat listens on 9000)")
+    vrchat_trackers: list[str] = setting(["hip", "left_foot", "right_foot"],
+                                         "trackers sent to VRChat: hip, chest, left_foot, right_foot, left_knee, "
+                                         "right_knee, left_elbow, right_elbow")
+    record: list[str] = setting([], "recordings written while streaming: take.npz and/or take.bvh")
+
+
+@dataclass
 class Config:
     body: BodyConfig = field(default_factory=BodyConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
+    outputs: OutputsConfig = field(default_factory=OutputsConfig)
+    token: str = setting("", "access token; required when a server listens on an address other than loopback")
     device: Literal["auto", "cpu", "cuda"] = setting(
         "auto", "where the engine runs: auto uses a GPU when there is one")
     log_level: Literal["debug", "info", "warning", "error"] = setting("info", "how much to log")

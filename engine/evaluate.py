@@ -1,12 +1,13 @@
 """The evaluation protocol: a fixed synthetic test set and the numbers every model is judged by.
 
-    genmo-live eval --model PATH|BASELINE --split test --seed 0 --report out.json [--data DIR]
+    genmo-live eval --model PATH|BASELINE|per-frame --split test --seed 0 --report out.json [--data DIR]
 
 Test set: every clip of the split (test subjects, configs/data_split.yaml; or every clip of
 `--data DIR`), posed on our body at 30 fps and seen through its own fixed synthetic webcam with
 fixed noise and occlusion spans (engine.observations, seeded by clip name and --seed). A model gets
 only the observation; a *baseline* may also read the ground truth it names (the identity baseline
-puts a T-pose at the true root, to prove the harness end to end).
+puts a T-pose at the true root, to prove the harness end to end). `per-frame` is the per-frame
+lifter baseline (engine.lifter) where `genmo-live train --model per-frame` writes it.
 
 A prediction is two joint sequences, (T, 24, 3) metres: in the camera frame (OpenCV axes) and in a
 gravity-aligned world (y up; its heading and origin are free, the world metrics align them).
@@ -21,6 +22,7 @@ by the frames it counts. bench/README.md documents the protocol and its numbers.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -38,6 +40,8 @@ FPS = 30.0
 METRICS = ("mpjpe_mm", "pa_mpjpe_mm", "w_mpjpe100_mm", "wa_mpjpe100_mm", "rte_pct",
            "accel_err_mm_s2", "jitter_mm_s3", "foot_skate_mm")
 SUBSETS = ("occluded", "missing")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -115,16 +119,21 @@ def ground_truth(body: Body) -> Predictor:
 
 
 def model_predictor(path: Path | str, body: Body, steps: int = 1, device: str = "cpu") -> Predictor:
-    """A trained denoiser (engine.train checkpoint) over each whole test sequence at once, the
-    sliding attention window covering sequences longer than it: estimation mode for steps = 1,
-    DDIM from the estimation start for more."""
+    """A trained model (engine.train checkpoint) over each whole test sequence at once. The
+    denoiser: the sliding attention window covering sequences longer than it; estimation mode for
+    steps = 1, DDIM from the estimation start for more. The per-frame lifter (engine.lifter): its
+    one pass, every frame on its own; it has no generation mode, so steps > 1 are not taken."""
     from engine.conditions import assumed_focal, landmark_conditions, batch_conditions
     from engine.diffusion import cosine_alpha_bar, ddim
     from engine.kinematics import forward_kinematics
+    from engine.lifter import PerFrameLifter
     from engine.motion import decode
     from engine.train import camera_joints, load_model
 
     model, norm, _ = load_model(path, device)
+    if isinstance(model, PerFrameLifter) and steps != 1:
+        log.warning("%s is a per-frame lifter, which has estimation mode only: %d DDIM steps ignored", path, steps)
+        steps = 1
     rest = body.rest_joints.to(device)
     alpha_bar = cosine_alpha_bar().to(device)
 

@@ -7,19 +7,31 @@ clip is seen anew: mirrored or not, played 0.8-1.25x as fast, through a new synt
 new detector noise and occlusion events (engine.observations), so the model never sees the same
 observation twice. Windows of `window` frames are cut from those.
 
+Text (GEM_NOTES §2.6, §5.2): every clip, as augmented, is captioned from its own motion
+(engine.captions: spans like "a person walks forward") and keeps its dataset caption (with left and
+right swapped when mirrored). A `text_share` of the windows carry text, each span over its own
+frames in the window (multi-text), or now and then the clip's caption over the whole window; the
+other windows are the unconditional branch of classifier-free guidance. Every caption is encoded
+once at start (engine.text, all-MiniLM-L6-v2); without the text extra, training goes on without text.
+
 Each step is dual-mode (GEM_NOTES §3, §5): an estimation pass (zeros at the last step) and a
-generation pass (a random step, with the observations of some windows dropped entirely so the
-model learns to generate), both predicting clean motion; losses on the motion vector, root-relative
-joints in the camera frame (forward kinematics), their 2D reprojection in the person's box, the
-world trajectory (velocities integrated along the true heading) and the contacts.
-Checkpoints (model, optimiser, normaliser, step) are written atomically to <out>/last.pt.
+generation pass (a random step, with the observations of some windows dropped entirely, and those
+of the text's frames in more windows with text, so the model learns to generate, from text where
+there is one), both predicting clean motion and both told the text; losses on the motion vector,
+root-relative joints in the camera frame (forward kinematics), their 2D reprojection in the person's
+box, the world trajectory (velocities integrated along the true heading) and the contacts.
+The per-frame lifter (engine.lifter, `train --model per-frame`), the baseline, trains in this same
+loop on the same data and losses, the estimation pass only: it has no generation mode and reads no text.
+Checkpoints (model and its architecture, optimiser, normaliser, step) are written atomically to
+<out>/last.pt.
 """
 from __future__ import annotations
 
 import logging
 import math
+import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,15 +40,18 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from engine.body import SMPL_JOINT_NAMES, SMPL_PARENTS, Body
+from engine.captions import CAPTIONS, motion_captions
 from engine.conditions import assumed_focal, landmark_conditions
 from engine.dataset import Clip
 from engine.diffusion import NUM_STEPS, cosine_alpha_bar, q_sample
 from engine.kinematics import forward_kinematics
+from engine.lifter import LifterConfig, PerFrameLifter
 from engine.model import Conditions, Denoiser, ModelConfig
 from engine.motion import VELOCITY, Normalizer, decode, encode, integrate
 from engine.observations import NoiseModel, observe_clip
 from engine.retarget import CONTACT_JOINTS, resample
 from engine.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from engine.text import TextEncoder, TextEncoderUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +59,8 @@ MIRROR_JOINTS = [SMPL_JOINT_NAMES.index(n.replace("left", "#").replace("right", 
                  for n in SMPL_JOINT_NAMES]
 MIRROR_CONTACTS = [CONTACT_JOINTS.index(n.replace("left", "#").replace("right", "left").replace("#", "right"))
                    for n in CONTACT_JOINTS]
+# The architectures a checkpoint can hold, by the name it stores (and `genmo-live train --model` takes).
+ARCHS = {"denoiser": (Denoiser, ModelConfig), "per-frame": (PerFrameLifter, LifterConfig)}
 
 
 @dataclass
@@ -56,6 +73,14 @@ class TrainConfig:
     warmup: int = 200
     refresh: int = 300             # steps between new observations of every clip
     drop_observations: float = 0.25  # generation pass: share of windows with no observation at all
+    # Text: the share of windows told a caption; the rest (and windows no caption reaches) are the
+    # unconditional branch of classifier-free guidance, so this is 1 - the condition dropout.
+    text_share: float = 0.6
+    clip_caption_share: float = 0.2  # of those, told the clip's own caption instead of its motion spans
+    # Generation pass: share of the windows with text whose observations are dropped on the text's
+    # frames (the live case: the person is occluded and a prompt fills in; GENMO drops 2D with p 0.5
+    # for samples with text). On top of drop_observations.
+    text_drop_observations: float = 0.5
     rendered: str = ""             # a rendered set of the train clips (genmo-live data render --split train)
     rendered_share: float = 0.3    # share of windows taken from it, when given
     seed: int = 0
@@ -71,6 +96,18 @@ def mirror(pose: np.ndarray, root: np.ndarray, contacts: np.ndarray):
     return p.astype(np.float32), (root * np.array([-1.0, 1.0, 1.0])).astype(np.float32), contacts[:, MIRROR_CONTACTS]
 
 
+def mirror_caption(caption: str | None) -> str | None:
+    """A clip caption for the clip's mirror image: "left" and "right" swapped (case kept)."""
+    if caption is None:
+        return None
+
+    def swap(m: re.Match) -> str:
+        word = "right" if m.group(0).lower() == "left" else "left"
+        return word.capitalize() if m.group(0)[0].isupper() else word
+
+    return re.sub(r"\b(left|right)\b", swap, caption, flags=re.IGNORECASE)
+
+
 def change_speed(pose: np.ndarray, root: np.ndarray, contacts: np.ndarray, factor: float):
     """The clip played `factor` times as fast (slerp / linear resampling, 30 fps kept)."""
     if abs(factor - 1.0) < 1e-3 or len(pose) < 2:
@@ -84,18 +121,24 @@ def change_speed(pose: np.ndarray, root: np.ndarray, contacts: np.ndarray, facto
 @dataclass
 class Prepared:
     """One clip as the model sees it: targets x (T, 144) raw, conditions (numpy, T frames),
-    contacts (T, 6), and the told camera (focal, width, height) for the 2D loss."""
+    contacts (T, 6), the told camera (focal, width, height) for the 2D loss, and its texts: the
+    motion-caption spans [(start, end, caption)] (engine.captions, frames [start, end)) and the
+    clip's own caption or None."""
 
     x: np.ndarray
     cond: dict
     contacts: np.ndarray
     focal: float
     size: tuple
+    spans: list
+    caption: str | None
 
 
-def as_prepared(pose: np.ndarray, root: np.ndarray, contacts: np.ndarray, obs) -> Prepared:
-    """A clip's motion (pose (T, 24, 3) axis-angle, root (T, 3)) and what a camera saw of it
-    (engine.observations.Observation, synthetic or rendered) as training targets and conditions."""
+def as_prepared(pose: np.ndarray, root: np.ndarray, contacts: np.ndarray, obs, spans: list,
+                caption: str | None) -> Prepared:
+    """A clip's motion (pose (T, 24, 3) axis-angle, root (T, 3)), what a camera saw of it
+    (engine.observations.Observation, synthetic or rendered) and its texts as training targets and
+    conditions."""
     cam = obs.camera
     focal = assumed_focal(cam.width)
     local = axis_angle_to_matrix(torch.from_numpy(pose.astype(np.float64)))
@@ -103,34 +146,86 @@ def as_prepared(pose: np.ndarray, root: np.ndarray, contacts: np.ndarray, obs) -
                focal / cam.focal)
     cond = landmark_conditions(obs.keypoints, obs.visibility, cam.width, cam.height, focal)
     return Prepared(x=x.float().numpy(), cond=cond, contacts=contacts.astype(np.float32), focal=focal,
-                    size=(cam.width, cam.height))
+                    size=(cam.width, cam.height), spans=spans, caption=caption)
 
 
 def prepare(clip: Clip, body: Body, noise: NoiseModel, seed: int, rng: np.random.Generator,
             augment: bool = True) -> Prepared:
-    """A clip, augmented (mirror, speed), seen through a new synthetic webcam."""
-    pose, root, contacts = clip.pose, clip.root, clip.contacts
+    """A clip, augmented (mirror, speed), seen through a new synthetic webcam. Its motion is
+    captioned after augmentation, so mirrored turns and sped-up walks get their own words and frames."""
+    pose, root, contacts, caption = clip.pose, clip.root, clip.contacts, clip.caption
     if augment:
         if rng.random() < 0.5:
             pose, root, contacts = mirror(pose, root, contacts)
+            caption = mirror_caption(caption)
         pose, root, contacts = change_speed(pose, root, contacts, float(rng.uniform(0.8, 1.25)))
     joints, world_rot = body.pose_arrays(pose, root)
-    return as_prepared(pose, root, contacts, observe_clip(clip.clip, joints, world_rot, seed, noise, body.stature))
+    return as_prepared(pose, root, contacts, observe_clip(clip.clip, joints, world_rot, seed, noise, body.stature),
+                       motion_captions(joints, world_rot[:, 0]), caption)
 
 
-def prepare_rendered(rendered: list, clips: list[Clip]) -> list[Prepared]:
+def prepare_rendered(rendered: list, clips: list[Clip], body: Body) -> list[Prepared]:
     """The jobs of a rendered set (engine.rendered.RenderedItem): the real MediaPipe's output on
-    rendered frames of the clips, with their true motion as targets."""
+    rendered frames of the clips, with their true motion (unaugmented) as targets."""
     by_name = {c.clip: c for c in clips}
-    return [as_prepared(by_name[r.clip].pose, by_name[r.clip].root, by_name[r.clip].contacts, r.obs)
+    spans = {}  # per clip: a clip has several jobs (cameras)
+    for name in {r.clip for r in rendered} & by_name.keys():
+        joints, world_rot = body.pose_arrays(by_name[name].pose, by_name[name].root)
+        spans[name] = motion_captions(joints, world_rot[:, 0])
+    return [as_prepared(by_name[r.clip].pose, by_name[r.clip].root, by_name[r.clip].contacts, r.obs,
+                        spans[r.clip], by_name[r.clip].caption)
             for r in rendered if r.clip in by_name]
 
 
+@dataclass
+class CaptionBank:
+    """Every text training can tell, encoded once and kept on the training device: row
+    index[caption] of tokens (N, Lt, 384) and mask (N, Lt) (engine.text.TextEncoder.tokens)."""
+
+    index: dict[str, int]
+    tokens: torch.Tensor
+    mask: torch.Tensor
+
+
+def encode_captions(clips: list[Clip], device) -> CaptionBank | None:
+    """engine.captions.CAPTIONS and the clips' own captions, mirrored ones included, through the
+    text encoder in one go (a few hundred strings; the text model is not kept). None, with a
+    warning, when the text extra is not installed."""
+    own = {c.caption for c in clips if c.caption}
+    prompts = sorted(set(CAPTIONS) | own | {mirror_caption(c) for c in own})
+    try:
+        tokens, mask = TextEncoder(device).tokens(prompts)
+    except TextEncoderUnavailable as e:
+        log.warning("training without text conditioning: %s", e)
+        return None
+    return CaptionBank({p: i for i, p in enumerate(prompts)}, tokens, mask)
+
+
+def window_texts(p: Prepared, start: int, window: int, rng: np.random.Generator,
+                 clip_caption_share: float) -> list[tuple[str, np.ndarray]]:
+    """The texts of the window [start, start + window) of a clip: [(caption, frames (window,) bool)].
+
+    Every motion-caption span the window overlaps, each over its own frames there (multi-text; the
+    spans are disjoint, so no frame has two); or, a `clip_caption_share` of the time or when no span
+    overlaps, the clip's own caption over all of its frames in the window; [] when it has neither.
+    """
+    frame = np.arange(start, start + window)
+    spans = [(text, (frame >= s) & (frame < e)) for s, e, text in p.spans if s < start + window and e > start]
+    if p.caption and (not spans or rng.random() < clip_caption_share):
+        return [(p.caption, frame < len(p.x))]
+    return spans
+
+
 def sample_windows(prepared: list[Prepared], batch: int, window: int, rng: np.random.Generator, device,
-                   rendered: list[Prepared] = (), rendered_share: float = 0.0):
+                   rendered: list[Prepared] = (), rendered_share: float = 0.0, bank: CaptionBank | None = None,
+                   text_share: float = 0.0, clip_caption_share: float = 0.0):
     """A batch of windows: (x (B, L, 144), Conditions, contacts (B, L, 6), valid (B, L), focal (B,),
     size (B, 2)); clips shorter than the window are padded with their last frame (valid False).
-    A `rendered_share` of the windows, on average, come from `rendered` (real detector output)."""
+    A `rendered_share` of the windows, on average, come from `rendered` (real detector output).
+
+    With a `bank`, a `text_share` of the windows are told their window_texts: Conditions.text
+    (B, K, Lt, 384), text_mask (B, K, Lt), text_frames (B, K, L), K the most texts of any window;
+    the rows a window does not use drive no frame. No window with text: text None."""
     share = rendered_share if len(rendered) else 0.0
     pool = list(prepared) + list(rendered)
     lengths = np.array([len(p.x) for p in pool], float)
@@ -138,7 +233,7 @@ def sample_windows(prepared: list[Prepared], batch: int, window: int, rng: np.ra
     weight = np.where(synthetic, lengths / lengths[synthetic].sum() * (1 - share),
                       lengths / max(lengths[~synthetic].sum(), 1.0) * share)
     picks = rng.choice(len(pool), batch, p=weight / weight.sum())
-    xs, conds, contacts, valid = [], {k: [] for k in ("keypoints", "visible", "box", "has_box")}, [], []
+    xs, conds, contacts, valid, texts = [], {k: [] for k in ("keypoints", "visible", "box", "has_box")}, [], [], []
     for i in picks:
         p = pool[i]
         T = len(p.x)
@@ -149,15 +244,41 @@ def sample_windows(prepared: list[Prepared], batch: int, window: int, rng: np.ra
             conds[k].append(p.cond[k][idx])
         contacts.append(p.contacts[idx])
         valid.append(np.arange(start, start + window) < T)
+        told = bank is not None and rng.random() < text_share
+        texts.append(window_texts(p, start, window, rng, clip_caption_share) if told else [])
 
     def t(a, dtype=torch.float32):
         return torch.as_tensor(np.stack(a), dtype=dtype, device=device)
 
     c = Conditions(keypoints=t(conds["keypoints"]), visible=t(conds["visible"], torch.bool), box=t(conds["box"]),
                    has_box=t(conds["has_box"], torch.bool))
+    K = max(len(w) for w in texts)
+    if K:
+        # Unused rows point at text 0: a real text, so its attention has a key (an all-padding
+        # row would give NaN), and driving no frame, so the text blocks zero it out.
+        ids = np.zeros((batch, K), np.int64)
+        frames = np.zeros((batch, K, window), bool)
+        for b, w in enumerate(texts):
+            for k, (caption, f) in enumerate(w):
+                ids[b, k], frames[b, k] = bank.index[caption], f
+        ids = torch.from_numpy(ids).to(device)
+        c = replace(c, text=bank.tokens[ids], text_mask=bank.mask[ids],
+                    text_frames=torch.from_numpy(frames).to(device))
     focal = torch.tensor([pool[i].focal for i in picks], device=device)
     size = torch.tensor([pool[i].size for i in picks], dtype=torch.float32, device=device)
     return t(xs), c, t(contacts), t(valid, torch.bool), focal, size
+
+
+def generation_conditions(c: Conditions, cfg: TrainConfig) -> Conditions:
+    """The generation pass's conditions: a `drop_observations` share of the windows lose every
+    observation, and a `text_drop_observations` share of the windows with text lose those of the
+    text's frames, so that the model learns to generate, from the text where there is one."""
+    B = c.visible.shape[0]
+    seen = torch.rand(B, 1, device=c.visible.device) >= cfg.drop_observations  # (B, 1), then (B, L)
+    if c.text is not None:
+        hide = torch.rand(B, 1, device=c.visible.device) < cfg.text_drop_observations
+        seen = seen & ~(c.text_frames.any(1) & hide)
+    return replace(c, visible=c.visible & seen[..., None], has_box=c.has_box & seen)
 
 
 def camera_joints(motion: dict, rest: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -212,32 +333,37 @@ def fit_normalizer(prepared: list[Prepared]) -> Normalizer:
     return Normalizer.fit(torch.from_numpy(np.concatenate([p.x for p in prepared])))
 
 
-def save_checkpoint(path: Path, model: Denoiser, norm: Normalizer, opt, step: int, cfg: TrainConfig, meta: dict) -> None:
+def save_checkpoint(path: Path, model: Denoiser | PerFrameLifter, norm: Normalizer, opt, step: int, cfg: TrainConfig,
+                    meta: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({"model": model.state_dict(), "model_config": model.config_dict(), "normalizer": norm.state_dict(),
-                "optimizer": opt.state_dict() if opt is not None else None, "step": step,
-                "train_config": asdict(cfg), "meta": meta}, tmp)
+    arch = next(name for name, (cls, _) in ARCHS.items() if isinstance(model, cls))
+    torch.save({"arch": arch, "model": model.state_dict(), "model_config": model.config_dict(),
+                "normalizer": norm.state_dict(), "optimizer": opt.state_dict() if opt is not None else None,
+                "step": step, "train_config": asdict(cfg), "meta": meta}, tmp)
     tmp.replace(path)
 
 
-def _read_checkpoint(path: Path | str, device) -> tuple[Denoiser, Normalizer, dict]:
+def _read_checkpoint(path: Path | str, device) -> tuple[Denoiser | PerFrameLifter, Normalizer, dict]:
     ck = torch.load(path, map_location=device, weights_only=False)
-    model = Denoiser(ModelConfig(**ck["model_config"])).to(device)
+    cls, config = ARCHS[ck.get("arch", "denoiser")]  # checkpoints from before the lifter hold denoisers
+    model = cls(config(**ck["model_config"])).to(device)
     model.load_state_dict(ck["model"])
     norm = Normalizer().to(device)
     norm.load_state_dict(ck["normalizer"])
     return model, norm, ck
 
 
-def load_model(path: Path | str, device="cpu") -> tuple[Denoiser, Normalizer, dict]:
-    """A trained denoiser, its normaliser and the checkpoint's metadata."""
+def load_model(path: Path | str, device="cpu") -> tuple[Denoiser | PerFrameLifter, Normalizer, dict]:
+    """A trained model (a Denoiser or a PerFrameLifter, as the checkpoint says), its normaliser and
+    the checkpoint's metadata."""
     model, norm, ck = _read_checkpoint(path, device)
     return model.eval(), norm, {k: ck[k] for k in ("step", "train_config", "meta") if k in ck}
 
 
-def train(clips: list[Clip], body: Body, out_dir: Path, cfg: TrainConfig, model_cfg: ModelConfig,
+def train(clips: list[Clip], body: Body, out_dir: Path, cfg: TrainConfig, model_cfg: ModelConfig | LifterConfig,
           device: str = "cpu", resume: bool = False) -> Path:
-    """Train (or resume) and return the checkpoint path."""
+    """Train (or resume) the model of `model_cfg`'s architecture (the checkpoint's, on resume) and
+    return the checkpoint path."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     noise = NoiseModel.load()
@@ -259,20 +385,28 @@ def train(clips: list[Clip], body: Body, out_dir: Path, cfg: TrainConfig, model_
         log.info("resumed from %s at step %d", ckpt, step)
         prepared = observe(step // cfg.refresh)
     else:
-        model = Denoiser(model_cfg).to(device)
+        cls = next(cls for cls, config in ARCHS.values() if isinstance(model_cfg, config))
+        model = cls(model_cfg).to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         step = 0
         prepared = observe(0)
         # Camera-dependent dimensions (root orientation and translation in the camera) vary with
         # the camera: take their statistics over a few rounds of cameras, not one per clip.
         norm = fit_normalizer(prepared + [p for r in (10**6, 10**6 + 1) for p in observe(r)]).to(device)
+    denoiser = isinstance(model, Denoiser)  # the lifter has no generation pass and reads no text
     rendered = []
     if cfg.rendered:
         from engine.rendered import load_job
 
-        rendered = prepare_rendered([load_job(p) for p in sorted(Path(cfg.rendered).glob("*.npz"))], clips)
+        rendered = prepare_rendered([load_job(p) for p in sorted(Path(cfg.rendered).glob("*.npz"))], clips, body)
         log.info("mixing %d rendered jobs (real MediaPipe output) into %.0f %% of the windows",
                  len(rendered), 100 * cfg.rendered_share)
+    bank = encode_captions(clips, device) if denoiser and cfg.text_share > 0 else None
+    if bank is not None:
+        captioned = sum(e - s for p in prepared for s, e, _ in p.spans) / sum(len(p.x) for p in prepared)
+        log.info("text: %d captions encoded; motion captions cover %.0f %% of the frames; %.0f %% of the "
+                 "windows told a text where one reaches them", len(bank.index), 100 * captioned,
+                 100 * cfg.text_share)
     started = time.time()
     bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step")
     model.train()
@@ -283,7 +417,8 @@ def train(clips: list[Clip], body: Body, out_dir: Path, cfg: TrainConfig, model_
         for group in opt.param_groups:
             group["lr"] = lr
         x, c, contacts, valid, focal, size = sample_windows(prepared, cfg.batch, cfg.window, rng, device,
-                                                            rendered, cfg.rendered_share)
+                                                            rendered, cfg.rendered_share, bank, cfg.text_share,
+                                                            cfg.clip_caption_share)
         x = norm(x)
         gt = truth(x, norm, rest)
         B = x.shape[0]
@@ -291,14 +426,14 @@ def train(clips: list[Clip], body: Body, out_dir: Path, cfg: TrainConfig, model_
         t_est = torch.full((B,), NUM_STEPS - 1, device=device)
         pred, logits = model(torch.zeros_like(x), t_est, c)
         parts = losses(pred, logits, gt, contacts, valid, focal, size, norm, rest)
-        # Generation pass: a random step, some windows without any observation.
-        t_gen = torch.randint(0, NUM_STEPS, (B,), device=device)
-        x_t = q_sample(x, t_gen, torch.randn_like(x), alpha_bar)
-        keep = torch.rand(B, device=device) >= cfg.drop_observations
-        c_gen = Conditions(c.keypoints, c.visible & keep[:, None, None], c.box, c.has_box & keep[:, None])
-        pred_g, logits_g = model(x_t, t_gen, c_gen)
-        gen = losses(pred_g, logits_g, gt, contacts, valid, focal, size, norm, rest)
-        total = sum(cfg.loss_weights[k] * (parts[k] + gen[k]) for k in parts)
+        total = sum(cfg.loss_weights[k] * parts[k] for k in parts)
+        if denoiser:
+            # Generation pass: a random step, fewer observations.
+            t_gen = torch.randint(0, NUM_STEPS, (B,), device=device)
+            x_t = q_sample(x, t_gen, torch.randn_like(x), alpha_bar)
+            pred_g, logits_g = model(x_t, t_gen, generation_conditions(c, cfg))
+            gen = losses(pred_g, logits_g, gt, contacts, valid, focal, size, norm, rest)
+            total = total + sum(cfg.loss_weights[k] * gen[k] for k in gen)
         opt.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -308,12 +443,29 @@ def train(clips: list[Clip], body: Body, out_dir: Path, cfg: TrainConfig, model_
         if step % cfg.log_every == 0 or step == cfg.steps:
             bar.set_postfix(loss=f"{total.item():.3f}", joints_mm=f"{parts['joints'].sqrt().item() * 1000:.0f}",
                             lr=f"{lr:.1e}")
-            log.info("step %d loss %.4f (estimation: joints %.1f mm rms, x0 %.3f; generation: joints %.1f mm)",
-                     step, total.item(), parts["joints"].sqrt().item() * 1000, parts["x0"].item(),
-                     gen["joints"].sqrt().item() * 1000)
+            log.info("step %d loss %.4f (estimation: joints %.1f mm rms, x0 %.3f%s)", step, total.item(),
+                     parts["joints"].sqrt().item() * 1000, parts["x0"].item(),
+                     f"; generation: joints {gen['joints'].sqrt().item() * 1000:.1f} mm" if denoiser else "")
         if step % cfg.refresh == 0 or step == cfg.steps:
             save_checkpoint(ckpt, model, norm, opt, step, cfg,
                             {"clips": len(clips), "frames": int(sum(len(c.pose) for c in clips)),
                              "seconds": round(time.time() - started, 1), "device": device})
     bar.close()
     return ckpt
+
+
+def export_weights(checkpoint: Path | str, out: Path | str) -> Path:
+    """A training checkpoint -> the weights the product loads (engine.paths.WEIGHTS_PATH): model
+    (float16, half the size; loaded back as float32), normaliser, configs and metadata, without
+    the optimiser state."""
+    ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    slim = {**{k: ck[k] for k in ("model_config", "normalizer", "step", "train_config", "meta")},
+            "arch": ck.get("arch", "denoiser"),
+            "model": {k: v.half() if v.is_floating_point() else v for k, v in ck["model"].items()},
+            "optimizer": None}
+    tmp = out.with_name(out.name + ".tmp")
+    torch.save(slim, tmp)
+    tmp.replace(out)
+    return out

@@ -45,6 +45,10 @@ class PoseDetector:
         world = np.array([(p.x, -p.y, -p.z) for p in result.pose_world_landmarks.landmark])
         return Detection(keypoints=image[:, :2], visibility=image[:, 2], world=world)
 
+    def warm_up(self, width: int = 640, height: int = 480) -> None:
+        """Run the graph once on an empty frame, so the first real frame does not pay for its start."""
+        self._pose.process(np.zeros((height, width, 3), np.uint8))
+
     def close(self) -> None:
         self._pose.close()
 

@@ -40,10 +40,15 @@ def test_bad_setting_is_a_clear_error():
     assert "config key 'body.stature': expected float, got 'tall'" in out.stderr
 
 
-@pytest.mark.parametrize("command", ["run"])
-def test_unbuilt_subcommands_say_so(command, capsys):
-    assert main([command]) == 2
-    assert "not built yet" in capsys.readouterr().err
+@pytest.mark.parametrize("flags, message", [
+    (["--ws", "0.0.0.0:8765"], "the WebSocket server listens on 0.0.0.0, beyond this machine: set a token"),
+    (["--viewer", "192.168.1.5:8080"], "the viewer listens on 192.168.1.5"),
+    (["--vmc", "localhost"], "outputs.vmc: expected HOST:PORT, got 'localhost'"),
+    (["--source", "webrtc", "--source.webrtc_host", "0.0.0.0"], "the WebRTC capture page listens on 0.0.0.0"),
+])
+def test_run_refuses_bad_addresses_and_unguarded_servers_before_starting(flags, message):
+    out = run_cli("run", *flags)
+    assert out.returncode == 2 and message in out.stderr
 
 
 def test_bench_kinematics_runs_with_baseline():

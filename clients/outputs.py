@@ -1,0 +1,81 @@
+"""The outputs of a run, built from the config (`outputs:` section, or the `run` flags)."""
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from configs.config import ConfigError
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+DEFAULT_WS = "127.0.0.1:8765"
+
+
+def host_port(text: str, what: str) -> tuple[str, int]:
+    """'HOST:PORT' (or '[v6]:PORT') -> (host, port), with an error naming the setting."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535 or not host:
+        raise ConfigError(f"{what}: expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def check_exposure(host: str, token: str, what: str) -> None:
+    """Servers listen on loopback unless the user says otherwise, and then only with a token."""
+    if host in LOOPBACK:
+        return
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return
+    except ValueError:
+        pass
+    if not token:
+        raise ConfigError(f"{what} listens on {host}, beyond this machine: set a token (--token SECRET) "
+                          f"that clients must present")
+
+
+def validate(cfg) -> None:
+    """Every address well-formed and every server beyond loopback guarded by a token, checked
+    before anything starts (ConfigError otherwise)."""
+    o = cfg.outputs
+    for spec in o.ws:
+        check_exposure(host_port(spec, "outputs.ws")[0], cfg.token, "the WebSocket server")
+    if o.viewer:
+        check_exposure(host_port(o.viewer, "outputs.viewer")[0], cfg.token, "the viewer")
+    for key in ("vmc", "vrchat"):
+        for spec in getattr(o, key):
+            host_port(spec, f"outputs.{key}")
+    if cfg.source.source == "webrtc":
+        check_exposure(cfg.source.webrtc_host, cfg.token, "the WebRTC capture page")
+
+
+def build_outputs(cfg, control, body, fps: float) -> tuple[list, list]:
+    """(outputs that receive every pose, services that only need closing at the end)."""
+    o = cfg.outputs
+    outputs, services = [], []
+    ws = list(o.ws)
+    if o.viewer and not ws:
+        ws = [DEFAULT_WS]  # the viewer reads poses from a WebSocket
+    for spec in ws:
+        from clients.ws import WebSocketServer
+
+        host, port = host_port(spec, "outputs.ws")
+        check_exposure(host, cfg.token, "the WebSocket server")
+        outputs.append(WebSocketServer(host, port, control, cfg.token or None))
+    if o.viewer:
+        from clients.viewer import ViewerServer
+
+        host, port = host_port(o.viewer, "outputs.viewer")
+        check_exposure(host, cfg.token, "the viewer")
+        services.append(ViewerServer(host, port, outputs[0].url, body, cfg.token or None))
+    for spec in o.vmc:
+        from clients.vmc import VmcSender
+
+        outputs.append(VmcSender(*host_port(spec, "outputs.vmc"), body, o.vmc_rate))
+    for spec in o.vrchat:
+        from clients.vrchat import VrchatTrackers
+
+        outputs.append(VrchatTrackers(*host_port(spec, "outputs.vrchat"), list(o.vrchat_trackers), body))
+    for path in o.record:
+        from clients.recorder import Recorder
+
+        outputs.append(Recorder(Path(path), body, fps))
+    return outputs, services

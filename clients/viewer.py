@@ -1,0 +1,170 @@
+"""The browser viewer (`genmo-live run --viewer HOST:PORT`): the live pose on the default body.
+
+ViewerServer serves a page (clients/web/viewer.html and viewer.js, three.js vendored under
+clients/web/vendor) that reads the pose stream of a WebSocketServer (clients/ws.py) and draws the
+body skinned live, its root trail, the frame's source and the stream's rate and latency, with a
+box that sets the engine's text prompt. The page needs nothing from the internet.
+
+    viewer = ViewerServer("127.0.0.1", 8080, "ws://127.0.0.1:8765/", body)   # serving once constructed
+    viewer.close()
+
+Routes: GET / the page; GET /config.json {"ws": the WebSocket URL}; GET /body.json the body (see
+body_json); GET /viewer.js and /vendor/three.module.min.js the scripts. With a token, the page,
+config.json and body.json need ?token= (403 without); the page passes the token on to the
+WebSocket as its first message. The page's own ?ws= overrides the WebSocket URL.
+
+The server lives on an asyncio loop in a daemon thread, like streamer/webrtc.py's.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hmac
+import json
+import logging
+import threading
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import numpy as np
+from aiohttp import web
+
+from configs.config import ConfigError
+from engine.body import Body
+
+log = logging.getLogger(__name__)
+
+WEB = Path(__file__).resolve().parent / "web"
+STATIC = {  # path -> (file, content type)
+    "/viewer.js": (WEB / "viewer.js", "text/javascript"),
+    "/vendor/three.module.min.js": (WEB / "vendor" / "three.module.min.js", "text/javascript"),
+}
+INFLUENCES = 4  # skinning weights kept per vertex, as three.js and most engines do
+_START_TIMEOUT_S = 10.0
+_STOP_TIMEOUT_S = 10.0
+
+
+def body_json(body: Body) -> dict:
+    """What the page needs to pose `body`, as flat lists (metres):
+
+    rest_joints: 24*3; parents: 24 (-1 for the root); names: 24; stature.
+    mesh: None for a skeleton-only body, else vertices V*3 (rest pose), faces F*3 (vertex indices),
+    skin_index V*4 and skin_weight V*4: each vertex's four heaviest joints, weights renormalised
+    to sum to 1 (the default body has at most five non-zero, the four carry over 99 %).
+    """
+    out = {"rest_joints": np.round(body.rest_joints.numpy().astype(np.float64), 5).reshape(-1).tolist(),
+           "parents": list(body.parents), "names": list(body.names), "stature": body.stature, "mesh": None}
+    if body.has_mesh:
+        weights = body.weights.numpy()
+        index = np.argsort(-weights, axis=1)[:, :INFLUENCES]
+        top = np.take_along_axis(weights, index, axis=1)
+        top = top / top.sum(1, keepdims=True)
+        out["mesh"] = {"vertices": np.round(body.vertices.numpy().astype(np.float64), 5).reshape(-1).tolist(),
+                       "faces": body.faces.numpy().reshape(-1).tolist(),
+                       "skin_index": index.reshape(-1).tolist(),
+                       "skin_weight": np.round(top.astype(np.float64), 5).reshape(-1).tolist()}
+    return out
+
+
+def browser_ws_url(ws_url: str, page_host: str) -> str:
+    """The WebSocket URL as the browser should use it: a server on every interface (0.0.0.0, ::)
+    is reached at the host the page itself came from (`page_host`, without its port)."""
+    parts = urlsplit(ws_url)
+    if parts.hostname not in ("0.0.0.0", "::"):
+        return ws_url
+    host = f"[{page_host}]" if ":" in page_host else page_host
+    return parts._replace(netloc=f"{host}:{parts.port}").geturl()
+
+
+class ViewerServer:
+    """Serves the viewer page for the pose stream at `ws_url` with `body`'s mesh, at
+    http://HOST:PORT/ from construction until close(). port 0 picks a free port (`port`, `url`).
+    token: required by the page and its data when set. Raises ConfigError when it cannot listen."""
+
+    name = "viewer"
+
+    def __init__(self, host: str, port: int, ws_url: str, body: Body, token: str | None = None):
+        self.host, self.ws_url, self.token = host, ws_url, token or None
+        self._body = json.dumps(body_json(body), separators=(",", ":")).encode()
+        self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        started: concurrent.futures.Future = concurrent.futures.Future()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._serve(port, started)),
+                                        name="viewer-server", daemon=True)
+        self._thread.start()
+        try:
+            self.port = started.result(timeout=_START_TIMEOUT_S)
+        except concurrent.futures.TimeoutError:
+            raise ConfigError(f"the viewer did not start within {_START_TIMEOUT_S:.0f} s") from None
+        except OSError as e:
+            self._thread.join(_STOP_TIMEOUT_S)
+            raise ConfigError(f"the viewer cannot listen on {host}:{port} ({e.strerror or e}); is another "
+                              f"genmo-live running? Pick another port (--viewer HOST:PORT)") from None
+        url_host = f"[{host}]" if ":" in host else host
+        self.url = f"http://{url_host}:{self.port}/" + (f"?token={quote(self.token)}" if self.token else "")
+        log.info("viewer on %s", self.url)
+
+    def close(self) -> None:
+        """Stop the server and its thread."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(_STOP_TIMEOUT_S)
+        if self._thread.is_alive():
+            log.warning("the viewer thread did not stop within %.0f s", _STOP_TIMEOUT_S)
+
+    # --- the loop thread -----------------------------------------------------------------------
+
+    async def _serve(self, port: int, started: concurrent.futures.Future) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        app = web.Application()
+        app.router.add_get("/", self._page)
+        app.router.add_get("/config.json", self._config)
+        app.router.add_get("/body.json", self._body_json)
+        for path in STATIC:
+            app.router.add_get(path, self._static)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+        try:
+            await runner.setup()
+            await web.TCPSite(runner, self.host, port).start()
+        except Exception as e:  # noqa: BLE001 - handed to __init__, which raises it
+            await runner.cleanup()
+            started.set_exception(e)
+            return
+        started.set_result(runner.addresses[0][1])
+        await self._stop.wait()
+        await runner.cleanup()
+
+    def _allowed(self, request: web.Request) -> bool:
+        if self.token is None:
+            return True
+        presented = request.query.get("token", "")
+        return hmac.compare_digest(presented.encode(), self.token.encode())
+
+    def _forbidden(self) -> web.Response:
+        return web.Response(status=403, text="missing or wrong token: open the viewer at the URL genmo-live logged\n")
+
+    async def _page(self, request: web.Request) -> web.Response:
+        if not self._allowed(request):
+            return self._forbidden()
+        return web.Response(body=(WEB / "viewer.html").read_bytes(), content_type="text/html",
+                            headers={"Cache-Control": "no-store"})
+
+    async def _config(self, request: web.Request) -> web.Response:
+        if not self._allowed(request):
+            return self._forbidden()
+        return web.json_response({"ws": browser_ws_url(self.ws_url, request.url.host)},
+                                 headers={"Cache-Control": "no-store"})
+
+    async def _body_json(self, request: web.Request) -> web.Response:
+        if not self._allowed(request):
+            return self._forbidden()
+        return web.Response(body=self._body, content_type="application/json", headers={"Cache-Control": "no-store"})
+
+    async def _static(self, request: web.Request) -> web.Response:
+        path, content_type = STATIC[request.path]
+        return web.Response(body=path.read_bytes(), content_type=content_type)

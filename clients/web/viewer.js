@@ -1,0 +1,340 @@
+// The genmo-live viewer: the pose stream of clients/ws.py drawn on the body from /body.json.
+// Each binary pose frame (layout: clients/ws.py) is posed by forward kinematics on the rest joints
+// and skinned on the CPU (linear blend skinning, four joints per vertex), then drawn with three.js.
+
+import {
+  BufferAttribute, BufferGeometry, Color, DirectionalLight, DynamicDrawUsage, HemisphereLight, Line,
+  LineBasicMaterial, LineSegments, Mesh, MeshLambertMaterial, OrbitControls, PerspectiveCamera, Scene, Vector3,
+  WebGLRenderer,
+} from './vendor/three.module.min.js';
+
+const BODY_COLOR = 0xe0783c;        // orange: tests/test_ws_viewer.py looks for it in a screenshot
+const TRAIL_COLOR = 0x3cc8e0;
+const TRAIL_SECONDS = 5;
+const SOURCES = ['estimated', 'generated', 'blended'];
+const BINARY = {magic: 'GMLV', floatsOffset: 40, floats: 3 + 24 * 4 + 24 * 3 + 6};
+
+const params = new URLSearchParams(location.search);
+const token = params.get('token');
+const tokenQuery = token ? `?token=${encodeURIComponent(token)}` : '';
+const ui = Object.fromEntries(['scene', 'badge', 'stats', 'status', 'prompt-form', 'prompt', 'prompt-status']
+  .map(id => [id, document.getElementById(id)]));
+
+// What the page has seen, for a person debugging it and for the tests (read over DevTools).
+const viewer = window.viewer = {
+  frames: 0, frameId: null, source: null, fps: 0, latencyMs: null, fkErrorMm: null, prompt: null,
+};
+
+function setStatus(text, isError = false) {
+  ui.status.textContent = text;
+  ui.status.className = isError ? 'error' : '';
+  console.log('genmo-live viewer: ' + text);
+}
+
+async function fetchJson(path) {
+  const response = await fetch(path + tokenQuery);
+  if (!response.ok) throw new Error(`${path}: HTTP ${response.status} ${await response.text()}`);
+  return response.json();
+}
+
+// --- Pose maths. Quaternions are [w, x, y, z], as in the pose frames. ------------------------
+
+function quatMultiply(a, b) {
+  return [
+    a[0] * b[0] - a[1] * b[1] - a[2] * b[2] - a[3] * b[3],
+    a[0] * b[1] + a[1] * b[0] + a[2] * b[3] - a[3] * b[2],
+    a[0] * b[2] - a[1] * b[3] + a[2] * b[0] + a[3] * b[1],
+    a[0] * b[3] + a[1] * b[2] - a[2] * b[1] + a[3] * b[0],
+  ];
+}
+
+// The 3x3 rotation matrix of a unit quaternion, row-major.
+function quatToMatrix([w, x, y, z]) {
+  return [
+    1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+    2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+    2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+  ];
+}
+
+function rotate(m, v) {
+  return [m[0] * v[0] + m[1] * v[1] + m[2] * v[2], m[3] * v[0] + m[4] * v[1] + m[5] * v[2],
+          m[6] * v[0] + m[7] * v[1] + m[8] * v[2]];
+}
+
+// Forward kinematics: each joint's world rotation (3x3) and position (metres) from the frame's
+// local rotations (joint 0: the pelvis in the world) and pelvis position, on the rest skeleton.
+function forwardKinematics(body, quat, root) {
+  const rotations = [], positions = [];
+  for (let j = 0; j < body.parents.length; j++) {
+    const local = [quat[4 * j], quat[4 * j + 1], quat[4 * j + 2], quat[4 * j + 3]];
+    const p = body.parents[j];
+    if (p < 0) {
+      rotations.push(local);
+      positions.push([root[0], root[1], root[2]]);
+      continue;
+    }
+    const offset = [0, 1, 2].map(k => body.rest[3 * j + k] - body.rest[3 * p + k]);
+    const step = rotate(quatToMatrix(rotations[p]), offset);
+    rotations.push(quatMultiply(rotations[p], local));
+    positions.push([0, 1, 2].map(k => positions[p][k] + step[k]));
+  }
+  return {rotations: rotations.map(quatToMatrix), positions};
+}
+
+// Linear blend skinning into `out` (V*3): v' = sum_k w_k (R_k (v - r_k) + p_k), i.e. each joint's
+// 3x4 transform [R | p - R r] blended by the vertex's weights, then applied to the rest vertex.
+function skin(body, pose, out) {
+  const transforms = pose.rotations.map((m, j) => {
+    const t = rotate(m, [body.rest[3 * j], body.rest[3 * j + 1], body.rest[3 * j + 2]]);
+    const p = pose.positions[j];
+    return [m[0], m[1], m[2], p[0] - t[0], m[3], m[4], m[5], p[1] - t[1], m[6], m[7], m[8], p[2] - t[2]];
+  });
+  const {vertices, skinIndex, skinWeight} = body.mesh;
+  const blended = new Float64Array(12);
+  for (let v = 0; v < vertices.length / 3; v++) {
+    blended.fill(0);
+    for (let k = 0; k < 4; k++) {
+      const w = skinWeight[4 * v + k];
+      if (w === 0) continue;
+      const t = transforms[skinIndex[4 * v + k]];
+      for (let i = 0; i < 12; i++) blended[i] += w * t[i];
+    }
+    const x = vertices[3 * v], y = vertices[3 * v + 1], z = vertices[3 * v + 2];
+    for (let r = 0; r < 3; r++) {
+      out[3 * v + r] = blended[4 * r] * x + blended[4 * r + 1] * y + blended[4 * r + 2] * z + blended[4 * r + 3];
+    }
+  }
+}
+
+// A binary pose message (clients/ws.py's layout) -> the fields the viewer uses.
+function decodePose(buffer) {
+  const view = new DataView(buffer);
+  const magic = String.fromCharCode(...new Uint8Array(buffer, 0, 4));
+  if (magic !== BINARY.magic) throw new Error(`not a pose frame (magic ${JSON.stringify(magic)})`);
+  // little-endian floats, viewed in place: every browser host is little-endian
+  const floats = new Float32Array(buffer, BINARY.floatsOffset, BINARY.floats);
+  return {
+    source: SOURCES[view.getUint8(5)],
+    frameId: Number(view.getBigUint64(8, true)),
+    tCapture: view.getFloat64(16, true),
+    tEmit: view.getFloat64(24, true),
+    confidence: view.getFloat32(32, true),
+    root: floats.subarray(0, 3),
+    quat: floats.subarray(3, 99),
+    joints: floats.subarray(99, 171),
+  };
+}
+
+// --- The scene --------------------------------------------------------------------------------
+
+// A floor grid of `cells` x `cells` squares of `cell` metres around the origin, one segment per
+// cell edge. (three's GridHelper draws whole lines, and software WebGL (SwiftShader) drops a line
+// that passes behind the camera, so the grid lines running away from us went missing.)
+function floorGrid(cells, cell, color) {
+  const half = cells * cell / 2, points = [];
+  for (let i = 0; i <= cells; i++) {
+    for (let k = 0; k < cells; k++) {
+      const a = -half + i * cell, b = -half + k * cell;
+      points.push(a, 0, b, a, 0, b + cell, b, 0, a, b + cell, 0, a);
+    }
+  }
+  const geometry = new BufferGeometry();
+  geometry.setAttribute('position', new BufferAttribute(new Float32Array(points), 3));
+  return new LineSegments(geometry, new LineBasicMaterial({color}));
+}
+
+function buildScene(body) {
+  const renderer = new WebGLRenderer({antialias: true});
+  renderer.setPixelRatio(window.devicePixelRatio);
+  ui.scene.appendChild(renderer.domElement);
+  const scene = new Scene();
+  scene.background = new Color(0x1c1f24);
+  // The webcam looks along +z; the viewer starts behind it, so the person faces us as in the camera.
+  const camera = new PerspectiveCamera(45, 1, 0.05, 100);
+  camera.position.set(0, 1.4, -4.2);
+  const controls = new OrbitControls(camera, renderer.domElement);
+  controls.target.set(0, 0.9, 0);
+  controls.update();
+  scene.add(new HemisphereLight(0xffffff, 0x404040, 2.2));
+  const sun = new DirectionalLight(0xffffff, 1.6);
+  sun.position.set(-2, 4, -3);
+  scene.add(sun);
+  scene.add(floorGrid(20, 0.5, 0x4a4e56));
+
+  let figure;
+  if (body.mesh) {
+    const geometry = new BufferGeometry();
+    const positions = new BufferAttribute(new Float32Array(body.mesh.vertices), 3);
+    positions.setUsage(DynamicDrawUsage);
+    geometry.setAttribute('position', positions);
+    geometry.setIndex(body.mesh.faces);
+    geometry.computeVertexNormals();
+    figure = new Mesh(geometry, new MeshLambertMaterial({color: BODY_COLOR}));
+  } else {  // a skeleton-only body: one line per bone
+    const geometry = new BufferGeometry();
+    geometry.setAttribute('position', new BufferAttribute(new Float32Array(6 * body.parents.length), 3));
+    figure = new LineSegments(geometry, new LineBasicMaterial({color: BODY_COLOR}));
+  }
+  figure.visible = false;  // until the first pose: the rest pose would look like a live one
+  figure.frustumCulled = false;  // its bounding sphere is the rest pose's, not the moving body's
+  scene.add(figure);
+
+  const trailGeometry = new BufferGeometry();
+  trailGeometry.setAttribute('position', new BufferAttribute(new Float32Array(3 * 60 * TRAIL_SECONDS), 3));
+  trailGeometry.getAttribute('position').setUsage(DynamicDrawUsage);
+  const trail = new Line(trailGeometry, new LineBasicMaterial({color: TRAIL_COLOR}));
+  trail.frustumCulled = false;
+  scene.add(trail);
+
+  function resize() {
+    renderer.setSize(window.innerWidth, window.innerHeight);
+    camera.aspect = window.innerWidth / window.innerHeight;
+    camera.updateProjectionMatrix();
+  }
+  window.addEventListener('resize', resize);
+  resize();
+  return {renderer, scene, camera, controls, figure, trail, trailPoints: []};
+}
+
+function showPose(view, body, frame, now) {
+  const pose = forwardKinematics(body, frame.quat, frame.root);
+  const positions = view.figure.geometry.getAttribute('position');
+  if (body.mesh) {
+    skin(body, pose, positions.array);
+    view.figure.geometry.computeVertexNormals();
+  } else {
+    body.parents.forEach((p, j) => {
+      positions.array.set(pose.positions[j], 6 * j);
+      positions.array.set(pose.positions[Math.max(p, 0)], 6 * j + 3);
+    });
+  }
+  positions.needsUpdate = true;
+  view.figure.visible = true;
+  // the engine's own FK in the frame against ours: a check on the quaternion conventions above
+  viewer.fkErrorMm = 1000 * Math.max(...pose.positions.map((p, j) => Math.hypot(
+    p[0] - frame.joints[3 * j], p[1] - frame.joints[3 * j + 1], p[2] - frame.joints[3 * j + 2])));
+
+  // the root's ground track over the last few seconds
+  const points = view.trailPoints;
+  points.push({t: now, x: frame.root[0], z: frame.root[2]});
+  while (points.length && (now - points[0].t > TRAIL_SECONDS * 1000 || points.length > 60 * TRAIL_SECONDS)) {
+    points.shift();
+  }
+  const trail = view.trail.geometry.getAttribute('position');
+  points.forEach((q, i) => trail.array.set([q.x, 0.005, q.z], 3 * i));
+  trail.needsUpdate = true;
+  view.trail.geometry.setDrawRange(0, points.length);
+
+  // the camera follows the person, slowly, keeping the angle the user chose
+  const goal = new Vector3(frame.root[0], 0.9, frame.root[2]);
+  const step = goal.sub(view.controls.target).multiplyScalar(0.05);
+  view.controls.target.add(step);
+  view.camera.position.add(step);
+}
+
+// --- The stream -------------------------------------------------------------------------------
+
+// The pose stream and the control messages: one WebSocket at a time, reopened a second after it
+// drops (the engine restarting), except when the server refused the token.
+class PoseStream {
+  constructor(url, onPose) {
+    this.url = url;
+    this.onPose = onPose;
+    this.requestId = 0;
+    this.open();
+  }
+
+  open() {
+    const ws = this.ws = new WebSocket(this.url);
+    ws.binaryType = 'arraybuffer';
+    ws.addEventListener('open', () => {
+      if (token) ws.send(JSON.stringify({type: 'auth', token}));
+      setStatus(`connected to ${this.url.host}`);
+    });
+    ws.addEventListener('message', event => {
+      if (event.data instanceof ArrayBuffer) this.onPose(decodePose(event.data));
+      else this.onMessage(JSON.parse(event.data));
+    });
+    ws.addEventListener('close', event => {
+      if (event.code === 1008) {
+        setStatus(`refused: ${event.reason || 'wrong token'}`, true);
+        return;
+      }
+      setStatus(`disconnected (code ${event.code}); reconnecting`, true);
+      setTimeout(() => this.open(), 1000);
+    });
+  }
+
+  // Send a control message; false when not connected.
+  send(message) {
+    if (this.ws.readyState !== WebSocket.OPEN) return false;
+    this.ws.send(JSON.stringify({...message, id: ++this.requestId}));
+    return true;
+  }
+
+  onMessage(msg) {
+    if (msg.type === 'hello') {
+      this.send({type: 'state'});
+    } else if (msg.type === 'ack' && msg.state) {
+      viewer.prompt = msg.state.prompt;
+      if (msg.command === 'set_prompt') ui['prompt-status'].textContent = `prompt set: “${msg.state.prompt}”`;
+      else if (msg.state.prompt) ui.prompt.placeholder = `prompt: ${msg.state.prompt}`;
+    } else if (msg.type === 'error') {
+      ui['prompt-status'].textContent = `error: ${msg.message}`;
+    }
+  }
+}
+
+async function main() {
+  const [config, data] = await Promise.all([fetchJson('config.json'), fetchJson('body.json')]);
+  const body = {parents: data.parents, rest: Float32Array.from(data.rest_joints), mesh: data.mesh && {
+    vertices: Float32Array.from(data.mesh.vertices), faces: data.mesh.faces,
+    skinIndex: Uint8Array.from(data.mesh.skin_index), skinWeight: Float32Array.from(data.mesh.skin_weight),
+  }};
+  const view = buildScene(body);
+
+  let latest = null;
+  const arrivals = [], latencies = [];
+  const url = new URL(params.get('ws') || config.ws);
+  url.searchParams.set('format', 'binary');
+  const stream = new PoseStream(url, frame => {
+    latest = frame;
+    const now = performance.now();
+    arrivals.push(now);
+    while (now - arrivals[0] > 1000) arrivals.shift();
+    latencies.push((frame.tEmit - frame.tCapture) * 1000);  // both on the server's clock
+    if (latencies.length > 30) latencies.shift();
+    viewer.frames += 1;
+    viewer.frameId = frame.frameId;
+    viewer.source = frame.source;
+    viewer.fps = arrivals.length;
+    viewer.latencyMs = latencies.reduce((a, b) => a + b, 0) / latencies.length;
+  });
+
+  ui['prompt-form'].addEventListener('submit', event => {
+    event.preventDefault();
+    const text = ui.prompt.value.trim();
+    if (!text) return;
+    const sent = stream.send({type: 'set_prompt', text});
+    ui['prompt-status'].textContent = sent ? 'sending…' : 'not connected';
+  });
+
+  let shown = null;
+  function render() {
+    if (latest !== shown) {
+      shown = latest;
+      showPose(view, body, shown, performance.now());
+      ui.badge.textContent = shown.source;
+      ui.badge.className = shown.source;
+      ui.stats.textContent = `${viewer.fps} fps received · capture→pose ${viewer.latencyMs.toFixed(0)} ms · ` +
+        `frame ${shown.frameId} · seen ${(100 * shown.confidence).toFixed(0)} %`;
+    }
+    view.controls.update();
+    view.renderer.render(view.scene, view.camera);
+    requestAnimationFrame(render);
+  }
+  render();
+}
+
+main().catch(e => setStatus('error: ' + (e && e.message ? e.message : e), true));

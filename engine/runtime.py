@@ -1,0 +1,351 @@
+"""The live engine: landmark packets in, one pose frame per input frame out.
+
+    engine = LiveEngine(model, normalizer, body, cfg.engine)
+    for pose in engine.push(packets):     # streamer.packets.LandmarkPacket, oldest first
+        ...                               # engine.pose_frame.PoseFrame
+
+Estimation. Every push runs the denoiser once over a rolling window of the last `window` frames
+(a partial window from the very first frame): estimation mode for 1 step, DDIM for more, warm-
+started from the previous window's estimate noised to `warm_start_step`. Several packets arriving
+together (the engine fell behind) share one pass, and each still gets its pose. With `lag` > 0
+a frame's pose is emitted once that many newer frames have arrived, so it sees some future.
+
+Occlusion. A frame whose body is missing (fewer than `min_body_landmarks` of MediaPipe's 12 body
+landmarks present) for more than `generation_after` frames in a row is *generated*: a plan of
+`generation_horizon` frames is sampled with the active text prompt (DDIM, classifier-free
+guidance on the text only), inpainted onto the frames already emitted so it continues them, and
+re-planned when used up. When the person returns the output cross-fades back to estimation over
+`blend_s` seconds (*blended* frames), in the motion representation (6D rotations, velocities).
+
+Trajectory. The pelvis is integrated frame by frame from the emitted frames' heading-frame
+velocities (engine.motion), skipped passes included. Foot lock: while the contact head says a foot
+is planted, the root is shifted (at most FOOT_LOCK_MAX_M per frame) so that foot keeps its place on
+the ground, and the height is pulled towards the planted feet's rest height (the floor).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from engine.body import Body
+from engine.conditions import assumed_focal, batch_conditions, landmark_conditions
+from engine.diffusion import cosine_alpha_bar, ddim, guided, q_sample
+from engine.kinematics import forward_kinematics
+from engine.model import Conditions, Denoiser
+from engine.motion import VELOCITY, Normalizer, decode, heading
+from engine.observations import BODY_LANDMARKS
+from engine.pose_frame import PoseFrame
+from engine.rotations import matrix_to_axis_angle, matrix_to_quat
+from streamer.packets import LandmarkPacket
+
+log = logging.getLogger(__name__)
+
+FOOT_JOINTS = (7, 8, 10, 11)   # SMPL left/right ankle, left/right foot = the first 4 contacts
+FOOT_LOCK_MAX_M = 0.05         # largest root shift per frame, so a wrong contact cannot teleport
+FLOOR_RATE = 0.2               # share of the planted feet's height error corrected per frame
+
+
+@dataclass
+class _Slot:
+    """One arrived frame: its packet, conditions, whether the body is missing, and (once
+    emitted) the normalised motion row that was emitted for it."""
+
+    seq: int
+    packet: LandmarkPacket
+    cond: dict
+    body_seen: int
+    x: torch.Tensor | None = None
+
+
+@dataclass
+class _Track:
+    """A sampled stretch of motion: rows (L, 144) normalised and contact logits (L, 6), row 0
+    being arrival number `first`."""
+
+    x: torch.Tensor
+    logits: torch.Tensor
+    first: int
+
+    def has(self, seq: int) -> bool:
+        return 0 <= seq - self.first < len(self.x)
+
+    def rows(self, seq: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(x of frame seq - 1, x of frame seq, contact logits of frame seq); the previous row is
+        the frame itself when the track starts at seq."""
+        i = seq - self.first
+        return self.x[max(i - 1, 0)], self.x[i], self.logits[i]
+
+
+def smooth_in_time(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(L, D) rows filtered along L with a Gaussian of `sigma` frames (ends padded by repetition)."""
+    if sigma <= 0 or len(x) < 2:
+        return x
+    r = int(math.ceil(3 * sigma))
+    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, device=x.device, dtype=x.dtype) / sigma) ** 2)
+    padded = torch.cat([x[:1].expand(r, -1), x, x[-1:].expand(r, -1)])
+    return torch.nn.functional.conv1d(padded.T[:, None], (k / k.sum())[None, None])[:, 0].T
+
+
+class LiveEngine:
+    """The rolling window and everything it carries between frames."""
+
+    def __init__(self, model: Denoiser, norm: Normalizer, body: Body, cfg, text_encoder=None,
+                 fps: float | None = None, seed: int = 0):
+        self.model, self.norm, self.body, self.cfg = model.eval(), norm, body, cfg
+        self.device = next(model.parameters()).device
+        self.rest = body.rest_joints.to(self.device)
+        self.alpha_bar = cosine_alpha_bar().to(self.device)
+        self.window = model.cfg.window
+        self.steps, self.lag, self.prompt = cfg.steps, cfg.lag, cfg.prompt
+        self.fps = fps or 30.0
+        self._text_encoder = text_encoder
+        self._text_failed = False
+        self._gen = torch.Generator(device="cpu").manual_seed(seed)
+        self._slots: deque[_Slot] = deque()
+        self._seq = 0
+        self._pending: deque[_Slot] = deque()
+        self._estimate: _Track | None = None
+        self._plan: _Track | None = None
+        self._missing_run = 0
+        self._generating = False
+        self._since_return = 0
+        self._root = None            # last integrated pelvis position (3,), GV metres
+        self._offset = np.zeros(3)   # foot lock / floor / re-centre correction added to the root
+        self._locks: dict[int, np.ndarray] = {}
+        self._floor_set = False
+        self._recenter = False
+        self.counts = {"estimated": 0, "generated": 0, "blended": 0}
+
+    # Control (the WebSocket's messages and the CLI call these).
+    def set_prompt(self, prompt: str | None) -> None:
+        self.prompt = prompt or self.cfg.prompt
+
+    def load_prompt(self) -> None:
+        """Encode the active prompt now (loading the text model), not at the first occlusion."""
+        self._text(torch.ones(1, 1, dtype=torch.bool, device=self.device))
+
+    def set_steps(self, steps: int) -> None:
+        if not 1 <= int(steps) <= 50:
+            raise ValueError(f"steps must be 1..50, got {steps}")
+        self.steps = int(steps)
+
+    def set_lag(self, lag: int) -> None:
+        if not 0 <= int(lag) <= self.window // 2:
+            raise ValueError(f"lag must be 0..{self.window // 2} frames, got {lag}")
+        self.lag = int(lag)
+
+    def recenter(self) -> None:
+        """Put the world origin under the person at the next frame."""
+        self._recenter = True
+
+    # The stream.
+    def push(self, packets: list[LandmarkPacket]) -> list[PoseFrame]:
+        """Add frames (oldest first); return the poses now due, oldest first."""
+        for p in packets:
+            cond = {k: v[0] for k, v in landmark_conditions(p.keypoints[None], p.visibility[None], p.width, p.height,
+                                                            assumed_focal(p.width)).items()}
+            slot = _Slot(self._seq, p, cond, int(cond["visible"][list(BODY_LANDMARKS)].sum()))
+            self._seq += 1
+            self._slots.append(slot)
+            self._pending.append(slot)
+        # Kept: the window, the frames waiting for their lag, and a window of emitted history.
+        while len(self._slots) > 2 * self.window + self.lag:
+            self._slots.popleft()
+        due = []
+        while len(self._pending) > self.lag:
+            due.append(self._pending.popleft())
+        if not due:
+            return []
+        sources = [self._source_of(s) for s in due]
+        if any(src != "generated" for src, _ in sources):
+            self._estimate = self._run_estimation()
+        out = []
+        for slot, (src, weight) in zip(due, sources):
+            if src == "estimated":
+                self._plan = None
+                prev, cur, logits = self._estimate.rows(slot.seq)
+            else:
+                if self._plan is None or not self._plan.has(slot.seq):
+                    self._plan = self._run_generation(slot.seq)
+                prev, cur, logits = self._plan.rows(slot.seq)
+                if src == "blended":
+                    e_prev, e_cur, e_logits = self._estimate.rows(slot.seq)
+                    prev, cur = torch.lerp(prev, e_prev, weight), torch.lerp(cur, e_cur, weight)
+                    logits = torch.lerp(logits, e_logits, weight)
+            slot.x = cur
+            out.append(self._pose_frame(slot, prev, cur, logits, src))
+            self.counts[src] += 1
+        return out
+
+    def _source_of(self, slot: _Slot) -> tuple[str, float]:
+        """(source, weight of estimation) for the next frame to emit; updates the occlusion state."""
+        if slot.body_seen < self.cfg.min_body_landmarks:
+            self._missing_run += 1
+            if self._missing_run > self.cfg.generation_after:
+                self._generating, self._since_return = True, 0
+                return "generated", 0.0
+            return ("generated", 0.0) if self._generating else ("estimated", 1.0)
+        self._missing_run = 0
+        if not self._generating:
+            return "estimated", 1.0
+        fade = max(1, round(self.cfg.blend_s * self.fps))
+        self._since_return += 1
+        if self._since_return >= fade:
+            self._generating = False
+            return "estimated", 1.0
+        return "blended", self._since_return / fade
+
+    def _window(self, slots: list[_Slot]) -> Conditions:
+        return batch_conditions([{k: np.stack([s.cond[k] for s in slots]) for k in slots[0].cond}], self.device)
+
+    @torch.inference_mode()
+    def _run_estimation(self) -> _Track:
+        slots = list(self._slots)[-self.window:]
+        cond = self._window(slots)
+        shape = (1, len(slots), self.norm.mean.shape[0])
+        start = len(self.alpha_bar) - 1
+        x = torch.zeros(shape, device=self.device)
+        prev = self._estimate
+        if self.steps > 1 and prev is not None:
+            # Warm start: last window's estimate, shifted to this window, noised part of the way.
+            rows = [prev.x[min(max(s.seq - prev.first, 0), len(prev.x) - 1)] for s in slots]
+            start = self.cfg.warm_start_step
+            noise = torch.randn(shape, generator=self._gen).to(self.device)
+            x = q_sample(torch.stack(rows)[None], torch.tensor([start], device=self.device), noise, self.alpha_bar)
+        logits = {}
+
+        def model(x_t, t):
+            x0, logits["c"] = self.model(x_t, t, cond)
+            return x0
+
+        x0 = ddim(model, x, self.steps, self.alpha_bar, start=start)
+        return _Track(x0[0], logits["c"][0], slots[0].seq)
+
+    def _text(self, frames: torch.Tensor) -> dict | None:
+        """Text fields of Conditions for the active prompt over `frames` (1, L) bool, or None when
+        the text model is not installed (generation then runs unconditioned)."""
+        if self._text_failed or not self.prompt:
+            return None
+        if self._text_encoder is None:
+            from engine.text import TextEncoder
+
+            self._text_encoder = TextEncoder()
+        try:
+            tokens, mask = self._text_encoder.tokens([self.prompt])
+        except ImportError as e:
+            log.warning("no text model (%s): occluded frames are generated without the prompt", e)
+            self._text_failed = True
+            return None
+        return {"text": tokens[None].to(self.device), "text_mask": mask[None].to(self.device),
+                "text_frames": frames[:, None]}
+
+    @torch.inference_mode()
+    def _run_generation(self, seq: int) -> _Track:
+        """A plan starting at arrival `seq`: the emitted frames before it (kept as they were) and
+        `generation_horizon` new ones, sampled with the prompt."""
+        horizon = self.cfg.generation_horizon
+        history = [s for s in self._slots if s.x is not None and s.seq < seq][-(self.window - horizon):]
+        arrived = [s for s in self._slots if s.seq >= seq][:horizon]
+        empty = LandmarkPacket.empty(-1, 0.0, arrived[0].packet.width, arrived[0].packet.height)
+        blank = {k: v[0] for k, v in landmark_conditions(empty.keypoints[None], empty.visibility[None], empty.width,
+                                                         empty.height, assumed_focal(empty.width)).items()}
+        conds = [s.cond for s in history] + [s.cond for s in arrived] + [blank] * (horizon - len(arrived))
+        c = batch_conditions([{k: np.stack([d[k] for d in conds]) for k in blank}], self.device)
+        L, H = len(conds), len(history)
+        frames = torch.arange(L, device=self.device)[None] >= H
+        text = self._text(frames)
+        c_text = Conditions(c.keypoints, c.visible, c.box, c.has_box, **text) if text else c
+        logits = {}
+
+        def conditional(x_t, t):
+            x0, logits["c"] = self.model(x_t, t, c_text)
+            return x0
+
+        model = conditional
+        if text and self.cfg.guidance != 1.0:
+            model = guided(conditional, lambda x_t, t: self.model(x_t, t, c)[0], self.cfg.guidance)
+        D = self.norm.mean.shape[0]
+        x = torch.randn((1, L, D), generator=self._gen).to(self.device)
+        known = mask = None
+        if H:
+            known = torch.zeros(1, L, D, device=self.device)
+            known[0, :H] = torch.stack([s.x for s in history])
+            mask = torch.zeros_like(known)
+            mask[0, :H] = 1
+        x0 = ddim(model, x, self.cfg.generation_steps, self.alpha_bar, known=known, known_mask=mask)[0]
+        # A few-step sample wobbles from frame to frame; smoothing it in time (the emitted history
+        # included, then put back) removes that and joins the new frames onto the old ones.
+        x0 = smooth_in_time(x0, self.cfg.generation_smooth)
+        if H:
+            # Start exactly where the emitted frames end: the gap at the junction, faded out.
+            gap = known[0, H - 1] - x0[H - 1]
+            fade = torch.exp(-torch.arange(1, L - H + 1, device=x0.device) / (3 * max(self.cfg.generation_smooth, 1.0)))
+            x0[H:] += fade[:, None] * gap
+            x0[:H] = known[0, :H]
+        return _Track(x0, smooth_in_time(logits["c"][0], self.cfg.generation_smooth), seq - H)
+
+    def _pose_frame(self, slot: _Slot, prev: torch.Tensor, cur: torch.Tensor, logits: torch.Tensor,
+                    source: str) -> PoseFrame:
+        raw = self.norm.inverse(torch.stack([prev, cur]))
+        motion = decode(raw)
+        root_gv = motion["root_gv"]
+        if self._root is None:
+            self._root = np.zeros(3)
+        else:
+            self._root = self._root + (heading(root_gv[0]) @ raw[0, VELOCITY]).double().cpu().numpy()
+        local = motion["local_rot"][1]
+        contacts = torch.sigmoid(logits).double().cpu().numpy()
+        if self._recenter:
+            self._offset[[0, 2]] = -self._root[[0, 2]]
+            self._locks.clear()
+            self._recenter = False
+        root = self._root + self._offset
+        joints, _ = forward_kinematics(local.double(), self.rest.double(), self.body.parents,
+                                       torch.from_numpy(root).to(self.device))
+        joints = joints.cpu().numpy()
+        root, joints = self._foot_lock(root, joints, contacts)
+        p = slot.packet
+        return PoseFrame(frame_id=p.frame_id, t_capture=p.t_capture, t_emit=time.time(),
+                         pose_aa=matrix_to_axis_angle(local).double().cpu().numpy(),
+                         pose_quat=matrix_to_quat(local).double().cpu().numpy(), root=root, joints=joints,
+                         contacts=contacts, source=source,
+                         confidence=0.0 if source == "generated" else slot.body_seen / len(BODY_LANDMARKS),
+                         stature=self.body.stature)
+
+    def _foot_lock(self, root: np.ndarray, joints: np.ndarray, contacts: np.ndarray):
+        """Shift the root so planted feet stay put and rest on the floor. Returns (root, joints)."""
+        rest_y = self.rest[list(FOOT_JOINTS), 1].double().cpu().numpy()
+        planted = [i for i in range(len(FOOT_JOINTS)) if contacts[i] > self.cfg.contact_threshold]
+        if not self._floor_set:
+            # The first frame: stand the lowest foot joint at its rest height.
+            self._floor_set = True
+            lift = float(np.max(rest_y - joints[list(FOOT_JOINTS), 1]))
+            self._offset[1] += lift
+            root, joints = root + [0, lift, 0], joints + [0, lift, 0]
+        if not self.cfg.foot_lock:
+            return root, joints
+        for i in list(self._locks):
+            if i not in planted:
+                del self._locks[i]
+        shift = np.zeros(3)
+        errors = []
+        for i in planted:
+            foot = joints[FOOT_JOINTS[i]]
+            if i in self._locks:
+                errors.append(self._locks[i] - foot[[0, 2]])
+            else:
+                self._locks[i] = foot[[0, 2]].copy()
+        if errors:
+            d = np.mean(errors, 0)
+            n = np.linalg.norm(d)
+            shift[[0, 2]] = d * min(1.0, FOOT_LOCK_MAX_M / max(n, 1e-9))
+        if planted:
+            shift[1] = FLOOR_RATE * float(np.mean(rest_y[planted] - joints[[FOOT_JOINTS[i] for i in planted], 1]))
+        self._offset += shift
+        return root + shift, joints + shift

@@ -1,0 +1,126 @@
+"""The ingest process: a source's frames through MediaPipe Pose into landmark packets.
+
+It runs in its own process (MediaPipe and video decoding beside the engine, on another core) and
+talks to the engine over two multiprocessing queues:
+- `packets`: bounded, one LandmarkPacket.to_bytes() per frame. A live source (webcam, WebRTC, a
+  paced file) never waits for the engine: when the queue is full the oldest packet is dropped and
+  counted, so latency stays bounded. An unpaced file waits instead, so every frame is processed.
+- `events`: ("started", {name, fps}), ("error", message) when the source cannot start or dies,
+  ("end", {frames_in, dropped}) when it finishes or is stopped.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import queue
+import time
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestOptions:
+    """source: `auto`, `webcam`, `sample`, `webrtc` or a video path (streamer.sources.open_source)."""
+
+    source: str = "auto"
+    realtime: bool = True
+    loop: bool = False
+    webcam_index: int = 0
+    webrtc: dict = field(default_factory=dict)
+    queue_size: int = 8
+
+
+def _put_latest(packets, data: bytes) -> bool:
+    """Put without waiting; when full, drop the oldest packet first. True when one was dropped."""
+    try:
+        packets.put_nowait(data)
+        return False
+    except queue.Full:
+        pass
+    try:
+        packets.get_nowait()
+    except queue.Empty:
+        pass
+    try:
+        packets.put_nowait(data)
+    except queue.Full:
+        pass  # the engine's side refilled it meanwhile; this frame is the one dropped
+    return True
+
+
+def run_ingest(options: IngestOptions, packets, events, stop) -> None:
+    """Process entry point: read the source until it ends, fails, or `stop` (an Event) is set."""
+    from streamer.packets import LandmarkPacket
+    from streamer.pose import PoseDetector
+    from streamer.sources import SourceError, VideoFileSource, open_source
+
+    frames_in = dropped = 0
+    try:
+        source = open_source(options.source, realtime=options.realtime, loop=options.loop,
+                             webcam_index=options.webcam_index, **options.webrtc)
+    except SourceError as e:
+        events.put(("error", str(e)))
+        events.put(("end", {"frames_in": 0, "dropped": 0}))
+        return
+    waits = isinstance(source, VideoFileSource) and not source.realtime
+    events.put(("started", {"name": source.name, "fps": source.fps, "url": getattr(source, "url", None)}))
+    try:
+        with source, PoseDetector() as detector:
+            detector.warm_up()
+            for frame in source:
+                if stop.is_set():
+                    break
+                h, w = frame.rgb.shape[:2]
+                t0 = time.perf_counter()
+                det = detector.detect(frame.rgb)
+                ms = (time.perf_counter() - t0) * 1000
+                packet = (LandmarkPacket(frame.index, frame.t_capture, w, h, det.keypoints.astype("f4"),
+                                         det.visibility.astype("f4"), ms) if det is not None
+                          else LandmarkPacket.empty(frame.index, frame.t_capture, w, h, ms))
+                frames_in += 1
+                if waits:
+                    while not stop.is_set():
+                        try:
+                            packets.put(packet.to_bytes(), timeout=0.2)
+                            break
+                        except queue.Full:
+                            continue
+                else:
+                    dropped += _put_latest(packets, packet.to_bytes())
+    except SourceError as e:
+        events.put(("error", str(e)))
+    except Exception as e:  # a decoder or driver failure: report it, the engine keeps serving
+        events.put(("error", f"source {source.name} failed: {type(e).__name__}: {e}"))
+    events.put(("end", {"frames_in": frames_in, "dropped": dropped}))
+
+
+class Ingest:
+    """The ingest process and its queues, with an explicit lifetime (start / stop)."""
+
+    def __init__(self, options: IngestOptions):
+        ctx = mp.get_context("spawn")
+        self.packets = ctx.Queue(maxsize=options.queue_size)
+        self.events = ctx.Queue()
+        self._stop = ctx.Event()
+        self._process = ctx.Process(target=run_ingest, args=(options, self.packets, self.events, self._stop),
+                                    name="genmo-live ingest", daemon=True)
+
+    def start(self) -> None:
+        self._process.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._process.join(timeout)
+        if self._process.is_alive():
+            log.warning("the ingest process did not stop within %.0f s; terminating it", timeout)
+            self._process.terminate()
+            self._process.join(1.0)
+
+    @property
+    def alive(self) -> bool:
+        return self._process.is_alive()
+
+    @property
+    def exitcode(self) -> int | None:
+        return self._process.exitcode

