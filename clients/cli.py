@@ -381,8 +381,6 @@ def cmd_run(args, cfg) -> int:
     source = dataclasses.replace(cfg.source, **{k: v for k, v in {
         "source": args.source, "realtime": False if args.no_realtime else None, "loop": True if args.loop else None,
     }.items() if v is not None})
-    if source.source == "auto" and args.loop is False and not args.no_realtime:
-        source = dataclasses.replace(source, loop=True)
     engine = dataclasses.replace(cfg.engine, **{k: v for k, v in {
         "steps": args.steps, "prompt": args.prompt, "lag": args.lag}.items() if v is not None})
     outputs = dataclasses.replace(cfg.outputs, **{k: v for k, v in {

@@ -13,24 +13,25 @@ body_json); GET /viewer.js and /vendor/three.module.min.js the scripts. With a t
 config.json and body.json need ?token= (403 without); the page passes the token on to the
 WebSocket as its first message. The page's own ?ws= overrides the WebSocket URL.
 
-The server lives on an asyncio loop in a daemon thread, like streamer/webrtc.py's.
+The server lives on an asyncio loop in a daemon thread (streamer/server_thread.py), like the
+WebSocket server's.
 """
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import functools
 import hmac
 import json
 import logging
-import threading
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import numpy as np
 from aiohttp import web
 
 from configs.config import ConfigError
 from engine.body import Body
+from streamer.server_thread import ServerThread, http_url
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,6 @@ STATIC = {  # path -> (file, content type)
     "/vendor/three.module.min.js": (WEB / "vendor" / "three.module.min.js", "text/javascript"),
 }
 INFLUENCES = 4  # skinning weights kept per vertex, as three.js and most engines do
-_START_TIMEOUT_S = 10.0
-_STOP_TIMEOUT_S = 10.0
 
 
 def body_json(body: Body) -> dict:
@@ -86,41 +85,19 @@ class ViewerServer:
     def __init__(self, host: str, port: int, ws_url: str, body: Body, token: str | None = None):
         self.host, self.ws_url, self.token = host, ws_url, token or None
         self._body = json.dumps(body_json(body), separators=(",", ":")).encode()
-        self._closed = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        started: concurrent.futures.Future = concurrent.futures.Future()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._serve(port, started)),
-                                        name="viewer-server", daemon=True)
-        self._thread.start()
-        try:
-            self.port = started.result(timeout=_START_TIMEOUT_S)
-        except concurrent.futures.TimeoutError:
-            raise ConfigError(f"the viewer did not start within {_START_TIMEOUT_S:.0f} s") from None
-        except OSError as e:
-            self._thread.join(_STOP_TIMEOUT_S)
-            raise ConfigError(f"the viewer cannot listen on {host}:{port} ({e.strerror or e}); is another "
-                              f"genmo-live running? Pick another port (--viewer HOST:PORT)") from None
-        url_host = f"[{host}]" if ":" in host else host
-        self.url = f"http://{url_host}:{self.port}/" + (f"?token={quote(self.token)}" if self.token else "")
+        self._server = ServerThread("viewer-server", functools.partial(self._serve, port), what="the viewer",
+                                    host=host, port=port, hint="--viewer HOST:PORT", error_type=ConfigError)
+        self.port = self._server.port
+        self.url = http_url("http", host, self.port, self.token)
         log.info("viewer on %s", self.url)
 
     def close(self) -> None:
         """Stop the server and its thread."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(_STOP_TIMEOUT_S)
-        if self._thread.is_alive():
-            log.warning("the viewer thread did not stop within %.0f s", _STOP_TIMEOUT_S)
+        self._server.stop()
 
     # --- the loop thread -----------------------------------------------------------------------
 
-    async def _serve(self, port: int, started: concurrent.futures.Future) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
+    async def _serve(self, port: int, ready, stop: asyncio.Event) -> None:
         app = web.Application()
         app.router.add_get("/", self._page)
         app.router.add_get("/config.json", self._config)
@@ -131,13 +108,10 @@ class ViewerServer:
         try:
             await runner.setup()
             await web.TCPSite(runner, self.host, port).start()
-        except Exception as e:  # noqa: BLE001 - handed to __init__, which raises it
+            ready(runner.addresses[0][1])
+            await stop.wait()
+        finally:
             await runner.cleanup()
-            started.set_exception(e)
-            return
-        started.set_result(runner.addresses[0][1])
-        await self._stop.wait()
-        await runner.cleanup()
 
     def _allowed(self, request: web.Request) -> bool:
         if self.token is None:

@@ -5,7 +5,8 @@
     server.close()
 
 Every pose frame goes to every connected client; clients also steer the engine (prompt, steps, lag,
-recenter, pause). The server runs on its own asyncio loop in a daemon thread.
+recenter, pause). The server runs on its own asyncio loop in a daemon thread
+(streamer/server_thread.py).
 
 Connecting
 ----------
@@ -96,14 +97,13 @@ logged once; the engine and the other clients are not slowed.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import functools
 import hmac
 import itertools
 import json
 import logging
 import socket
 import struct
-import threading
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
 
@@ -115,6 +115,7 @@ from websockets.frames import CloseCode
 from clients.live import Control, Output
 from configs.config import ConfigError
 from engine.pose_frame import SCHEMA_VERSION, SOURCES, PoseFrame
+from streamer.server_thread import ServerThread, http_url
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,6 @@ AUTH_TIMEOUT_S = 10.0
 COMMAND_TIMEOUT_S = 5.0
 MAX_MESSAGE_BYTES = 2 ** 16
 SEND_BUFFER_BYTES = 2 ** 16
-_START_TIMEOUT_S = 10.0
 _CLOSE_TIMEOUT_S = 2.0
 _STOP_TIMEOUT_S = 15.0  # the closing handshakes (2 s) and a command in flight (5 s), with room
 
@@ -255,21 +255,11 @@ class WebSocketServer(Output):
         self._clients: set[_Client] = set()
         self._numbers = itertools.count(1)
         self._closed = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        started: concurrent.futures.Future = concurrent.futures.Future()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._serve(port, started)),
-                                        name="ws-server", daemon=True)
-        self._thread.start()
-        try:
-            self.port = started.result(timeout=_START_TIMEOUT_S)
-        except concurrent.futures.TimeoutError:
-            raise ConfigError(f"the WebSocket server did not start within {_START_TIMEOUT_S:.0f} s") from None
-        except OSError as e:
-            self._thread.join(_STOP_TIMEOUT_S)
-            raise ConfigError(f"the WebSocket server cannot listen on {host}:{port} ({e.strerror or e}); is "
-                              f"another genmo-live running? Pick another port (--ws HOST:PORT)") from None
-        self.url = f"ws://{f'[{host}]' if ':' in host else host}:{self.port}/"
+        self._server = ServerThread("ws-server", functools.partial(self._serve, port), what="the WebSocket server",
+                                    host=host, port=port, hint="--ws HOST:PORT", error_type=ConfigError,
+                                    stop_timeout_s=_STOP_TIMEOUT_S)
+        self.port = self._server.port
+        self.url = http_url("ws", host, self.port)
         log.info("pose stream and control on %s%s", self.url, " (token required)" if self.token else "")
 
     # --- the engine's side ---------------------------------------------------------------------
@@ -278,46 +268,30 @@ class WebSocketServer(Output):
         """Hand `frame` to the server's loop; encoding and sending happen there. Tens of
         microseconds, up to a GIL switch interval (5 ms) when the loop thread takes the GIL at the
         wake-up. The frame must not be modified afterwards."""
-        if self._closed:
-            return
-        try:
-            self._loop.call_soon_threadsafe(self._broadcast, frame)
-        except RuntimeError:  # the loop ended between the check and the call: close() is under way
-            pass
+        if not self._closed:
+            self._server.call_soon(self._broadcast, frame)  # False: close() is under way
 
     def client_stats(self) -> list[dict]:
         """Per connected client: name, format, frames sent and dropped."""
         async def collect() -> list[dict]:
             return [c.stats() for c in self._clients]
 
-        return asyncio.run_coroutine_threadsafe(collect(), self._loop).result(timeout=5)
+        return asyncio.run_coroutine_threadsafe(collect(), self._server.loop).result(timeout=5)
 
     def close(self) -> None:
         """Close every connection (code 1001) and stop the server and its thread."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(_STOP_TIMEOUT_S)
-        if self._thread.is_alive():
-            log.warning("the WebSocket server thread did not stop within %.0f s", _STOP_TIMEOUT_S)
+        self._closed = True  # publish() stops handing frames over
+        self._server.stop()
 
     # --- the server's side (the loop thread) ---------------------------------------------------
 
-    async def _serve(self, port: int, started: concurrent.futures.Future) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        try:
-            # No permessage-deflate: it would compress every frame once per client, the server's
-            # main cost by far with many clients on a small CPU, to save little on a LAN.
-            server = await serve(self._handle, self.host, port, compression=None, max_size=MAX_MESSAGE_BYTES,
-                                 process_request=self._check_request, close_timeout=_CLOSE_TIMEOUT_S)
-        except OSError as e:
-            started.set_exception(e)
-            return
-        started.set_result(server.sockets[0].getsockname()[1])
-        await self._stop.wait()
+    async def _serve(self, port: int, ready, stop: asyncio.Event) -> None:
+        # No permessage-deflate: it would compress every frame once per client, the server's
+        # main cost by far with many clients on a small CPU, to save little on a LAN.
+        server = await serve(self._handle, self.host, port, compression=None, max_size=MAX_MESSAGE_BYTES,
+                             process_request=self._check_request, close_timeout=_CLOSE_TIMEOUT_S)
+        ready(server.sockets[0].getsockname()[1])
+        await stop.wait()
         server.close()  # the closing handshakes, code 1001
         closed = asyncio.ensure_future(server.wait_closed())
         if not (await asyncio.wait({closed}, timeout=_CLOSE_TIMEOUT_S))[0]:

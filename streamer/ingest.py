@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 import queue
 import time
 from dataclasses import dataclass, field
@@ -64,12 +65,17 @@ def run_ingest(options: IngestOptions, packets, events, stop) -> None:
         events.put(("end", {"frames_in": 0, "dropped": 0}))
         return
     waits = isinstance(source, VideoFileSource) and not source.realtime
+    parent = os.getppid()
+
+    def orphaned() -> bool:
+        # A killed engine cannot set `stop`: a live source would then run on with nobody reading.
+        return os.getppid() != parent
     events.put(("started", {"name": source.name, "fps": source.fps, "url": getattr(source, "url", None)}))
     try:
         with source, PoseDetector() as detector:
             detector.warm_up()
             for frame in source:
-                if stop.is_set():
+                if stop.is_set() or orphaned():
                     break
                 h, w = frame.rgb.shape[:2]
                 t0 = time.perf_counter()
@@ -80,7 +86,7 @@ def run_ingest(options: IngestOptions, packets, events, stop) -> None:
                           else LandmarkPacket.empty(frame.index, frame.t_capture, w, h, ms))
                 frames_in += 1
                 if waits:
-                    while not stop.is_set():
+                    while not stop.is_set() and not orphaned():
                         try:
                             packets.put(packet.to_bytes(), timeout=0.2)
                             break

@@ -8,9 +8,10 @@ and the decoded frames come out of the source like any other:
         for frame in src:                 # Frame(rgb (H, W, 3) uint8, t_capture, index)
             ...
 
-The server and the peer connections live on an asyncio loop in a daemon thread; the consumer reads
-from a two-frame queue that drops the oldest frame when it falls behind, so what it reads is at most
-two frames old. One browser at a time: a new offer replaces the connected peer.
+The server and the peer connections live on an asyncio loop in a daemon thread (a ServerThread,
+streamer/server_thread.py); the consumer reads from a two-frame queue that drops the oldest frame
+when it falls behind, so what it reads is at most two frames old. One browser at a time: a new offer
+replaces the connected peer.
 
 Loopback only by default: the server listens on 127.0.0.1, ICE uses 127.0.0.1 alone, and the
 browser's other candidates are dropped from its offer, so nothing leaves the machine. Another
@@ -19,7 +20,6 @@ browser's other candidates are dropped from its offer, so nothing leaves the mac
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextvars
 import hmac
 import ipaddress
@@ -30,7 +30,6 @@ import threading
 import time
 from pathlib import Path
 from typing import Iterator
-from urllib.parse import quote
 
 import aioice.ice
 import numpy as np
@@ -38,13 +37,12 @@ from aiohttp import web
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
+from streamer.server_thread import ServerThread, http_url
 from streamer.sources import Frame, Source, SourceError
 
 log = logging.getLogger(__name__)
 
 CAPTURE_PAGE = Path(__file__).resolve().parent / "web" / "capture.html"
-_START_TIMEOUT_S = 10.0
-_STOP_TIMEOUT_S = 10.0
 
 # aioice offers no way to choose the addresses it gathers host candidates on (it takes every
 # interface but loopback; upstream aiortc/aioice#2 and #57 are open, with a filter callable proposed
@@ -155,21 +153,10 @@ class WebRTCSource(Source):
         self._peer: RTCPeerConnection | None = None
         self._peer_count = 0
         self._readers: dict[RTCPeerConnection, set[asyncio.Task]] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop = asyncio.Event()  # binds to the server's loop when first awaited there
-        started: concurrent.futures.Future = concurrent.futures.Future()
-        self._thread = threading.Thread(target=self._run, args=(started,), name="webrtc-source", daemon=True)
-        self._thread.start()
-        try:
-            self.port = started.result(timeout=_START_TIMEOUT_S)
-        except concurrent.futures.TimeoutError:
-            raise SourceError(f"the WebRTC server did not start within {_START_TIMEOUT_S:.0f} s") from None
-        except OSError as e:
-            self._thread.join(_STOP_TIMEOUT_S)
-            raise SourceError(f"cannot listen on {host}:{port} ({e.strerror or e}); is another "
-                              f"genmo-live running? Pick another port (webrtc.port)") from None
-        url_host = f"[{host}]" if ":" in host else host
-        self.url = f"http://{url_host}:{self.port}/" + (f"?token={quote(self.token)}" if self.token else "")
+        self._server = ServerThread("webrtc-source", self._serve, what="the WebRTC server", host=host, port=port,
+                                    hint="webrtc.port", error_type=SourceError)
+        self.port = self._server.port
+        self.url = http_url("http", host, self.port, self.token)
         log.info("open %s in a browser to send your camera", self.url)
 
     # --- the consumer's side -------------------------------------------------------------------
@@ -190,11 +177,7 @@ class WebRTCSource(Source):
         if self._closed.is_set():
             return
         self._closed.set()
-        if self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(_STOP_TIMEOUT_S)
-        if self._thread.is_alive():
-            log.warning("the WebRTC server thread did not stop within %.0f s", _STOP_TIMEOUT_S)
+        self._server.stop()
         while True:  # wake a consumer blocked in next()
             try:
                 self._frames.put_nowait(None)
@@ -211,12 +194,7 @@ class WebRTCSource(Source):
 
     # --- the server's side (on the loop thread) ------------------------------------------------
 
-    def _run(self, started: concurrent.futures.Future) -> None:
-        # asyncio.run also cancels what aiortc leaves running, so no "task destroyed" warnings
-        asyncio.run(self._serve(started))
-
-    async def _serve(self, started: concurrent.futures.Future) -> None:
-        self._loop = asyncio.get_running_loop()
+    async def _serve(self, ready, stop: asyncio.Event) -> None:
         app = web.Application()
         app.router.add_get("/", self._page)
         app.router.add_post("/offer", self._offer)
@@ -224,16 +202,13 @@ class WebRTCSource(Source):
         try:
             await runner.setup()
             await web.TCPSite(runner, self.host, self.port).start()
-        except Exception as e:  # noqa: BLE001 - handed to __init__, which raises it
+            ready(runner.addresses[0][1])
+            await stop.wait()
+            peers = set(self._readers) | ({self._peer} if self._peer is not None else set())
+            for pc in peers:
+                await self._hang_up(pc)
+        finally:
             await runner.cleanup()
-            started.set_exception(e)
-            return
-        started.set_result(runner.addresses[0][1])
-        await self._stop.wait()
-        peers = set(self._readers) | ({self._peer} if self._peer is not None else set())
-        for pc in peers:
-            await self._hang_up(pc)
-        await runner.cleanup()
 
     async def _hang_up(self, pc: RTCPeerConnection) -> None:
         if self._peer is pc:

@@ -72,3 +72,33 @@ def test_a_full_queue_drops_the_oldest_packet():
     assert _put_latest(q, b"c")
     got = [q.get(timeout=2), q.get(timeout=2)]
     assert got == [b"b", b"c"]
+
+
+@pytest.mark.slow
+def test_the_ingest_process_ends_when_the_engine_is_killed():
+    """A killed engine cannot tell its ingest process to stop: the process notices by itself."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = ("import time\nfrom streamer.ingest import Ingest, IngestOptions\n"
+              "if __name__ == '__main__':\n"
+              "    ingest = Ingest(IngestOptions(source='sample', loop=True))\n    ingest.start()\n"
+              "    ingest.packets.get(timeout=120)\n    print(ingest._process.pid, flush=True)\n    time.sleep(600)\n")
+    engine = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).resolve().parents[1])
+    child = int(engine.stdout.readline())
+    engine.send_signal(signal.SIGKILL)
+    engine.wait()
+    deadline = time.time() + 60  # a hang guard, not a speed check
+    while time.time() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("the ingest process outlived its engine")

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import threading
 import time
 import urllib.error
@@ -22,7 +21,7 @@ import numpy as np
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
 
-from browser import find_chromium, launch, write_y4m
+from browser import launch, write_y4m
 from streamer.pose import PoseDetector
 from streamer.sources import SAMPLE_CLIP, SourceError
 from streamer.webrtc import WebRTCSource
@@ -32,16 +31,6 @@ pytestmark = pytest.mark.slow
 FIRST_FRAME_TIMEOUT_S = 60.0  # a slow, busy 2-core machine: Chromium's start dominates
 COLLECT_S = 4.0  # after the first frame
 MAX_COLLECT_S = 20.0  # two loops of the clip: the person must have been found by then
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    exe = find_chromium()
-    if exe is None:
-        if os.environ.get("CI"):
-            pytest.fail("Chromium is missing in CI: .ci/run should have installed Debian's chromium")
-        pytest.skip("Chromium is not installed here (Debian: apt-get install chromium)")
-    return exe
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ import base64
 import contextlib
 import json
 import logging
-import os
 import socket
 import struct
 import subprocess
@@ -34,7 +33,7 @@ from scipy.spatial.transform import Rotation
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from browser import find_chromium, launch
+from browser import launch
 from clients.live import Control
 from clients.viewer import ViewerServer, body_json, browser_ws_url
 from clients.ws import BINARY_SIZE, WebSocketServer, decode_binary, encode_binary
@@ -493,16 +492,6 @@ def test_the_viewer_serves_the_page_the_body_and_three_js():
     finally:
         viewer.close()
     assert browser_ws_url("ws://[::]:9/", "fe80::1") == "ws://[fe80::1]:9/"
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    exe = find_chromium()
-    if exe is None:
-        if os.environ.get("CI"):
-            pytest.fail("Chromium is missing in CI: .ci/run should have installed Debian's chromium")
-        pytest.skip("Chromium is not installed here (Debian: apt-get install chromium)")
-    return exe
 
 
 def free_port() -> int:
