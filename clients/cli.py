@@ -133,6 +133,15 @@ def cmd_export(args, cfg) -> int:
     return 0
 
 
+def cmd_export_weights(args, cfg) -> int:
+    from engine.paths import WEIGHTS_PATH
+    from engine.train import export_weights
+
+    out = export_weights(Path(args.checkpoint), Path(args.to) if args.to else WEIGHTS_PATH)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
 def cmd_data_build(args, cfg) -> int:
     from configs.config import resolve_path
     from engine.body import load_body
@@ -427,6 +436,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, default=50, help="timed runs per case (median reported)")
     bench.add_argument("--json", action="store_true", help="print the rows as JSON")
     bench.set_defaults(handler=cmd_bench)
+    ew = sub.add_parser("export-weights", parents=[parent],
+                        help="a training checkpoint -> the weights the product loads (no optimiser, float16)")
+    ew.add_argument("checkpoint", help="runs/NAME/last.pt")
+    ew.add_argument("--to", metavar="PATH", help="default: assets/genmo_live.pt")
+    ew.set_defaults(handler=cmd_export_weights)
     ex = sub.add_parser("export", parents=[parent], help="convert a recorded take (.npz) into a BVH")
     ex.add_argument("take", help="a take recorded with `genmo-live run --record PATH.npz`")
     ex.add_argument("--to", metavar="PATH.bvh", help="output file (default: the take's name, .bvh)")

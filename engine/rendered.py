@@ -256,6 +256,32 @@ def _save(path: Path, arrays: dict) -> None:
     tmp.replace(path)
 
 
+def load_background_bank(out_dir: Path, detector_factory: DetectorFactory) -> np.ndarray:
+    """The background bank cached beside the rendered sets (<out_dir>/../backgrounds.npz), built and
+    saved on first use."""
+    path = out_dir.parent / "backgrounds.npz"
+    if path.exists():
+        return np.load(path)["images"]
+    bank = background_bank(detector_factory)
+    _save(path, {"images": bank})
+    return bank
+
+
+def fully_in_view(joints: np.ndarray, camera: Camera, events: Events) -> np.ndarray:
+    """(T,) bool: the frames a detector should find the person on. joints (T, 24, 3) world metres:
+    every joint in front of the camera inside the image, the person present (no missing span) and
+    nothing in front of them (no occlusion span)."""
+    uv, depth = camera.project(joints)
+    T = len(joints)
+    return ((camera.in_image(uv) & (depth > 0.1)).all(-1) & ~events.missing_mask(T)
+            & ~events.limb_mask(T).any(-1))
+
+
+def person_height(joints: np.ndarray, camera: Camera) -> np.ndarray:
+    """(T,) height of the box around the projected joints (T, 24, 3), as a fraction of the image's."""
+    return box_height(camera.project(joints)[0]) / camera.height
+
+
 def build_rendered_set(clips: list[Clip], body: Body, out_dir: Path, detector_factory: DetectorFactory,
                        seed: int = 0, cameras: int = 3, max_minutes: float | None = None,
                        preview: Callable | None = None, platform: str = "osmesa") -> dict:
@@ -264,12 +290,7 @@ def build_rendered_set(clips: list[Clip], body: Body, out_dir: Path, detector_fa
     if not body.has_mesh:
         raise ValueError(f"the {body.kind} body has no mesh to render")
     out_dir.mkdir(parents=True, exist_ok=True)
-    bank_path = out_dir.parent / "backgrounds.npz"
-    if bank_path.exists():
-        bank = np.load(bank_path)["images"]
-    else:
-        bank = background_bank(detector_factory)
-        _save(bank_path, {"images": bank})
+    bank = load_background_bank(out_dir, detector_factory)
     if max_minutes is not None:
         kept, frames = [], 0
         for c in clips:

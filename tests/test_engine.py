@@ -290,6 +290,27 @@ def test_train_writes_a_checkpoint_that_loads_and_resumes(tmp_path):
         assert torch.equal(again.eval()(x, torch.tensor([999]), c)[0], load_model(path)[0](x, torch.tensor([999]), c)[0])
 
 
+def test_exported_weights_are_half_the_size_and_predict_the_same(tmp_path):
+    from engine.train import TrainConfig, export_weights, load_model, save_checkpoint
+
+    torch.manual_seed(0)
+    model = Denoiser(ModelConfig(width=64, layers=2, heads=2, mlp=128))
+    for p in model.parameters():  # open the zero-initialised gates, so every block counts
+        if not p.any():
+            torch.nn.init.normal_(p, std=0.3)
+    norm = Normalizer(torch.zeros(MOTION_DIM), torch.ones(MOTION_DIM))
+    ckpt = tmp_path / "last.pt"
+    save_checkpoint(ckpt, model, norm, torch.optim.AdamW(model.parameters()), 7, TrainConfig(), {"clips": 1})
+    out = export_weights(ckpt, tmp_path / "weights.pt")
+    assert out.stat().st_size < 0.6 * ckpt.stat().st_size  # float16 (and no optimiser state)
+    slim, _, meta = load_model(out)
+    assert meta["step"] == 7 and next(slim.parameters()).dtype == torch.float32
+    x, c = torch.zeros(1, 10, MOTION_DIM), conditions(B=1, L=10)
+    with torch.no_grad():
+        full, half = model.eval()(x, torch.tensor([999]), c)[0], slim(x, torch.tensor([999]), c)[0]
+    assert torch.allclose(full, half, atol=0.02 * full.abs().max().item())
+
+
 def test_windows_mix_rendered_observations_at_the_asked_share():
     """Training windows come from the rendered set (real detector output) at `rendered_share`."""
     from engine.observations import NoiseModel, observe_clip
