@@ -240,6 +240,14 @@ def cmd_eval(args, cfg) -> int:
         raise ConfigError(f"--model {model}: no such file and no such baseline; "
                           f"baselines: {', '.join(BASELINES)}, per-frame")
     body = load_body(cfg.body)
+    if args.text_control:
+        from engine.evaluate import text_control
+
+        if model in BASELINES:
+            raise ConfigError("--text-control needs a trained model, not a baseline")
+        report = {"model": model, "seconds": 4.0, "prompts": text_control(model, body, seed=args.seed)}
+        _print_and_save(json.dumps(report["prompts"], indent=1), report, args.report)
+        return 0
     cache, split, clips = _dataset_split(args, cfg, body)
     if args.obs == "rendered":
         out = _render(args, cfg, _render_body(cfg), cache, split, clips)
@@ -482,6 +490,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--obs", choices=["synthetic", "rendered"], default="synthetic",
                     help="synthetic: projected landmarks with MediaPipe's measured noise (fast); "
                          "rendered: the real MediaPipe on rendered frames (rendered on first use)")
+    ev.add_argument("--text-control", action="store_true",
+                    help="instead: generate 4 s from 'a person walks forward' and 'a person stands still' with "
+                         "nobody in view, and report how far the root moves and the foot skate")
     ev.set_defaults(handler=cmd_eval)
     tr = sub.add_parser("train", parents=[parent], help="train the motion denoiser or the baseline (resumable)")
     tr.add_argument("--model", choices=list(TRAIN_OUT), default="denoiser",

