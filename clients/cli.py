@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import platform
+import signal
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -413,6 +414,10 @@ def cmd_run(args, cfg) -> int:
 
         return build_outputs(cfg, control, live_engine.body, live_engine.fps)
 
+    def stop_on_term(signum, frame):
+        raise KeyboardInterrupt  # a service manager's stop: end as on Ctrl-C, report and flush
+
+    signal.signal(signal.SIGTERM, stop_on_term)
     report = run_live(cfg, duration=args.duration, make_outputs=make_outputs)
     print(format_run_report(report))
     if args.report:

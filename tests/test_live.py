@@ -102,3 +102,24 @@ def test_a_bad_source_is_reported_not_a_crash(tmp_path, capsys, caplog, make_bad
     bad = make_bad(tmp_path)
     assert main(["run", "--source", str(bad), "--headless"]) == 1
     assert message in capsys.readouterr().out + caplog.text
+
+
+def test_a_stopped_run_still_reports_and_flushes(tmp_path):
+    """SIGTERM (a service manager's stop) ends the run like Ctrl-C: the report and the recording
+    are written."""
+    import signal
+    import subprocess
+    import sys
+
+    report, take = tmp_path / "run.json", tmp_path / "take.npz"
+    run = subprocess.Popen([sys.executable, "-m", "clients.cli", "run", "--source", "sample", "--loop", "--headless",
+                            "--report", str(report), "--record", str(take)], stderr=subprocess.PIPE, text=True)
+    for line in run.stderr:  # the first status line: poses are flowing
+        if "poses/s" in line:
+            break
+    run.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=60) == 0
+    result = json.loads(report.read_text())
+    assert result["poses_out"] > 0
+    with np.load(take) as recorded:
+        assert len(recorded["frame_id"]) == result["poses_out"]
