@@ -342,7 +342,13 @@ def cmd_data_render(args, cfg) -> int:
         written[0] += 1
 
     try:
-        _render(args, cfg, body, cache, split, clips, preview if args.preview else None)
+        out = _render(args, cfg, body, cache, split, clips, preview if args.preview else None)
+        if not args.max_minutes:
+            from engine.rendered import detection_report, load_rendered_set
+
+            report = detection_report(load_rendered_set(out, clips, args.cameras))
+            print("MediaPipe found the person on fully-in-view frames: " + "; ".join(
+                f"{name} {r['detected_pct']} % of {r['frames']}" for name, r in report.items()))
     finally:
         if writer is not None:
             writer.release()

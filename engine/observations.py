@@ -205,11 +205,8 @@ class NoiseModel:
         still = factors[0]
         jitter = np.asarray(s["jitter_px_per_height"]) * still
         vis = s["visibility"]
-        frac_low = np.asarray(vis["frac_below_0.5"])
         low = np.array([np.nan if v is None else v for v in vis["mean_when_below_0.5"]])
         hidden = np.where(np.isfinite(low), low, np.nanmedian(low))
-        mean = np.asarray(vis["mean"])
-        visible = (mean - frac_low * np.nan_to_num(low)) / np.maximum(1 - frac_low, 1e-6)
         # At a 0.5 crossing v moves (1 - lag) * (target - v) per frame, target ~ the hidden level.
         lag = 1.0 - vis["median_abs_step_at_0.5_crossing"] / (0.5 - float(np.median(hidden)))
         swaps = s["left_right_swaps"]["per_video"]

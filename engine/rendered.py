@@ -282,6 +282,30 @@ def person_height(joints: np.ndarray, camera: Camera) -> np.ndarray:
     return box_height(camera.project(joints)[0]) / camera.height
 
 
+HEIGHT_BINS = (0.0, 0.2, 0.3, 0.4, 10.0)  # person height / image height, for detection_report
+
+
+def detection_report(items: list[RenderedItem]) -> dict:
+    """How often MediaPipe found the person where it should: on fully-in-view frames (fully_in_view),
+    overall and by the person's height in the image (HEIGHT_BINS). {"all": {frames, detected_pct},
+    "height 0.2-0.3": {...}, ...}."""
+    seen, height = [], []
+    for it in items:
+        view = fully_in_view(it.joints, it.obs.camera, it.obs.events)
+        seen.append(it.obs.detected[view])
+        height.append(person_height(it.joints, it.obs.camera)[view])
+    seen, height = np.concatenate(seen), np.concatenate(height)
+
+    def row(mask):
+        n = int(mask.sum())
+        return {"frames": n, "detected_pct": round(100 * float(seen[mask].mean()), 1) if n else None}
+
+    out = {"all": row(np.ones_like(seen))}
+    for lo, hi in zip(HEIGHT_BINS[:-1], HEIGHT_BINS[1:]):
+        out[f"height {lo:.1f}-{hi:.1f}" if hi < 10 else f"height >= {lo:.1f}"] = row((height >= lo) & (height < hi))
+    return out
+
+
 def build_rendered_set(clips: list[Clip], body: Body, out_dir: Path, detector_factory: DetectorFactory,
                        seed: int = 0, cameras: int = 3, max_minutes: float | None = None,
                        preview: Callable | None = None, platform: str = "osmesa") -> dict:

@@ -6,8 +6,6 @@ import sys
 
 import pytest
 
-from clients.cli import main
-
 
 def run_cli(*args):
     exe = shutil.which("genmo-live") or str(__import__("pathlib").Path(sys.executable).with_name("genmo-live"))

@@ -239,9 +239,12 @@ def toy_clips(n=4, T=90):
     return clips
 
 
-def test_training_steps_lower_the_loss():
+@pytest.mark.parametrize("arch", ["denoiser", "per-frame"])
+def test_training_steps_lower_the_loss(arch):
     """The training losses on one batch of windows (synthetic observations of toy walks) fall by
-    more than 5x in 150 optimiser steps: every term is wired to the model's output."""
+    more than 5x in 150 optimiser steps, for the denoiser and the per-frame lifter baseline: every
+    term is wired to the model's output."""
+    from engine.lifter import LifterConfig, PerFrameLifter
     from engine.observations import NoiseModel
     from engine.train import TrainConfig, fit_normalizer, losses, prepare, sample_windows, truth
 
@@ -253,7 +256,8 @@ def test_training_steps_lower_the_loss():
     x, c, contacts, valid, focal, size = sample_windows(prepared, 8, 60, rng, "cpu")
     x = norm(x)
     gt = truth(x, norm, body.rest_joints)
-    model = Denoiser(ModelConfig(width=64, layers=2, heads=4, mlp=128, dropout=0.0))
+    model = (Denoiser(ModelConfig(width=64, layers=2, heads=4, mlp=128, dropout=0.0)) if arch == "denoiser"
+             else PerFrameLifter(LifterConfig(width=128, layers=2, dropout=0.0)))
     opt = torch.optim.AdamW(model.parameters(), 1e-3)
     weights = TrainConfig().loss_weights
     totals = []

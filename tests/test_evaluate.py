@@ -5,7 +5,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from clients.cli import main
 from engine.body import SMPL_JOINT_NAMES, load_default_body

@@ -130,3 +130,20 @@ def test_a_small_person_never_seen_is_found_by_the_scan():
     first = next(i for i, d in enumerate(found) if d is not None)
     assert first < rounds and all(d is not None for d in found[first:])
     assert_where_pasted(found[-1], reference, offset, 0.3)
+
+
+def test_detection_report_counts_only_frames_in_full_view():
+    from engine.body import load_default_body
+    from engine.observations import Observation
+    from engine.rendered import RenderedItem, detection_report
+
+    body = load_default_body()
+    joints = np.repeat(body.rest_joints.numpy()[None].astype(np.float64), 10, 0)
+    R, t = look_at(np.array([0.0, 1.0, 3.0]), np.array([0.0, 0.9, 0.0]))
+    cam = Camera(K=intrinsics(640, 480, 60.0), R=R, t=t, width=640, height=480)
+    detected = np.array([1, 1, 0, 1, 1, 1, 1, 0, 0, 0], bool)
+    obs = Observation(np.zeros((10, 33, 2), np.float32), np.zeros((10, 33), np.float32), detected, cam,
+                      Events(limb_spans=(), missing_spans=((7, 10),), swap_spans=()))
+    report = detection_report([RenderedItem("toy", 0, obs, np.zeros((10, 33, 3)), joints, {})])
+    assert report["all"] == {"frames": 7, "detected_pct": 85.7}  # the missing span does not count
+    assert report["height >= 0.4"]["frames"] == 7 and report["height 0.2-0.3"] == {"frames": 0, "detected_pct": None}
