@@ -11,6 +11,7 @@ import logging
 import platform
 import signal
 import sys
+import threading
 from importlib import metadata
 from pathlib import Path
 
@@ -423,7 +424,8 @@ def cmd_run(args, cfg) -> int:
     def stop_on_term(signum, frame):
         raise KeyboardInterrupt  # a service manager's stop: end as on Ctrl-C, report and flush
 
-    signal.signal(signal.SIGTERM, stop_on_term)
+    if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+        signal.signal(signal.SIGTERM, stop_on_term)
     report = run_live(cfg, duration=args.duration, make_outputs=make_outputs)
     print(format_run_report(report))
     if args.report:

@@ -15,7 +15,9 @@ Connecting
 With a token set (any server beyond loopback has one), the client presents it either in the URL
 (`?token=`) or as its first message, `{"type": "auth", "token": "SECRET"}`, within 10 s. Nothing is
 sent before that check; a missing or wrong token closes the connection with code 1008 (policy
-violation). An unknown `format` in the URL is refused at the handshake (HTTP 400).
+violation). An unknown `format` in the URL is refused at the handshake (HTTP 400). Without a
+token, a browser page may connect only if it comes from this machine (its Origin is localhost or
+127.x): other pages get HTTP 403, so a web site open in the user's browser cannot steer the engine.
 
 The server's first message is the hello:
 
@@ -239,6 +241,12 @@ class _Client:
         return {"name": self.name, "format": self.format, "sent": self.sent, "dropped": self.dropped}
 
 
+def loopback_origin(origin: str) -> bool:
+    """Whether a browser's Origin header names a page served from this machine."""
+    host = urlsplit(origin).hostname or ""
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
 class WebSocketServer(Output):
     """Serves ws://HOST:PORT/ (see the module docstring) from construction until close().
 
@@ -312,6 +320,11 @@ class WebSocketServer(Output):
         fmt = parse_qs(urlsplit(request.path).query, keep_blank_values=True).get("format", ["json"])[-1]
         if fmt not in FORMATS:
             return ws.respond(HTTPStatus.BAD_REQUEST, f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}\n")
+        origin = request.headers.get("Origin")
+        if self.token is None and origin and not loopback_origin(origin):
+            # Without a token anything that reaches the port may connect: a web page open in the
+            # user's browser must not be able to, so pages are only welcome from this machine.
+            return ws.respond(HTTPStatus.FORBIDDEN, f"connections from pages at {origin} need the server's token\n")
         return None
 
     async def _handle(self, ws: ServerConnection) -> None:

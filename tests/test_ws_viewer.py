@@ -318,6 +318,22 @@ def test_unknown_formats_and_taken_ports_are_refused(stream):
         WebSocketServer("127.0.0.1", server.port, Control())
 
 
+def test_pages_from_other_sites_are_refused_without_a_token(stream):
+    server, _ = stream
+    with pytest.raises(InvalidStatus) as refused:
+        connect(server.url, origin="https://evil.example")
+    assert refused.value.response.status_code == 403
+    for origin in ("http://127.0.0.1:8080", "http://localhost:8080"):  # the viewer's own page
+        with connect(server.url, origin=origin) as ws:
+            assert json.loads(ws.recv(timeout=10))["type"] == "hello"
+    token_server = WebSocketServer("127.0.0.1", 0, Control(), "s3cret")
+    try:  # with a token, the token decides
+        with connect(token_server.url + "?token=s3cret", origin="https://lan-dashboard.example") as ws:
+            assert json.loads(ws.recv(timeout=10))["type"] == "hello"
+    finally:
+        token_server.close()
+
+
 # --- many clients, one that never reads, one that sends garbage -------------------------------
 
 def run_clients(url: str, readers: int) -> None:
