@@ -527,6 +527,8 @@ _SMPL_MAPS: dict[str, dict[str, str]] = {
                        "spine3": "thorax", "neck": "upperneck", "head": "head",
                        **_limbs("{s}femur", "{s}tibia", "{s}foot", "{s}toes", "{s}clavicle",
                                 "{s}humerus", "{s}radius", "{s}wrist", "{s}fingers")}, "l", "r"),
+    # genmo-live's own recordings (clients/recorder.py): the SMPL skeleton under SMPL's names.
+    "genmo_live": {n: n for n in SMPL_JOINT_NAMES},
 }
 
 

@@ -92,6 +92,18 @@ def test_bvh_reimports_through_our_loader(tmp_path, body):
     assert guess_length_unit(height) == 1.0
 
 
+def test_a_recorded_take_loads_as_motion_capture(tmp_path, body):
+    """load_motion (what `data preview` and `data build --data` read) knows our own skeleton."""
+    from engine.mocap_io import load_motion
+
+    frames = make_frames(body, 30)
+    record(tmp_path / "take.bvh", body, frames).close()
+    motion = load_motion(tmp_path / "take.bvh")
+    assert motion.fps == pytest.approx(FPS) and motion.smpl_map == {n: n for n in SMPL_JOINT_NAMES}
+    mapped = [motion.names.index(n) for n in SMPL_JOINT_NAMES]
+    assert np.allclose(motion.positions[:, mapped], np.stack([f.joints for f in frames]), atol=1e-4)
+
+
 def test_npz_round_trip_is_exact(tmp_path, body):
     frames = make_frames(body, 50)
     record(tmp_path / "take.npz", body, frames)
