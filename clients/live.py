@@ -102,6 +102,15 @@ class RunStats:
     first_frame_t: float | None = None
     errors: list = field(default_factory=list)
 
+    def note(self, kind: str, payload) -> bool:
+        """Take an ingest event: errors are logged and kept, the end's counts read. True at the end."""
+        if kind == "error":
+            log.error("%s", payload)
+            self.errors.append(payload)
+        elif kind == "end":
+            self.frames_in, self.dropped = payload["frames_in"], payload["dropped"]
+        return kind == "end"
+
     def add(self, frame: PoseFrame) -> None:
         self.poses.append((frame.t_capture, frame.t_emit, frame.source))
 
@@ -132,6 +141,16 @@ class RunStats:
             "sources": counts,
             "errors": self.errors,
         }
+
+
+def _events(ingest) -> list[tuple[str, object]]:
+    """The ingest process's events (streamer.ingest) that have arrived, oldest first."""
+    events = []
+    try:
+        while True:
+            events.append(ingest.events.get_nowait())
+    except queue.Empty:
+        return events
 
 
 def load_engine(cfg):
@@ -184,26 +203,17 @@ def run_live(cfg, outputs: list[Output] = (), duration: float | None = None, con
     try:
         while True:
             # Events first: whether the source started, failed or ended.
-            try:
-                while True:
-                    kind, payload = ingest.events.get_nowait()
-                    if kind == "started":
-                        started = payload
-                        log.info("source: %s%s", payload["name"], f" at {payload['fps']:.0f} fps" if payload["fps"] else "")
-                        if payload.get("url"):
-                            log.info("open %s in a browser to send your camera", payload["url"])
-                        engine.fps = payload["fps"] or engine.fps
-                        if make_outputs:
-                            built, services = make_outputs(engine, control)
-                            outputs += built
-                    elif kind == "error":
-                        log.error("%s", payload)
-                        stats.errors.append(payload)
-                    elif kind == "end":
-                        stats.frames_in, stats.dropped = payload["frames_in"], payload["dropped"]
-                        source_done = True
-            except queue.Empty:
-                pass
+            for kind, payload in _events(ingest):
+                source_done |= stats.note(kind, payload)
+                if kind == "started":
+                    started = payload
+                    log.info("source: %s%s", payload["name"], f" at {payload['fps']:.0f} fps" if payload["fps"] else "")
+                    if payload.get("url"):
+                        log.info("open %s in a browser to send your camera", payload["url"])
+                    engine.fps = payload["fps"] or engine.fps
+                    if make_outputs:
+                        built, services = make_outputs(engine, control)
+                        outputs += built
             if not source_done and not ingest.alive and ingest.events.empty():
                 stats.errors.append(f"the ingest process stopped unexpectedly (exit code {ingest.exitcode})")
                 log.error("%s", stats.errors[-1])
@@ -247,15 +257,8 @@ def run_live(cfg, outputs: list[Output] = (), duration: float | None = None, con
         log.info("stopping (Ctrl-C)")
     finally:
         ingest.stop()
-        try:
-            while True:
-                kind, payload = ingest.events.get_nowait()
-                if kind == "end":
-                    stats.frames_in, stats.dropped = payload["frames_in"], payload["dropped"]
-                elif kind == "error" and payload not in stats.errors:
-                    stats.errors.append(payload)
-        except queue.Empty:
-            pass
+        for kind, payload in _events(ingest):
+            stats.note(kind, payload)
         for out in outputs + services:
             out.close()
     report = stats.report()

@@ -92,6 +92,13 @@ def smooth_in_time(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return torch.nn.functional.conv1d(padded.T[:, None], (k / k.sum())[None, None])[:, 0].T
 
 
+def packet_conditions(p: LandmarkPacket) -> dict[str, np.ndarray]:
+    """One frame's fields of engine.model.Conditions (engine.conditions.landmark_conditions, the
+    focal length assumed from the image width)."""
+    cond = landmark_conditions(p.keypoints[None], p.visibility[None], p.width, p.height, assumed_focal(p.width))
+    return {k: v[0] for k, v in cond.items()}
+
+
 class LiveEngine:
     """The rolling window and everything it carries between frames."""
 
@@ -100,6 +107,7 @@ class LiveEngine:
         self.model, self.norm, self.body, self.cfg = model.eval(), norm, body, cfg
         self.device = next(model.parameters()).device
         self.rest = body.rest_joints.to(self.device)
+        self._foot_rest_y = body.rest_joints[list(FOOT_JOINTS), 1].double().numpy()  # (4,) metres
         self.alpha_bar = cosine_alpha_bar().to(self.device)
         self.window = model.cfg.window
         self.steps, self.lag, self.prompt = cfg.steps, cfg.lag, cfg.prompt
@@ -118,9 +126,7 @@ class LiveEngine:
         self._root = None            # last integrated pelvis position (3,), GV metres
         self._offset = np.zeros(3)   # foot lock / floor / re-centre correction added to the root
         self._locks: dict[int, np.ndarray] = {}
-        self._floor_set = False
         self._recenter = False
-        self.counts = {"estimated": 0, "generated": 0, "blended": 0}
 
     # Control (the WebSocket's messages and the CLI call these).
     def set_prompt(self, prompt: str | None) -> None:
@@ -148,8 +154,7 @@ class LiveEngine:
     def push(self, packets: list[LandmarkPacket]) -> list[PoseFrame]:
         """Add frames (oldest first); return the poses now due, oldest first."""
         for p in packets:
-            cond = {k: v[0] for k, v in landmark_conditions(p.keypoints[None], p.visibility[None], p.width, p.height,
-                                                            assumed_focal(p.width)).items()}
+            cond = packet_conditions(p)
             slot = _Slot(self._seq, p, cond, int(cond["visible"][list(BODY_LANDMARKS)].sum()))
             self._seq += 1
             self._slots.append(slot)
@@ -180,7 +185,6 @@ class LiveEngine:
                     logits = torch.lerp(logits, e_logits, weight)
             slot.x = cur
             out.append(self._pose_frame(slot, prev, cur, logits, src))
-            self.counts[src] += 1
         return out
 
     def _source_of(self, slot: _Slot) -> tuple[str, float]:
@@ -201,13 +205,14 @@ class LiveEngine:
             return "estimated", 1.0
         return "blended", self._since_return / fade
 
-    def _window(self, slots: list[_Slot]) -> Conditions:
-        return batch_conditions([{k: np.stack([s.cond[k] for s in slots]) for k in slots[0].cond}], self.device)
+    def _window(self, conds: list[dict]) -> Conditions:
+        """One window's Conditions from its frames' packet_conditions, oldest first."""
+        return batch_conditions([{k: np.stack([d[k] for d in conds]) for k in conds[0]}], self.device)
 
     @torch.inference_mode()
     def _run_estimation(self) -> _Track:
         slots = list(self._slots)[-self.window:]
-        cond = self._window(slots)
+        cond = self._window([s.cond for s in slots])
         shape = (1, len(slots), self.norm.mean.shape[0])
         start = len(self.alpha_bar) - 1
         x = torch.zeros(shape, device=self.device)
@@ -252,11 +257,9 @@ class LiveEngine:
         horizon = self.cfg.generation_horizon
         history = [s for s in self._slots if s.x is not None and s.seq < seq][-(self.window - horizon):]
         arrived = [s for s in self._slots if s.seq >= seq][:horizon]
-        empty = LandmarkPacket.empty(-1, 0.0, arrived[0].packet.width, arrived[0].packet.height)
-        blank = {k: v[0] for k, v in landmark_conditions(empty.keypoints[None], empty.visibility[None], empty.width,
-                                                         empty.height, assumed_focal(empty.width)).items()}
+        blank = packet_conditions(LandmarkPacket.empty(-1, 0.0, arrived[0].packet.width, arrived[0].packet.height))
         conds = [s.cond for s in history] + [s.cond for s in arrived] + [blank] * (horizon - len(arrived))
-        c = batch_conditions([{k: np.stack([d[k] for d in conds]) for k in blank}], self.device)
+        c = self._window(conds)
         L, H = len(conds), len(history)
         frames = torch.arange(L, device=self.device)[None] >= H
         text = self._text(frames)
@@ -295,7 +298,8 @@ class LiveEngine:
         raw = self.norm.inverse(torch.stack([prev, cur]))
         motion = decode(raw)
         root_gv = motion["root_gv"]
-        if self._root is None:
+        first = self._root is None
+        if first:
             self._root = np.zeros(3)
         else:
             self._root = self._root + (heading(root_gv[0]) @ raw[0, VELOCITY]).double().cpu().numpy()
@@ -309,7 +313,7 @@ class LiveEngine:
         joints, _ = forward_kinematics(local.double(), self.rest.double(), self.body.parents,
                                        torch.from_numpy(root).to(self.device))
         joints = joints.cpu().numpy()
-        root, joints = self._foot_lock(root, joints, contacts)
+        root, joints = self._foot_lock(root, joints, contacts, first)
         p = slot.packet
         return PoseFrame(frame_id=p.frame_id, t_capture=p.t_capture, t_emit=time.time(),
                          pose_aa=matrix_to_axis_angle(local).double().cpu().numpy(),
@@ -318,13 +322,11 @@ class LiveEngine:
                          confidence=0.0 if source == "generated" else slot.body_seen / len(BODY_LANDMARKS),
                          stature=self.body.stature)
 
-    def _foot_lock(self, root: np.ndarray, joints: np.ndarray, contacts: np.ndarray):
+    def _foot_lock(self, root: np.ndarray, joints: np.ndarray, contacts: np.ndarray, first: bool):
         """Shift the root so planted feet stay put and rest on the floor. Returns (root, joints)."""
-        rest_y = self.rest[list(FOOT_JOINTS), 1].double().cpu().numpy()
+        rest_y = self._foot_rest_y
         planted = [i for i in range(len(FOOT_JOINTS)) if contacts[i] > self.cfg.contact_threshold]
-        if not self._floor_set:
-            # The first frame: stand the lowest foot joint at its rest height.
-            self._floor_set = True
+        if first:  # stand the lowest foot joint at its rest height
             lift = float(np.max(rest_y - joints[list(FOOT_JOINTS), 1]))
             self._offset[1] += lift
             root, joints = root + [0, lift, 0], joints + [0, lift, 0]
