@@ -48,34 +48,36 @@ def validate(cfg) -> None:
 
 
 def build_outputs(cfg, control, body, fps: float) -> tuple[list, list]:
-    """(outputs that receive every pose, services that only need closing at the end)."""
+    """(outputs that receive every pose, services that only need closing at the end). The config is
+    checked first (`validate`); if one output cannot start, those already started are closed again."""
+    validate(cfg)
     o = cfg.outputs
     outputs, services = [], []
-    ws = list(o.ws)
-    if o.viewer and not ws:
-        ws = [DEFAULT_WS]  # the viewer reads poses from a WebSocket
-    for spec in ws:
-        from clients.ws import WebSocketServer
+    ws = list(o.ws) or ([DEFAULT_WS] if o.viewer else [])  # the viewer reads poses from a WebSocket
+    try:
+        for spec in ws:
+            from clients.ws import WebSocketServer
 
-        host, port = host_port(spec, "outputs.ws")
-        check_exposure(host, cfg.token, "the WebSocket server")
-        outputs.append(WebSocketServer(host, port, control, cfg.token or None))
-    if o.viewer:
-        from clients.viewer import ViewerServer
+            outputs.append(WebSocketServer(*host_port(spec, "outputs.ws"), control, cfg.token or None))
+        if o.viewer:
+            from clients.viewer import ViewerServer
 
-        host, port = host_port(o.viewer, "outputs.viewer")
-        check_exposure(host, cfg.token, "the viewer")
-        services.append(ViewerServer(host, port, outputs[0].url, body, cfg.token or None))
-    for spec in o.vmc:
-        from clients.vmc import VmcSender
+            services.append(ViewerServer(*host_port(o.viewer, "outputs.viewer"), outputs[0].url, body,
+                                         cfg.token or None))
+        for spec in o.vmc:
+            from clients.vmc import VmcSender
 
-        outputs.append(VmcSender(*host_port(spec, "outputs.vmc"), body, o.vmc_rate))
-    for spec in o.vrchat:
-        from clients.vrchat import VrchatTrackers
+            outputs.append(VmcSender(*host_port(spec, "outputs.vmc"), body, o.vmc_rate))
+        for spec in o.vrchat:
+            from clients.vrchat import VrchatTrackers
 
-        outputs.append(VrchatTrackers(*host_port(spec, "outputs.vrchat"), list(o.vrchat_trackers), body))
-    for path in o.record:
-        from clients.recorder import Recorder
+            outputs.append(VrchatTrackers(*host_port(spec, "outputs.vrchat"), list(o.vrchat_trackers), body))
+        for path in o.record:
+            from clients.recorder import Recorder
 
-        outputs.append(Recorder(Path(path), body, fps))
+            outputs.append(Recorder(Path(path), body, fps))
+    except Exception:
+        for started in outputs + services:
+            started.close()
+        raise
     return outputs, services
