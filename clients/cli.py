@@ -422,7 +422,10 @@ def cmd_run(args, cfg) -> int:
         return build_outputs(cfg, control, live_engine.body, live_engine.fps)
 
     def stop_on_term(signum, frame):
-        raise KeyboardInterrupt  # a service manager's stop: end as on Ctrl-C, report and flush
+        # A service manager's stop: end as on Ctrl-C, report and flush. `timeout make run` delivers
+        # it twice (make passes it on): the repeat must not break into that shutdown.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt
 
     if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
         signal.signal(signal.SIGTERM, stop_on_term)

@@ -14,6 +14,7 @@ import logging
 import multiprocessing as mp
 import os
 import queue
+import signal
 import time
 from dataclasses import dataclass, field
 
@@ -56,6 +57,10 @@ def run_ingest(options: IngestOptions, packets, events, stop) -> None:
     from streamer.pose import PoseDetector
     from streamer.sources import SourceError, VideoFileSource, open_source
 
+    # Ctrl-C and a service manager's stop reach the whole process group; the engine decides when
+    # this process ends (`stop`), so it can still count what it read, and a dead engine is noticed.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     frames_in = dropped = 0
     try:
         source = open_source(options.source, realtime=options.realtime, loop=options.loop,
@@ -119,8 +124,8 @@ class Ingest:
         self._stop.set()
         self._process.join(timeout)
         if self._process.is_alive():
-            log.warning("the ingest process did not stop within %.0f s; terminating it", timeout)
-            self._process.terminate()
+            log.warning("the ingest process did not stop within %.0f s; killing it", timeout)
+            self._process.kill()  # it ignores SIGTERM
             self._process.join(1.0)
 
     @property
