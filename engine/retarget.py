@@ -14,7 +14,11 @@ How (all in world space, y-up):
    G_j = R_s(map[j]) Q^T B_j: twist comes from the source's own joint rotation.
 4. A swing correction turns each G_j so its primary bone points exactly along the source's current
    bone (source positions), which also absorbs twist bones and in-between joints of the source rig.
-5. Local rotations: L_j = G_parent(j)^T G_j. The pelvis trajectory is the source's scaled by the leg
+5. Limb twist is made the same for every rig (canonical_twist): a rig whose bind pose has a limb
+   turned about its own bone (the iClone CMU legs: thigh, shin and foot all half a turn) gives the
+   right joint positions with wrong rotations (kneecaps backwards, soles up: a skinned avatar
+   breaks, and a model learning from several rigs sees two answers for one picture).
+6. Local rotations: L_j = G_parent(j)^T G_j. The pelvis trajectory is the source's scaled by the leg
    length ratio, and the clip is lifted so its soles rest on y = 0.
 """
 from __future__ import annotations
@@ -26,8 +30,8 @@ import torch
 
 from engine.body import NUM_JOINTS, SMPL_JOINT_NAMES, SMPL_PARENTS, Body
 from engine.kinematics import forward_kinematics
-from engine.rotations import (matrix_to_axis_angle, matrix_to_quat, quat_slerp, quat_to_matrix,
-                              rotation_between)
+from engine.rotations import (axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_quat, quat_slerp,
+                              quat_to_matrix, rotation_between)
 
 TARGET_FPS = 30.0
 J = {n: i for i, n in enumerate(SMPL_JOINT_NAMES)}
@@ -192,6 +196,56 @@ def world_rotations(src_rot, src_pos, m, q, b, body_rest, aims):
     return g
 
 
+# Limb twist references (canonical_twist): for a joint, what its frame should see, as (kind, joint
+# pair or None, where that reference points in the joint's rest frame; None: where it points in our
+# T-pose). "bone": the bone between the pair's two joints, e.g. the knee bends the shin backwards in
+# the thigh's frame; "up": the world's up.
+TWIST_REFERENCES = {
+    **{f"{s}_hip": ("bone", (f"{s}_knee", f"{s}_ankle"), (0.0, 0.0, -1.0)) for s in ("left", "right")},
+    **{f"{s}_knee": ("bone", (f"{s}_ankle", f"{s}_foot"), None) for s in ("left", "right")},
+    **{f"{s}_ankle": ("up", None, (0.0, 1.0, 0.0)) for s in ("left", "right")},
+    **{f"{s}_shoulder": ("bone", (f"{s}_elbow", f"{s}_wrist"), (0.0, 0.0, 1.0)) for s in ("left", "right")},
+}
+TWIST_MIN_REFERENCE = 0.25   # the reference's share perpendicular to the bone for a frame to count
+TWIST_MIN_AGREEMENT = 0.8    # how consistent (mean resultant length) the frames must be
+TWIST_MIN_FRAMES = 15       # frames that must count (half a second) for a clip to be judged
+TWIST_MIN_DEG = 10.0         # smaller offsets are left alone (natural variation)
+
+
+def canonical_twist(g, body_rest, aims):
+    """(T, 24, 3, 3) world rotations -> the same with each TWIST_REFERENCES joint turned about its
+    own bone (the one to its aim joint) by one angle for the whole clip, the circular mean over
+    frames of the angle that brings its reference onto the canonical direction. Every joint
+    position is unchanged (a turn about the bone leaves its child where it is). Left alone when
+    the frames disagree (not a rig offset: a hinge always bends the same way) or the offset is
+    small. Frames count where the reference is clearly off the bone's line (a bent knee)."""
+    g = g.copy()
+    for name, (kind, pair, canonical) in TWIST_REFERENCES.items():
+        j = J[name]
+        if j not in aims:
+            continue
+        axis = _unit(body_rest[aims[j]] - body_rest[j])
+        if kind == "up":
+            ref = np.swapaxes(g[:, j], -1, -2) @ np.array([0.0, 1.0, 0.0])
+        else:
+            a, b = J[pair[0]], J[pair[1]]
+            ref = np.einsum("tji,tjk,k->ti", g[:, j], g[:, a], body_rest[b] - body_rest[a])
+        ref = _unit(ref)
+        perp = ref - (ref @ axis)[:, None] * axis
+        weight = np.linalg.norm(perp, axis=-1)
+        want = body_rest[b] - body_rest[a] if canonical is None else np.asarray(canonical, np.float64)
+        want = _unit(want - (want @ axis) * axis)
+        angle = np.arctan2(np.cross(want, perp) @ axis, perp @ want)
+        counted = weight >= TWIST_MIN_REFERENCE
+        if counted.sum() < TWIST_MIN_FRAMES:
+            continue
+        mean = np.sum(np.exp(1j * angle[counted]))
+        if abs(mean) / counted.sum() < TWIST_MIN_AGREEMENT or abs(np.degrees(np.angle(mean))) < TWIST_MIN_DEG:
+            continue
+        g[:, j] = g[:, j] @ axis_angle_to_matrix(axis * np.angle(mean))
+    return g
+
+
 def local_rotations(g):
     """(T, 24, 3, 3) world -> local rotations (joint 0 keeps its world rotation)."""
     local = g.copy()
@@ -255,7 +309,7 @@ def retarget(src, body: Body, fps: float = TARGET_FPS) -> RetargetedClip:
                         src.fps, fps)
     aims = aim_children(src_rest, m)
     q, b = rest_alignment(src_rest, m, body_rest, aims)
-    local = local_rotations(world_rotations(rot, pos, m, q, b, body_rest, aims))
+    local = local_rotations(canonical_twist(world_rotations(rot, pos, m, q, b, body_rest, aims), body_rest, aims))
 
     legs = [(m["left_hip"], m["left_knee"], m["left_ankle"]), (m["right_hip"], m["right_knee"], m["right_ankle"])]
     our_legs = [(J["left_hip"], J["left_knee"], J["left_ankle"]), (J["right_hip"], J["right_knee"], J["right_ankle"])]
