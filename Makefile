@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install clean-venv
+.PHONY: run test bench install clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The quality benchmark against the mediapipe-ik baseline: bench/results/ and the README's results.
+bench: $(STAMP)
+	$(VENV)/bin/genmo-live bench quality --out bench/results --readme README.md $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import signal
 import sys
@@ -97,11 +98,74 @@ def cmd_info(args, cfg) -> int:
     return 0
 
 
+def _bench_quality(args, cfg) -> int:
+    """genmo-live bench quality: bench.quality with the configured weights, the committed lifter,
+    the rendered and synthetic test sets (built when missing)."""
+    import torch
+
+    from bench import mediapipe_ik, quality
+    from configs.config import resolve_path
+    from engine.body import load_body
+    from engine.evaluate import build_test_set, live_predictor, model_predictor, rendered_test_set
+    from engine.paths import LIFTER_PATH, WEIGHTS_PATH
+    from engine.rendered import load_rendered_set
+    from engine.runtime import LiveEngine
+    from engine.text import TextEncoder
+    from engine.train import load_model
+    from streamer.packets import LandmarkPacket
+    from streamer.pose import PoseDetector
+
+    torch.set_num_threads(args.threads)
+    weights = Path(args.model) if args.model else (resolve_path(cfg.engine.weights) if cfg.engine.weights else WEIGHTS_PATH)
+    lifter = Path(args.lifter) if args.lifter else LIFTER_PATH
+    for what, path in (("weights", weights), ("per-frame lifter", lifter))[:1 if args.no_ground_truth else 2]:
+        if not path.is_file():
+            raise ConfigError(f"bench quality: no {what} at {path}")
+    clips = quality.video_clips()
+    if not clips:
+        raise ConfigError(f"bench quality: no clips in {quality.VIDEO_ROOT}")
+    clips = clips[:args.clips] if args.clips else clips
+    body = load_body(cfg.body)
+    model, norm, _ = load_model(weights)
+    text = TextEncoder()
+
+    def engine_factory():
+        return LiveEngine(model, norm, body, cfg.engine, text_encoder=text)
+
+    warm = engine_factory()  # the first pass of a torch model and the text model's load, not timed
+    warm.load_prompt()
+    warm.push([LandmarkPacket.empty(0, 0.0, 640, 480)])
+    rendered = synthetic = None
+    predictors = {}
+    if not args.no_ground_truth:
+        cache, split, test_clips = _dataset_split(argparse.Namespace(data=None, split="test"), cfg, body)
+        out = _render(argparse.Namespace(seed=0, cameras=3), cfg, _render_body(cfg), cache, split, test_clips)
+        rendered = rendered_test_set(load_rendered_set(out, test_clips, 3), test_clips)[:args.gt_items or None]
+        synthetic = build_test_set(test_clips, body, 0)[:args.gt_items or None]
+        models = {"genmo-live": live_predictor(weights, body), "genmo-live-offline": model_predictor(weights, body),
+                  "per-frame": model_predictor(lifter, body)}
+        predictors = {"rendered": {**models, "mediapipe-ik": mediapipe_ik.predictor(body)}, "synthetic": models}
+    out_dir = Path(args.out)
+    command = "genmo-live " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("genmo-live") else "genmo-live bench quality"
+    print(f"genmo-live bench quality: {len(clips)} real clips, weights {weights}, lifter {lifter}, "
+          f"{args.threads} torch threads; results in {out_dir}")
+    summary = quality.run(body, engine_factory, predictors, rendered, synthetic, out_dir, clips, PoseDetector, command)
+    text_md = (out_dir / "summary.md").read_text()
+    print(text_md)
+    if args.readme:
+        prefix = Path(os.path.relpath(out_dir, Path(args.readme).parent)).as_posix() + "/"
+        quality.put_in_readme(Path(args.readme), quality.summary_markdown(summary, out_dir, prefix))
+        print(f"updated the results section of {args.readme}")
+    return 0
+
+
 def cmd_bench(args, cfg) -> int:
     import torch
 
     from bench import engine, kinematics
 
+    if args.target == "quality":
+        return _bench_quality(args, cfg)
     if args.target == "live":
         from bench import live
         from streamer.sources import SAMPLE_CLIP
@@ -229,7 +293,8 @@ def _render(args, cfg, body, cache, split, clips, preview=None) -> Path:
 def cmd_eval(args, cfg) -> int:
     from engine.body import load_body
     from engine.device import select_device
-    from engine.evaluate import BASELINES, build_test_set, evaluate, format_report, model_predictor, rendered_test_set
+    from engine.evaluate import (BASELINES, build_test_set, evaluate, format_report, live_predictor,
+                                 model_predictor, rendered_test_set)
     from engine.rendered import load_rendered_set
 
     model = args.model
@@ -238,14 +303,17 @@ def cmd_eval(args, cfg) -> int:
         if not Path(model).is_file():
             raise ConfigError(f"--model per-frame: no trained lifter at {model}; train it first with "
                               f"`genmo-live train --model per-frame` (or give a checkpoint's path)")
-    if model not in BASELINES and not Path(model).is_file():
+    baselines = [*BASELINES, "mediapipe-ik"]
+    if model not in baselines and not Path(model).is_file():
         raise ConfigError(f"--model {model}: no such file and no such baseline; "
-                          f"baselines: {', '.join(BASELINES)}, per-frame")
+                          f"baselines: {', '.join(baselines)}, per-frame")
+    if model == "mediapipe-ik" and args.obs != "rendered":
+        raise ConfigError("--model mediapipe-ik reads MediaPipe's own 3D landmarks: evaluate it with --obs rendered")
     body = load_body(cfg.body)
     if args.text_control:
         from engine.evaluate import text_control
 
-        if model in BASELINES:
+        if model in baselines:
             raise ConfigError("--text-control needs a trained model, not a baseline")
         report = {"model": model, "seconds": 4.0, "prompts": text_control(model, body, seed=args.seed)}
         _print_and_save(json.dumps(report["prompts"], indent=1), report, args.report)
@@ -258,13 +326,19 @@ def cmd_eval(args, cfg) -> int:
         items = build_test_set(clips, body, args.seed)
     print(f"evaluating {model} on {len(items)} {args.obs} {split} sequences "
           f"({sum(it.obs.num_frames for it in items)} frames), seed {args.seed}")
-    if model in BASELINES:
+    device = str(select_device(cfg.device))
+    if model == "mediapipe-ik":
+        from bench.mediapipe_ik import predictor
+        predictor = predictor(body)
+    elif model in BASELINES:
         predictor = BASELINES[model](body)
+    elif args.live:
+        predictor = live_predictor(model, body, steps=args.ddim_steps, device=device)
     else:
-        predictor = model_predictor(model, body, steps=args.ddim_steps, device=str(select_device(cfg.device)))
+        predictor = model_predictor(model, body, steps=args.ddim_steps, device=device)
     report = evaluate(predictor, items)
     report = {"model": model, "split": split, "seed": args.seed, "obs": args.obs, "ddim_steps": args.ddim_steps,
-              "data": str(cache), **report}
+              "live": bool(args.live), "data": str(cache), **report}
     _print_and_save(format_report(report), report, args.report)
     return 0
 
@@ -453,9 +527,16 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print the report as JSON")
     info.set_defaults(handler=cmd_info)
     bench = sub.add_parser("bench", parents=[parent], help="benchmark speed against a baseline")
-    bench.add_argument("target", choices=["kinematics", "engine", "live"], help="what to benchmark")
+    bench.add_argument("target", choices=["kinematics", "engine", "live", "quality"], help="what to benchmark")
     bench.add_argument("--clip", metavar="PATH", help="live: the video (default: the bundled sample clip)")
-    bench.add_argument("--model", metavar="PATH", help="engine: also time this checkpoint")
+    bench.add_argument("--model", metavar="PATH", help="engine: also time this checkpoint; quality: the weights "
+                                                       "(default: the configured ones)")
+    bench.add_argument("--lifter", metavar="PATH", help="quality: the per-frame lifter (default assets/per_frame_lifter.pt)")
+    bench.add_argument("--out", metavar="DIR", default="bench/results", help="quality: where results go")
+    bench.add_argument("--readme", metavar="PATH", help="quality: put the summary into this README's results section")
+    bench.add_argument("--clips", type=int, help="quality: only the first N real clips")
+    bench.add_argument("--gt-items", type=int, help="quality: only the first N ground-truth sequences of each set")
+    bench.add_argument("--no-ground-truth", action="store_true", help="quality: the real clips only")
     bench.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     bench.add_argument("--repeats", type=int, default=50, help="timed runs per case (median reported)")
     bench.add_argument("--json", action="store_true", help="print the rows as JSON")
@@ -497,12 +578,16 @@ def build_parser() -> argparse.ArgumentParser:
     preview.set_defaults(handler=cmd_data_preview)
     ev = sub.add_parser("eval", parents=[parent], help="evaluate a model or baseline on the synthetic test set")
     ev.add_argument("--model", required=True, metavar="PATH|BASELINE",
-                    help="a trained checkpoint, a baseline name (identity-baseline, ground-truth), or "
-                         "per-frame: the per-frame lifter where `train --model per-frame` writes it")
+                    help="a trained checkpoint, a baseline name (identity-baseline, ground-truth, mediapipe-ik: "
+                         "MediaPipe's 3D landmarks through IK, --obs rendered), or per-frame: the per-frame "
+                         "lifter where `train --model per-frame` writes it")
     _clip_set_args(ev)
     ev.add_argument("--report", metavar="FILE", help="write the full report (JSON) here")
     ev.add_argument("--ddim-steps", type=int, default=1, metavar="K",
                     help="trained models: 1 = estimation mode (one pass), K > 1 = K DDIM steps")
+    ev.add_argument("--live", action="store_true",
+                    help="a trained denoiser as the product streams it: the live engine fed one frame at a "
+                         "time (each pose from past frames only), not one pass over each whole clip")
     ev.add_argument("--obs", choices=["synthetic", "rendered"], default="synthetic",
                     help="synthetic: projected landmarks with MediaPipe's measured noise (fast); "
                          "rendered: the real MediaPipe on rendered frames (rendered on first use)")

@@ -127,8 +127,8 @@ def model_predictor(path: Path | str, body: Body, steps: int = 1, device: str = 
     from engine.diffusion import cosine_alpha_bar, ddim
     from engine.kinematics import forward_kinematics
     from engine.lifter import PerFrameLifter
-    from engine.motion import decode
-    from engine.train import camera_joints, load_model
+    from engine.motion import camera_joints, decode
+    from engine.train import load_model
 
     model, norm, _ = load_model(path, device)
     if isinstance(model, PerFrameLifter) and steps != 1:
@@ -149,6 +149,32 @@ def model_predictor(path: Path | str, body: Body, steps: int = 1, device: str = 
         joints_world, _ = forward_kinematics(motion["local_rot"], rest, body.parents, motion["root_world"])
         return Prediction(joints_cam=joints_cam.double().cpu().numpy(),
                           joints_world=joints_world.double().cpu().numpy())
+
+    return predict
+
+
+def live_predictor(path: Path | str, body: Body, steps: int = 1, device: str = "cpu") -> Predictor:
+    """A trained denoiser as the product streams it: engine.runtime.LiveEngine with the default
+    engine settings (lag 0, foot lock, generation with the default prompt where the body is
+    missing) fed the test clip one frame at a time, each pose from the frames before it only."""
+    from configs.config import EngineConfig
+    from engine.runtime import LiveEngine
+    from engine.text import TextEncoder
+    from engine.train import load_model
+    from streamer.packets import LandmarkPacket
+
+    model, norm, _ = load_model(path, device)
+    text = TextEncoder(device)  # one for all clips: it caches the prompt
+
+    def predict(item: TestItem) -> Prediction:
+        cam = item.obs.camera
+        engine = LiveEngine(model, norm, body, EngineConfig(steps=steps), text_encoder=text, fps=FPS)
+        frames = []
+        for i in range(item.obs.num_frames):
+            packet = LandmarkPacket(i, i / FPS, cam.width, cam.height, item.obs.keypoints[i], item.obs.visibility[i])
+            frames += engine.push([packet])
+        return Prediction(joints_cam=np.stack([f.joints_cam for f in frames]),
+                          joints_world=np.stack([f.joints for f in frames]))
 
     return predict
 

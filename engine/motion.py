@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import torch
 
+from engine.body import SMPL_PARENTS
+from engine.kinematics import forward_kinematics
 from engine.rotations import matrix_to_rot6d, rot6d_to_matrix
 
 NUM_BODY = 21
@@ -106,6 +108,15 @@ def decode(x: torch.Tensor) -> dict:
     pelvis_cam = torch.cat([x[..., CAM_T][..., :2] * z, z], -1)
     return {"local_rot": local, "root_cam": root_cam, "root_gv": root_gv,
             "root_world": integrate(root_gv, x[..., VELOCITY]), "pelvis_cam": pelvis_cam}
+
+
+def camera_joints(motion: dict, rest: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decoded motion -> (root-relative joints (..., L, 24, 3) in the camera frame, absolute
+    joints in the told camera)."""
+    local = motion["local_rot"].clone()
+    local[..., 0, :, :] = motion["root_cam"]
+    rel, _ = forward_kinematics(local, rest, SMPL_PARENTS, torch.zeros_like(motion["pelvis_cam"]))
+    return rel, rel + motion["pelvis_cam"][..., None, :]
 
 
 class Normalizer(torch.nn.Module):

@@ -323,13 +323,16 @@ class Observation:
 
     keypoints: (T, 33, 2) float32 pixels, NaN on frames with no detection. visibility: (T, 33)
     float32 in [0, 1]. detected: (T,) bool. camera: the static camera the clip was seen through.
-    events: the occlusion / swap spans that were applied."""
+    events: the occlusion / swap spans that were applied. world: (T, 33, 3) MediaPipe's own metric
+    landmarks (streamer.pose.Detection.world, NaN without a detection) where a real MediaPipe
+    looked; None for synthetic observations."""
 
     keypoints: np.ndarray
     visibility: np.ndarray
     detected: np.ndarray
     camera: Camera
     events: Events
+    world: np.ndarray | None = None
 
     @property
     def num_frames(self) -> int:

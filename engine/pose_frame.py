@@ -25,7 +25,8 @@ class PoseFrame:
     joint positions, metres. contacts: (6,) probabilities for engine.retarget.CONTACT_JOINTS (ankles,
     feet, wrists). source: estimated | generated | blended. confidence: 0..1, the share of the body's
     landmarks MediaPipe saw (0 for generated frames). stature: metres; betas: SMPL shape (empty for
-    the default body).
+    the default body). joints_cam: (24, 3) the joints in the camera's frame (OpenCV axes, metres)
+    as the engine sees it, for overlays on the video and for evaluation; not streamed.
     """
 
     frame_id: int
@@ -40,6 +41,7 @@ class PoseFrame:
     confidence: float
     stature: float
     betas: tuple = ()
+    joints_cam: np.ndarray | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready form (lists of floats, 6 decimals)."""

@@ -346,12 +346,11 @@ def build_rendered_set(clips: list[Clip], body: Body, out_dir: Path, detector_fa
 
 @dataclass
 class RenderedItem:
-    """One cached job: the observation MediaPipe made, MediaPipe's world landmarks, the truth."""
+    """One cached job: the observation MediaPipe made (its world landmarks included), the truth."""
 
     clip: str
     camera_index: int
     obs: Observation
-    world: np.ndarray       # (T, 33, 3) MediaPipe's metric estimate, NaN without a detection
     joints: np.ndarray      # (T, 24, 3)
     scene: dict
 
@@ -364,9 +363,9 @@ def load_job(path: Path) -> RenderedItem:
         events = Events(limb_spans=tuple((a, b, tuple(g)) for a, b, g in ev["limb_spans"]),
                         missing_spans=tuple(tuple(s) for s in ev["missing_spans"]), swap_spans=())
         obs = Observation(keypoints=d["keypoints"], visibility=d["visibility"], detected=d["detected"],
-                          camera=camera, events=events)
+                          camera=camera, events=events, world=d["world"])
         return RenderedItem(clip=str(d["clip"]), camera_index=int(d["camera_index"]), obs=obs,
-                            world=d["world"], joints=d["joints"].astype(np.float64),
+                            joints=d["joints"].astype(np.float64),
                             scene=json.loads(str(d["scene"])))
 
 

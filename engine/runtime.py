@@ -38,7 +38,7 @@ from engine.conditions import assumed_focal, batch_conditions, landmark_conditio
 from engine.diffusion import cosine_alpha_bar, ddim, guided, q_sample
 from engine.kinematics import forward_kinematics
 from engine.model import Conditions, Denoiser
-from engine.motion import VELOCITY, Normalizer, decode, heading
+from engine.motion import VELOCITY, Normalizer, camera_joints, decode, heading
 from engine.observations import BODY_LANDMARKS
 from engine.pose_frame import PoseFrame
 from engine.rotations import matrix_to_axis_angle, matrix_to_quat
@@ -314,13 +314,14 @@ class LiveEngine:
                                        torch.from_numpy(root).to(self.device))
         joints = joints.cpu().numpy()
         root, joints = self._foot_lock(root, joints, contacts, first)
+        _, joints_cam = camera_joints({k: v[1] for k, v in motion.items()}, self.rest)
         p = slot.packet
         return PoseFrame(frame_id=p.frame_id, t_capture=p.t_capture, t_emit=time.time(),
                          pose_aa=matrix_to_axis_angle(local).double().cpu().numpy(),
                          pose_quat=matrix_to_quat(local).double().cpu().numpy(), root=root, joints=joints,
                          contacts=contacts, source=source,
                          confidence=0.0 if source == "generated" else slot.body_seen / len(BODY_LANDMARKS),
-                         stature=self.body.stature)
+                         stature=self.body.stature, joints_cam=joints_cam.double().cpu().numpy())
 
     def _foot_lock(self, root: np.ndarray, joints: np.ndarray, contacts: np.ndarray, first: bool):
         """Shift the root so planted feet stay put and rest on the floor. Returns (root, joints)."""

@@ -39,15 +39,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from engine.body import SMPL_JOINT_NAMES, SMPL_PARENTS, Body
+from engine.body import SMPL_JOINT_NAMES, Body
 from engine.captions import CAPTIONS, motion_captions
 from engine.conditions import assumed_focal, landmark_conditions
 from engine.dataset import Clip
 from engine.diffusion import NUM_STEPS, cosine_alpha_bar, q_sample
-from engine.kinematics import forward_kinematics
 from engine.lifter import LifterConfig, PerFrameLifter
 from engine.model import Conditions, Denoiser, ModelConfig
-from engine.motion import VELOCITY, Normalizer, decode, encode, integrate
+from engine.motion import VELOCITY, Normalizer, camera_joints, decode, encode, integrate
 from engine.observations import NoiseModel, observe_clip
 from engine.retarget import CONTACT_JOINTS, resample
 from engine.rotations import axis_angle_to_matrix, matrix_to_axis_angle
@@ -85,6 +84,7 @@ class TrainConfig:
     rendered_share: float = 0.3    # share of windows taken from it, when given
     seed: int = 0
     log_every: int = 25
+    save_every: int = 50           # steps between checkpoints: a killed run loses fewer
     loss_weights: dict = field(default_factory=lambda: {"x0": 1.0, "joints": 300.0, "reproj": 30.0,
                                                         "trajectory": 1.0, "contact": 0.3})
 
@@ -281,15 +281,6 @@ def generation_conditions(c: Conditions, cfg: TrainConfig) -> Conditions:
     return replace(c, visible=c.visible & seen[..., None], has_box=c.has_box & seen)
 
 
-def camera_joints(motion: dict, rest: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decoded motion -> (root-relative joints (..., L, 24, 3) in the camera frame, absolute
-    joints in the told camera)."""
-    local = motion["local_rot"].clone()
-    local[..., 0, :, :] = motion["root_cam"]
-    rel, _ = forward_kinematics(local, rest, SMPL_PARENTS, torch.zeros_like(motion["pelvis_cam"]))
-    return rel, rel + motion["pelvis_cam"][..., None, :]
-
-
 def truth(x: torch.Tensor, norm: Normalizer, rest: torch.Tensor) -> dict[str, torch.Tensor]:
     """What both passes of a step are scored against, from the normalised true motion x
     (B, L, 144): x itself, its GV root orientations, root-relative and absolute camera-frame
@@ -446,7 +437,7 @@ def train(clips: list[Clip], body: Body, out_dir: Path, cfg: TrainConfig, model_
             log.info("step %d loss %.4f (estimation: joints %.1f mm rms, x0 %.3f%s)", step, total.item(),
                      parts["joints"].sqrt().item() * 1000, parts["x0"].item(),
                      f"; generation: joints {gen['joints'].sqrt().item() * 1000:.1f} mm" if denoiser else "")
-        if step % cfg.refresh == 0 or step == cfg.steps:
+        if step % cfg.save_every == 0 or step == cfg.steps:
             save_checkpoint(ckpt, model, norm, opt, step, cfg,
                             {"clips": len(clips), "frames": int(sum(len(c.pose) for c in clips)),
                              "seconds": round(time.time() - started, 1), "device": device})

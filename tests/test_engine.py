@@ -332,7 +332,7 @@ def test_windows_mix_rendered_observations_at_the_asked_share():
     obs.keypoints[:] = 7.0
     obs.visibility[:] = 1.0
     obs.detected[:] = True
-    item = RenderedItem(clips[0].clip, 0, obs, np.zeros((90, 33, 3)), out["joints"].numpy(), {})
+    item = RenderedItem(clips[0].clip, 0, obs, out["joints"].numpy(), {})
     rendered = prepare_rendered([item], clips, body)
     assert len(rendered) == 1 and rendered[0].x.shape == (90, 144)  # the clip as rendered, unaugmented
     _, c, *_ = sample_windows(synthetic, 400, 30, rng, "cpu", rendered, rendered_share=0.25)

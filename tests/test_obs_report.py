@@ -45,7 +45,7 @@ def detector_output(body, clip, cameras, shift=None):
         obs = Observation(keypoints=uv.astype(np.float32), visibility=np.ones(uv.shape[:2], np.float32),
                           detected=np.ones(len(uv), bool), camera=cam,
                           events=Events(limb_spans=(), missing_spans=(), swap_spans=()))
-        items.append(RenderedItem(clip=clip.clip, camera_index=k, obs=obs, world=np.zeros((len(uv), 33, 3)),
+        items.append(RenderedItem(clip=clip.clip, camera_index=k, obs=obs,
                                   joints=joints, scene={}))
     return items
 

@@ -144,6 +144,6 @@ def test_detection_report_counts_only_frames_in_full_view():
     detected = np.array([1, 1, 0, 1, 1, 1, 1, 0, 0, 0], bool)
     obs = Observation(np.zeros((10, 33, 2), np.float32), np.zeros((10, 33), np.float32), detected, cam,
                       Events(limb_spans=(), missing_spans=((7, 10),), swap_spans=()))
-    report = detection_report([RenderedItem("toy", 0, obs, np.zeros((10, 33, 3)), joints, {})])
+    report = detection_report([RenderedItem("toy", 0, obs, joints, {})])
     assert report["all"] == {"frames": 7, "detected_pct": 85.7}  # the missing span does not count
     assert report["height >= 0.4"]["frames"] == 7 and report["height 0.2-0.3"] == {"frames": 0, "detected_pct": None}

@@ -159,7 +159,7 @@ def test_rendered_set_round_trips_and_resumes(renderer, body, tmp_path):
     assert [(i.clip, i.camera_index) for i in items] == [("test/a", 0), ("test/a", 1), ("test/b", 0), ("test/b", 1)]
     b1 = items[3]
     assert b1.obs.keypoints.shape == (8, 33, 2) and b1.joints.shape == (8, 24, 3)
-    assert b1.obs.detected.dtype == bool and b1.world.shape == (8, 33, 3)
+    assert b1.obs.detected.dtype == bool and b1.obs.world.shape == (8, 33, 3)
     np.testing.assert_array_equal(np.isnan(b1.obs.keypoints[:, 0, 0]), ~b1.obs.detected)
     job = make_job(clips[1], body, 0, 1, NoiseModel.load(), 1)
     np.testing.assert_allclose(b1.obs.camera.K, job.camera.K)
