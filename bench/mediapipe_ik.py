@@ -6,7 +6,7 @@
 MediaPipe's own 3D answer (its world landmarks, metres, hip-centred) is turned into our 24-joint
 body by analytic inverse kinematics, the way XR Animator, Kalidokit-based apps and the MediaPipe
 VR trackers drive an avatar:
-1. One-Euro filter (`one_euro_step`) on the 33 world landmarks with MediaPipe's published settings
+1. One-Euro filter (engine.filters) on the 33 world landmarks with MediaPipe's published settings
    for them (min cutoff 0.1 Hz, beta 40, derivative cutoff 1 Hz; PEERS_AND_PROTOCOLS.md §5). In
    video mode MediaPipe has already filtered them once with these settings; the second pass is
    what a tool adds on top, and it also smooths the frames MediaPipe found by re-detection.
@@ -41,6 +41,7 @@ import torch
 
 from engine.body import SMPL_JOINT_NAMES, SMPL_PARENTS, Body
 from engine.conditions import assumed_focal
+from engine.filters import one_euro_step
 from engine.kinematics import forward_kinematics
 from engine.observations import BODY_LANDMARKS, L, landmarks_3d
 
@@ -54,30 +55,6 @@ START_DEPTH_M = 3.0
 # A joint's bend (sine of the angle between its two bones) sets its twist from BEND_START (the
 # landmarks of a straight T-pose limb already bend up to 0.15) fully at BEND_FULL.
 BEND_START, BEND_FULL = 0.2, 0.45
-
-
-# ----------------------------------------------------------------------------------------------
-# One-Euro filter (Casiez et al. 2012), as a pure step function.
-# ----------------------------------------------------------------------------------------------
-
-def _alpha(cutoff, dt: float):
-    tau = 1.0 / (2 * math.pi * cutoff)
-    return 1.0 / (1.0 + tau / dt)
-
-
-def one_euro_step(x: np.ndarray, t: float, state: tuple | None, min_cutoff: float, beta: float,
-                  d_cutoff: float) -> tuple[np.ndarray, tuple]:
-    """Filter one sample x (any shape, each value on its own) taken at time t (seconds) ->
-    (filtered x, new state). state: None for the first sample, else what the last call returned."""
-    if state is None:
-        return x, (x, np.zeros_like(x), t)
-    x_prev, dx_prev, t_prev = state
-    dt = max(t - t_prev, 1e-6)
-    dx = (x - x_prev) / dt
-    dx_hat = dx_prev + _alpha(d_cutoff, dt) * (dx - dx_prev)
-    a = _alpha(min_cutoff + beta * np.abs(dx_hat), dt)
-    x_hat = x_prev + a * (x - x_prev)
-    return x_hat, (x_hat, dx_hat, t)
 
 
 # ----------------------------------------------------------------------------------------------

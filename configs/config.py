@@ -72,6 +72,10 @@ class EngineConfig:
     blend_s: float = setting(0.5, "cross-fade from generated back to estimated motion, seconds", min=0.0, max=5.0)
     min_body_landmarks: int = setting(4, "fewer of MediaPipe's 12 body landmarks than this = body missing",
                                       min=1, max=12)
+    smooth_min_cutoff: float = setting(1.0, "One-Euro filter on the emitted motion: cutoff when still, Hz "
+                                            "(0 = no filter)", min=0.0, max=30.0)
+    smooth_beta: float = setting(0.5, "One-Euro filter: how fast the cutoff opens with speed (per normalised "
+                                      "motion unit per second)", min=0.0, max=100.0)
     foot_lock: bool = setting(True, "pin planted feet (contact head) and keep them on the floor")
     contact_threshold: float = setting(0.5, "contact probability above which a foot counts as planted",
                                        min=0.0, max=1.0)

@@ -17,6 +17,11 @@ guidance on the text only), inpainted onto the frames already emitted so it cont
 re-planned when used up. When the person returns the output cross-fades back to estimation over
 `blend_s` seconds (*blended* frames), in the motion representation (6D rotations, velocities).
 
+Smoothing. Each emitted frame's motion row goes through a One-Euro filter (engine.filters;
+`smooth_min_cutoff`, `smooth_beta`): a one-pass estimate sees its newest frame at the window's
+edge, with no future, and wobbles; the filter steadies a still pose and lets fast motion through.
+It measured half the acceleration error against ground truth for 4 mm of MPJPE (bench/README.md).
+
 Trajectory. The pelvis is integrated frame by frame from the emitted frames' heading-frame
 velocities (engine.motion), skipped passes included. Foot lock: while the contact head says a foot
 is planted, the root is shifted (at most FOOT_LOCK_MAX_M per frame) so that foot keeps its place on
@@ -36,6 +41,7 @@ import torch
 from engine.body import Body
 from engine.conditions import assumed_focal, batch_conditions, landmark_conditions
 from engine.diffusion import cosine_alpha_bar, ddim, guided, q_sample
+from engine.filters import one_euro_step
 from engine.kinematics import forward_kinematics
 from engine.model import Conditions, Denoiser
 from engine.motion import VELOCITY, Normalizer, camera_joints, decode, heading
@@ -127,6 +133,7 @@ class LiveEngine:
         self._offset = np.zeros(3)   # foot lock / floor / re-centre correction added to the root
         self._locks: dict[int, np.ndarray] = {}
         self._recenter = False
+        self._smooth_state = None
 
     # Control (the WebSocket's messages and the CLI call these).
     def set_prompt(self, prompt: str | None) -> None:
@@ -183,9 +190,18 @@ class LiveEngine:
                     e_prev, e_cur, e_logits = self._estimate.rows(slot.seq)
                     prev, cur = torch.lerp(prev, e_prev, weight), torch.lerp(cur, e_cur, weight)
                     logits = torch.lerp(logits, e_logits, weight)
+            cur = self._smooth(cur, slot.seq)
             slot.x = cur
             out.append(self._pose_frame(slot, prev, cur, logits, src))
         return out
+
+    def _smooth(self, row: torch.Tensor, seq: int) -> torch.Tensor:
+        """The One-Euro filtered (144,) normalised motion row of arrival `seq`."""
+        if self.cfg.smooth_min_cutoff <= 0:
+            return row
+        x, self._smooth_state = one_euro_step(row.double().cpu().numpy(), seq / self.fps, self._smooth_state,
+                                              self.cfg.smooth_min_cutoff, self.cfg.smooth_beta)
+        return torch.from_numpy(x).to(row)
 
     def _source_of(self, slot: _Slot) -> tuple[str, float]:
         """(source, weight of estimation) for the next frame to emit; updates the occlusion state."""

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from bench.mediapipe_ik import (MEDIAPIPE_WORLD_FILTER, MediapipeIK, YUP_TO_CAMERA, _fraction, one_euro_step,
-                                predictor, rest_landmarks, solve_ik, solve_translation)
+from bench.mediapipe_ik import (MEDIAPIPE_WORLD_FILTER, MediapipeIK, YUP_TO_CAMERA, _fraction, predictor,
+                                rest_landmarks, solve_ik, solve_translation)
+from engine.filters import one_euro_step
 from engine import metrics
 from engine.body import NUM_JOINTS, load_default_body
 from engine.camera import Camera, intrinsics

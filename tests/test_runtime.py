@@ -86,6 +86,24 @@ def test_skipped_inference_still_integrates_every_frame(parts):
     assert np.allclose(np.stack([f.root for f in out]), expected, atol=1e-5)
 
 
+def test_output_filter_steadies_a_still_person_and_zero_turns_it_off(parts):
+    """Landmarks of a still person with detector jitter: the One-Euro filter on the emitted motion
+    cuts the joints' frame-to-frame wobble; at cutoff 0 every frame is the window's own estimate."""
+    rng = np.random.default_rng(1)
+    base = packets(1)[0]
+    still = [LandmarkPacket(i, i / 30, W, H, (base.keypoints + rng.normal(0, 3, (33, 2))).astype(np.float32),
+                            base.visibility) for i in range(90)]
+
+    def wobble(engine):
+        joints = np.stack([f.joints - f.root for p in still for f in engine.push([p])])
+        return np.linalg.norm(np.diff(joints[30:], axis=0), axis=-1).mean()
+
+    raw = make(parts, foot_lock=False, smooth_min_cutoff=0.0)
+    assert wobble(make(parts, foot_lock=False)) < 0.7 * wobble(raw)
+    last = raw._slots[-1]
+    assert torch.equal(last.x, raw._estimate.x[last.seq - raw._estimate.first])
+
+
 def test_occlusion_generates_then_blends_back(parts):
     gap = set(range(40, 70))
     engine = make(parts, generation_after=3, blend_s=0.5)
