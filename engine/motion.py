@@ -16,8 +16,9 @@ is a fixed world frame, which is where decoded world motion lives (origin at the
 pelvis; heading and origin are free, as in the metrics).
 
 The camera translation is expressed for the camera the model is told about (its focal length,
-e.g. an assumed 60° field of view when uncalibrated): the image position of the pelvis is what
-the model sees, so (x / z, y / z) follow it, and the depth scales with that focal length.
+e.g. an assumed 60° field of view when uncalibrated): the pelvis where that camera would put it
+to appear at the same pixel with the body's true size, i.e. the depth scaled by told / true focal
+and (x / z, y / z) divided by it (the image position over the told focal, what the model sees).
 """
 from __future__ import annotations
 
@@ -77,7 +78,7 @@ def encode(local_rot: torch.Tensor, root_world: torch.Tensor, R_w2c: torch.Tenso
     velocity = (heading(root_gv).transpose(-1, -2) @ step[..., None])[..., 0]
     pelvis_cam = root_world @ R_w2c.T + t_w2c
     z = pelvis_cam[:, 2:].clamp_min(1e-3)
-    cam_t = torch.cat([pelvis_cam[:, :2] / z, torch.log(z * focal_ratio)], -1)
+    cam_t = torch.cat([pelvis_cam[:, :2] / (z * focal_ratio), torch.log(z * focal_ratio)], -1)
     return torch.cat([matrix_to_rot6d(local_rot[:, 1:22]).reshape(T, -1), matrix_to_rot6d(root_cam),
                       matrix_to_rot6d(root_gv), velocity, cam_t], -1)
 

@@ -56,11 +56,18 @@ def test_heading_keeps_only_the_yaw():
     np.testing.assert_allclose(heading(yaw @ tilt), yaw, atol=1e-12)
 
 
-def test_told_focal_scales_only_the_depth():
+def test_told_camera_sees_the_pelvis_at_the_true_pixel():
+    """Told twice the true focal length: the pelvis twice as deep, its image-plane coordinates
+    halved, so it projects to the same pixel; nothing else changes."""
     local, root, R, t = random_motion()
     a, b = encode(local, root, R, t), encode(local, root, R, t, focal_ratio=2.0)
-    np.testing.assert_allclose(b[:, :143], a[:, :143], atol=1e-12)
+    np.testing.assert_allclose(b[:, :141], a[:, :141], atol=1e-12)
+    np.testing.assert_allclose(b[:, 141:143], a[:, 141:143] / 2, atol=1e-12)
     np.testing.assert_allclose(b[:, 143] - a[:, 143], np.log(2.0), atol=1e-12)
+    f_true = 500.0
+    true_px = f_true * decode(a)["pelvis_cam"][:, :2] / decode(a)["pelvis_cam"][:, 2:]
+    told_px = 2 * f_true * decode(b)["pelvis_cam"][:, :2] / decode(b)["pelvis_cam"][:, 2:]
+    np.testing.assert_allclose(told_px, true_px, atol=1e-9)
 
 
 def test_normalizer_round_trip():
