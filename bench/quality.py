@@ -24,7 +24,7 @@ import json
 import logging
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -54,8 +54,8 @@ README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 class ClipRun:
     """One real clip through both systems. Per frame: keypoints (T, 33, 2), visibility (T, 33),
     world landmarks (T, 33, 3) yup (NaN without a detection), keypoint_ms (T,); per system: world
-    joints (T, 24, 3) y-up, camera joints (T, 24, 3) OpenCV, processing ms (T,). strip: frame
-    index -> RGB image, for the picture."""
+    joints (T, 24, 3) y-up, camera joints (T, 24, 3) OpenCV, processing ms (T,); genmo-live's
+    source per frame. strip: frame index -> RGB image, for the picture. size: (width, height)."""
 
     name: str
     fps: float
@@ -63,12 +63,12 @@ class ClipRun:
     visibility: np.ndarray
     world: np.ndarray
     keypoint_ms: np.ndarray
-    joints: dict = field(default_factory=dict)
-    joints_cam: dict = field(default_factory=dict)
-    ms: dict = field(default_factory=dict)
-    sources: list = field(default_factory=list)
-    strip: dict = field(default_factory=dict)
-    size: tuple = (0, 0)
+    joints: dict
+    joints_cam: dict
+    ms: dict
+    sources: list
+    strip: dict
+    size: tuple
 
 
 def video_clips(root: Path = VIDEO_ROOT) -> list[Path]:
@@ -92,9 +92,9 @@ def run_clip(path: Path, engine, body: Body, detector_factory) -> ClipRun:
     strip_at = set(np.linspace(total * 0.1, total * 0.9, STRIP_FRAMES).astype(int).tolist())
     engine.fps = fps
     ik = MediapipeIK(body)
-    rows = {k: [] for k in ("kp", "vis", "world", "kp_ms")}
+    rows = {k: [] for k in ("kp", "vis", "world", "kp_ms", "sources")}
     out = {s: ([], [], []) for s in SYSTEMS}
-    run = None
+    strip, size = {}, None
     with detector_factory() as detector:
         i = k = 0
         while True:
@@ -105,42 +105,37 @@ def run_clip(path: Path, engine, body: Body, detector_factory) -> ClipRun:
             if (k - 1) % every:
                 continue
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            h, w = rgb.shape[:2]
+            size = (rgb.shape[1], rgb.shape[0])
             t0 = time.perf_counter()
             det = detector.detect(rgb)
             t1 = time.perf_counter()
-            packet = (LandmarkPacket(i, i / fps, w, h, det.keypoints.astype(np.float32), det.visibility.astype(np.float32))
-                      if det is not None else LandmarkPacket.empty(i, i / fps, w, h))
-            frames = engine.push([packet])
+            packet = (LandmarkPacket(i, i / fps, *size, det.keypoints.astype(np.float32), det.visibility.astype(np.float32))
+                      if det is not None else LandmarkPacket.empty(i, i / fps, *size))
+            (f,) = engine.push([packet])  # lag 0: this frame's pose
             t2 = time.perf_counter()
             ik_world, ik_cam = ik.step(None if det is None else det.world, packet.keypoints, packet.visibility,
-                                       w, h, i / fps)
+                                       *size, i / fps)
             t3 = time.perf_counter()
-            (f,) = frames
             for s, (jw, jc, ms) in (("genmo-live", (f.joints, f.joints_cam, t2 - t1)),
                                     ("mediapipe-ik", (ik_world, ik_cam, t3 - t2))):
                 out[s][0].append(jw)
                 out[s][1].append(jc)
                 out[s][2].append(ms * 1000)
-            rows["kp"].append(packet.keypoints)
-            rows["vis"].append(packet.visibility)
-            rows["world"].append(np.full((33, 3), np.nan) if det is None else det.world)
-            rows["kp_ms"].append((t1 - t0) * 1000)
-            if run is None:
-                run = ClipRun(name=clip_name(path), fps=fps, keypoints=None, visibility=None, world=None,
-                              keypoint_ms=None, size=(w, h))
-            run.sources.append(f.source)
+            for key, value in (("kp", packet.keypoints), ("vis", packet.visibility), ("kp_ms", (t1 - t0) * 1000),
+                               ("world", np.full((33, 3), np.nan) if det is None else det.world),
+                               ("sources", f.source)):
+                rows[key].append(value)
             if i in strip_at:
-                run.strip[i] = rgb
+                strip[i] = rgb
             i += 1
     cap.release()
-    if run is None:
+    if size is None:
         raise RuntimeError(f"{path}: no frames")
-    run.keypoints, run.visibility = np.stack(rows["kp"]), np.stack(rows["vis"])
-    run.world, run.keypoint_ms = np.stack(rows["world"]), np.asarray(rows["kp_ms"])
-    for s, (jw, jc, ms) in out.items():
-        run.joints[s], run.joints_cam[s], run.ms[s] = np.stack(jw), np.stack(jc), np.asarray(ms)
-    return run
+    return ClipRun(name=clip_name(path), fps=fps, keypoints=np.stack(rows["kp"]), visibility=np.stack(rows["vis"]),
+                   world=np.stack(rows["world"]), keypoint_ms=np.asarray(rows["kp_ms"]),
+                   joints={s: np.stack(v[0]) for s, v in out.items()},
+                   joints_cam={s: np.stack(v[1]) for s, v in out.items()},
+                   ms={s: np.asarray(v[2]) for s, v in out.items()}, sources=rows["sources"], strip=strip, size=size)
 
 
 def clip_report(run: ClipRun, rest: np.ndarray) -> dict:
@@ -374,8 +369,8 @@ def put_in_readme(readme: Path, text: str) -> None:
 def machine() -> str:
     import os
 
-    return f"{platform.machine()} {os.cpu_count()} cores, no GPU" if not torch.cuda.is_available() else \
-        f"{platform.machine()} {os.cpu_count()} cores, {torch.cuda.get_device_name(0)}"
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{platform.machine()} {os.cpu_count()} cores, {gpu}"
 
 
 def run(body: Body, engine_factory, gt_predictors: dict, rendered_items: list | None, synthetic_items: list | None,
