@@ -1,7 +1,7 @@
 """The `mediapipe-ik` baseline: what webcam avatar tools do today, built as well as they do it.
 
     ik = MediapipeIK(body)
-    joints_world, joints_cam = ik.step(detection_or_None, width, height, t)   # one frame
+    joints_world, joints_cam = ik.step(world, keypoints, visibility, width, height, t)   # one frame
 
 MediaPipe's own 3D answer (its world landmarks, metres, hip-centred) is turned into our 24-joint
 body by analytic inverse kinematics, the way XR Animator, Kalidokit-based apps and the MediaPipe
@@ -20,7 +20,7 @@ VR trackers drive an avatar:
    twelve limb landmarks (shoulders to ankles, placed on our posed body by the landmark rig) onto
    MediaPipe's 2D ones (linear least squares, visibility-weighted) through the
    camera the engine is told about (60° field of view): the person's size is our body's, 1.70 m.
-   One-Euro filtered like the landmarks.
+   One-Euro filtered with FreeMoCap's realtime 3D settings (ROOT_FILTER).
 4. World: the camera is assumed level (tools cannot know its tilt), y up; the floor is where the
    soles were lately ("auto grounding": the 10th percentile of the lowest sole's height over the
    last 2 s, so one wild frame does not move it and a jump stays a jump).
