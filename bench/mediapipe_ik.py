@@ -44,8 +44,8 @@ from engine.conditions import assumed_focal
 from engine.filters import one_euro_step
 from engine.kinematics import forward_kinematics
 from engine.observations import BODY_LANDMARKS, L, landmarks_3d
+from engine.retarget import J, local_rotations, sole_height
 
-J = {n: i for i, n in enumerate(SMPL_JOINT_NAMES)}
 MEDIAPIPE_WORLD_FILTER = dict(min_cutoff=0.1, beta=40.0, d_cutoff=1.0)
 # The root's depth from a fit to 2D jitters far more than a landmark: FreeMoCap's realtime 3D
 # settings (1 Hz, 0.01 / mm), in metres.
@@ -205,14 +205,6 @@ def solve_ik(world: np.ndarray, rest: np.ndarray) -> np.ndarray:
     return G
 
 
-def local_from_world(G: np.ndarray) -> np.ndarray:
-    """(24, 3, 3) world rotations -> local (joint 0 keeps its world rotation)."""
-    local = G.copy()
-    parents = list(SMPL_PARENTS[1:])
-    local[1:] = np.swapaxes(G[parents], -1, -2) @ G[1:]
-    return local
-
-
 def solve_translation(rel_cam: np.ndarray, keypoints: np.ndarray, weights: np.ndarray, focal: float,
                       centre: tuple[float, float]) -> np.ndarray | None:
     """The camera-frame translation t (3,) metres whose points rel_cam (N, 3) + t best project onto
@@ -234,7 +226,6 @@ def solve_translation(rel_cam: np.ndarray, keypoints: np.ndarray, weights: np.nd
     return t
 
 
-FEET = [J[n] for n in ("left_ankle", "right_ankle", "left_foot", "right_foot")]
 FLOOR_FRAMES, FLOOR_PERCENTILE = 60, 10
 
 
@@ -255,7 +246,7 @@ class MediapipeIK:
 
     def _fk(self, G: np.ndarray) -> np.ndarray:
         """(24, 3, 3) world rotations -> (24, 3) joints, pelvis at the origin."""
-        joints, _ = forward_kinematics(torch.from_numpy(local_from_world(G)), torch.from_numpy(self.rest),
+        joints, _ = forward_kinematics(torch.from_numpy(local_rotations(G[None])[0]), torch.from_numpy(self.rest),
                                        self.parents, torch.zeros(3, dtype=torch.float64))
         return joints.numpy()
 
@@ -264,8 +255,8 @@ class MediapipeIK:
         return (x, None) if settings is None else one_euro_step(x, t, state, **settings)
 
     def _sole(self, yup: np.ndarray) -> float:
-        """Height of the lowest sole: the feet's joints above their rest heights."""
-        return float((yup[FEET, 1] - self.rest[FEET, 1]).min())
+        """Height of the lowest sole (engine.retarget.sole_height) of one frame's (24, 3) joints."""
+        return float(sole_height(yup[None], self.rest)[0])
 
     def step(self, world, keypoints, visibility, width: int, height: int, t: float):
         """One frame: MediaPipe's world landmarks (33, 3) yup (None: no detection), keypoints

@@ -79,9 +79,9 @@ def clip_name(path: Path, root: Path = VIDEO_ROOT) -> str:
     return str(path.relative_to(root).with_suffix(""))
 
 
-def run_clip(path: Path, engine, body: Body, detector_factory) -> ClipRun:
-    """One clip through MediaPipe, then genmo-live (`engine`, a fresh LiveEngine) and mediapipe-ik,
-    frame by frame, each timed."""
+def run_clip(path: Path, engine_factory, body: Body, detector_factory) -> ClipRun:
+    """One clip through MediaPipe, then genmo-live (engine_factory(fps): a fresh LiveEngine for
+    the clip's frame rate) and mediapipe-ik, frame by frame, each timed."""
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise RuntimeError(f"cannot read {path}")
@@ -90,7 +90,7 @@ def run_clip(path: Path, engine, body: Body, detector_factory) -> ClipRun:
     fps = src_fps / every
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) // every
     strip_at = set(np.linspace(total * 0.1, total * 0.9, STRIP_FRAMES).astype(int).tolist())
-    engine.fps = fps
+    engine = engine_factory(fps)
     ik = MediapipeIK(body)
     rows = {k: [] for k in ("kp", "vis", "world", "kp_ms", "sources")}
     out = {s: ([], [], []) for s in SYSTEMS}
@@ -138,10 +138,10 @@ def run_clip(path: Path, engine, body: Body, detector_factory) -> ClipRun:
                    ms={s: np.asarray(v[2]) for s, v in out.items()}, sources=rows["sources"], strip=strip, size=size)
 
 
-def clip_report(run: ClipRun, rest: np.ndarray) -> dict:
-    """Per system: the no-ground-truth measures (bench.video_metrics) and its latency; plus the
-    frames, still frames, detections, and MediaPipe's own 3D landmarks' swaps and bone variation."""
-    still = vm.still_frames(run.keypoints, run.visibility, run.fps)
+def clip_report(run: ClipRun, still: np.ndarray, rest: np.ndarray) -> dict:
+    """Per system: the no-ground-truth measures (bench.video_metrics) on the clip's still frames
+    (T,) bool and its latency; plus the frames, still frames, detections, and MediaPipe's own 3D
+    landmarks' swaps and bone variation."""
     detected = np.isfinite(run.world).all((1, 2))
     report = {"frames": len(still), "fps": round(run.fps, 2), "still_frames": int(still.sum()),
               "detected_frames": int(detected.sum())}
@@ -151,8 +151,7 @@ def clip_report(run: ClipRun, rest: np.ndarray) -> dict:
         r.update(latency_ms_p50=lat["p50"], latency_ms_p95=lat["p95"],
                  processing_ms_p50=percentiles(run.ms[s].tolist())["p50"])
         report[s] = r
-    world = np.where(detected[:, None, None], run.world, np.nan)
-    rel = world - (world[:, [vm.L["left_hip"]]] + world[:, [vm.L["right_hip"]]]) / 2
+    rel = run.world - (run.world[:, [vm.L["left_hip"]]] + run.world[:, [vm.L["right_hip"]]]) / 2
     report["mediapipe-landmarks"] = {
         "swaps": vm.swap_events(rel[detected], vm.LANDMARK_SWAP_PAIRS),
         "bone_cv_pct": vm.bone_length_cv_pct(rel, vm.LANDMARK_BONES)}
@@ -237,7 +236,7 @@ def trajectory_plot(run: ClipRun, still: np.ndarray, path: Path) -> Path:
               ("pelvis sideways x (m)", lambda x: x[:, 0, 0] - x[0, 0, 0]))
     fig, axes = plt.subplots(len(series), 1, figsize=(9, 8), sharex=True)
     for ax, (label, fn) in zip(axes, series):
-        for a, b in vm._runs(still):
+        for a, b in vm.true_runs(still):
             ax.axvspan(t[a], t[b - 1], color="0.9", lw=0)
         for s in SYSTEMS:
             ax.plot(t, fn(run.joints[s]), color=COLORS_PLOT[s], lw=1.2, label=s)
@@ -375,18 +374,19 @@ def machine() -> str:
 
 def run(body: Body, engine_factory, gt_predictors: dict, rendered_items: list | None, synthetic_items: list | None,
         out_dir: Path, clips: list[Path], detector_factory, command: str) -> dict:
-    """Everything; writes out_dir and returns the summary. engine_factory() -> a fresh LiveEngine;
+    """Everything; writes out_dir and returns the summary. engine_factory(fps) -> a fresh LiveEngine;
     gt_predictors: {"rendered": {name: Predictor}, "synthetic": {...}}."""
     t0 = time.time()
     out_dir.mkdir(parents=True, exist_ok=True)
     rest = body.rest_joints.double().numpy()
     runs, reports = [], {}
     for path in tqdm(clips, desc="real clips", unit="clip"):
-        r = run_clip(path, engine_factory(), body, detector_factory)
+        r = run_clip(path, engine_factory, body, detector_factory)
         runs.append(r)
-        reports[r.name] = clip_report(r, rest)
+        still = vm.still_frames(r.keypoints, r.visibility, r.fps)
+        reports[r.name] = clip_report(r, still, rest)
         stem = r.name.replace("/", "__")
-        trajectory_plot(r, vm.still_frames(r.keypoints, r.visibility, r.fps), out_dir / f"{stem}_trajectories.png")
+        trajectory_plot(r, still, out_dir / f"{stem}_trajectories.png")
         frame_strip(r, out_dir / f"{stem}_strip.jpg")
         log.info("%s: %d frames, %d still", r.name, reports[r.name]["frames"], reports[r.name]["still_frames"])
     summary = {"command": command, "machine": machine(), "date": time.strftime("%Y-%m-%d"),

@@ -11,16 +11,15 @@ import warnings
 import numpy as np
 
 from engine import metrics
-from engine.body import SMPL_JOINT_NAMES, SMPL_PARENTS
+from engine.body import SMPL_PARENTS
 from engine.observations import BODY_LANDMARKS, L
+from engine.retarget import J, sole_height
 
-J = {n: i for i, n in enumerate(SMPL_JOINT_NAMES)}
 STILL_SPEED = 0.15      # body heights per second below which the person is still
 STILL_MIN_S = 0.4       # shortest still segment, seconds
 SWAP_PAIRS = tuple((J[f"left_{n}"], J[f"right_{n}"]) for n in ("elbow", "wrist", "knee", "ankle"))
 LANDMARK_SWAP_PAIRS = tuple((L[f"left_{n}"], L[f"right_{n}"]) for n in ("elbow", "wrist", "knee", "ankle"))
 SWAP_MIN_MOVE_M = 0.1   # a swap moves the pair at least this much between two frames
-FEET = [J[n] for n in ("left_ankle", "right_ankle", "left_foot", "right_foot")]
 # MediaPipe bones whose length a body keeps: upper and lower arms and legs, shoulder and hip widths.
 LANDMARK_BONES = tuple((L[f"{s}_{a}"], L[f"{s}_{b}"]) for s in ("left", "right")
                        for a, b in (("shoulder", "elbow"), ("elbow", "wrist"), ("hip", "knee"), ("knee", "ankle"))) + \
@@ -28,7 +27,7 @@ LANDMARK_BONES = tuple((L[f"{s}_{a}"], L[f"{s}_{b}"]) for s in ("left", "right")
 SMPL_BONES = tuple((SMPL_PARENTS[j], j) for j in range(1, len(SMPL_PARENTS)))
 
 
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+def true_runs(mask: np.ndarray) -> list[tuple[int, int]]:
     """(start, end) of each run of True in a (T,) bool array, end exclusive."""
     edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
     return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)))
@@ -54,19 +53,15 @@ def still_frames(keypoints: np.ndarray, visibility: np.ndarray, fps: float) -> n
             speed[t] = np.median(step) / height[t]
     still = speed < STILL_SPEED
     out = np.zeros(T, bool)
-    for a, b in _runs(still):
+    for a, b in true_runs(still):
         if b - a >= STILL_MIN_S * fps:
             out[a:b] = True
     return out
 
 
-def sole_height(joints: np.ndarray, rest_joints: np.ndarray) -> np.ndarray:
-    """(T,) the lowest sole above the floor: the feet's joints above their rest heights, metres."""
-    return (joints[:, FEET, 1] - rest_joints[FEET, 1]).min(-1)
-
-
 def penetration_mm(joints: np.ndarray, rest_joints: np.ndarray) -> float:
-    """Mean depth of the lowest sole below the floor (0 on frames where it is above), mm."""
+    """Mean depth of the lowest sole (engine.retarget.sole_height) below the floor (0 on frames
+    where it is above), mm."""
     return float(np.maximum(-sole_height(joints, rest_joints), 0.0).mean() * 1000)
 
 

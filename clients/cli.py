@@ -129,8 +129,8 @@ def _bench_quality(args, cfg) -> int:
     model, norm, _ = load_model(weights)
     text = TextEncoder()
 
-    def engine_factory():
-        return LiveEngine(model, norm, body, cfg.engine, text_encoder=text)
+    def engine_factory(fps: float = 30.0):
+        return LiveEngine(model, norm, body, cfg.engine, text_encoder=text, fps=fps)
 
     warm = engine_factory()  # the first pass of a torch model and the text model's load, not timed
     warm.load_prompt()

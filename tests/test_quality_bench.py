@@ -83,7 +83,7 @@ def test_one_real_clip_and_ground_truth_through_the_benchmark(body, tmp_path, da
     synthetic = build_test_set(load_clips(dataset_cache, "test")[:2], body, 0)
     rendered = [rendered_like_item(body)]
     models = {"genmo-live": live_predictor(WEIGHTS_PATH, body), "genmo-live-offline": model_predictor(WEIGHTS_PATH, body)}
-    summary = quality.run(body, lambda: LiveEngine(model, norm, body, EngineConfig()),
+    summary = quality.run(body, lambda fps: LiveEngine(model, norm, body, EngineConfig(), fps=fps),
                           {"rendered": {**models, "mediapipe-ik": predictor(body)}, "synthetic": models},
                           rendered, synthetic, tmp_path, [clip], PoseDetector, "genmo-live bench quality (test)")
     saved = json.loads((tmp_path / "summary.json").read_text())
