@@ -270,8 +270,9 @@ def text_control(model_path: Path | str, body: Body, prompts=TEXT_CONTROL_PROMPT
     """Text-driven generation as the live engine does it when nobody is in view: `seconds` at 30 fps
     of frames without a detection, generated from each prompt (engine.runtime.LiveEngine, the
     default engine settings). Per prompt: how far the root travels (horizontal straight-line and
-    path length, metres) and the foot skate of the generated feet (metrics.foot_skate_mm with
-    height-based contacts, no ground truth here)."""
+    path length, metres), the foot skate of the generated feet (metrics.foot_skate_mm with
+    height-based contacts, no ground truth here) and the largest step any joint takes between two
+    frames (metres: a limb or the whole body flipping shows here)."""
     from configs.config import EngineConfig
     from engine.runtime import LiveEngine
     from engine.train import load_model
@@ -284,9 +285,11 @@ def text_control(model_path: Path | str, body: Body, prompts=TEXT_CONTROL_PROMPT
         frames = [f for i in range(int(seconds * FPS))
                   for f in engine.push([LandmarkPacket.empty(i, i / FPS, 640, 480)])]
         root = np.stack([f.root for f in frames])
+        joints = np.stack([f.joints for f in frames])
         step = np.linalg.norm(np.diff(root[:, [0, 2]], axis=0), axis=-1)
         out[prompt] = {"frames": len(frames), "sources": sorted({f.source for f in frames}),
                        "displacement_m": round(float(np.linalg.norm(root[-1, [0, 2]] - root[0, [0, 2]])), 3),
                        "path_m": round(float(step.sum()), 3),
-                       "foot_skate_mm": round(metrics.foot_skate_mm(np.stack([f.joints for f in frames]), fps=FPS), 2)}
+                       "foot_skate_mm": round(metrics.foot_skate_mm(joints, fps=FPS), 2),
+                       "max_joint_step_m": round(float(np.linalg.norm(np.diff(joints, axis=0), axis=-1).max()), 3)}
     return out

@@ -26,7 +26,7 @@ import torch
 
 from engine.body import SMPL_PARENTS
 from engine.kinematics import forward_kinematics
-from engine.rotations import matrix_to_rot6d, rot6d_to_matrix
+from engine.rotations import axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_rot6d, rot6d_to_matrix
 
 NUM_BODY = 21
 MOTION_DIM = NUM_BODY * 6 + 6 + 6 + 3 + 3
@@ -35,6 +35,7 @@ ROOT_CAM = slice(126, 132)
 ROOT_GV = slice(132, 138)
 VELOCITY = slice(138, 141)
 CAM_T = slice(141, 144)
+ROTATIONS = slice(0, 138)  # the 23 6D blocks: body joints, root in camera, root in GV
 
 
 def gv_from_camera(R_w2c: torch.Tensor) -> torch.Tensor:
@@ -109,6 +110,38 @@ def decode(x: torch.Tensor) -> dict:
     pelvis_cam = torch.cat([x[..., CAM_T][..., :2] * z, z], -1)
     return {"local_rot": local, "root_cam": root_cam, "root_gv": root_gv,
             "root_world": integrate(root_gv, x[..., VELOCITY]), "pelvis_cam": pelvis_cam}
+
+
+def _rotations(x: torch.Tensor) -> torch.Tensor:
+    """(..., 144) -> (..., 23, 3, 3) every rotation the vector holds, in ROTATIONS order."""
+    return rot6d_to_matrix(x[..., ROTATIONS].reshape(*x.shape[:-1], -1, 6))
+
+
+def shift_rows(x: torch.Tensor, source: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Move motion vectors by a share of the change that takes `source` to `target`.
+
+    x: (..., 144) raw (not normalised) vectors; source, target: broadcastable to x; weight:
+    broadcastable to x[..., 0], 0 = unchanged, 1 = the whole change. Each rotation R becomes
+    exp(w log(S_target S_source^T)) R, on SO(3): a turn of 160° is spread evenly over the
+    weights instead of cutting through the 6D space (which flips the body in one frame). The
+    velocity and camera translation move linearly. With source = x, weight 1 gives target.
+    """
+    lead = torch.broadcast_shapes(x.shape, source.shape, target.shape)[:-1]
+    delta = _rotations(target) @ _rotations(source).transpose(-1, -2)
+    w = torch.as_tensor(weight, dtype=x.dtype, device=x.device).expand(lead)
+    turned = axis_angle_to_matrix(matrix_to_axis_angle(delta) * w[..., None, None]) @ _rotations(x)
+    rest = x[..., ROTATIONS.stop:] + w[..., None] * (target[..., ROTATIONS.stop:] - source[..., ROTATIONS.stop:])
+    return torch.cat([matrix_to_rot6d(turned).reshape(*lead, -1), rest.expand(*lead, -1)], -1)
+
+
+def align_heading(x: torch.Tensor, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(..., 144) raw vectors with their GV root turned about the vertical by the yaw that takes
+    `source`'s heading (a (144,) vector) to `target`'s: the whole path turns with it, since
+    velocities live in the heading frame."""
+    yaw = heading(rot6d_to_matrix(target[ROOT_GV])) @ heading(rot6d_to_matrix(source[ROOT_GV])).transpose(-1, -2)
+    out = x.clone()
+    out[..., ROOT_GV] = matrix_to_rot6d(yaw @ rot6d_to_matrix(x[..., ROOT_GV]))
+    return out
 
 
 def camera_joints(motion: dict, rest: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,8 +14,9 @@ Occlusion. A frame whose body is missing (fewer than `min_body_landmarks` of Med
 landmarks present) for more than `generation_after` frames in a row is *generated*: a plan of
 `generation_horizon` frames is sampled with the active text prompt (DDIM, classifier-free
 guidance on the text only), inpainted onto the frames already emitted so it continues them, and
-re-planned when used up. When the person returns the output cross-fades back to estimation over
-`blend_s` seconds (*blended* frames), in the motion representation (6D rotations, velocities).
+re-planned when used up; a plan's new frames are turned to the emitted heading and joined onto
+the emitted frames. When the person returns the output cross-fades back to estimation over
+`blend_s` seconds (*blended* frames, eased out), rotations on SO(3) (engine.motion.shift_rows).
 
 Smoothing. Each emitted frame's motion row goes through a One-Euro filter (engine.filters;
 `smooth_min_cutoff`, `smooth_beta`): a one-pass estimate sees its newest frame at the window's
@@ -44,7 +45,7 @@ from engine.diffusion import cosine_alpha_bar, ddim, guided, q_sample
 from engine.filters import one_euro_step
 from engine.kinematics import forward_kinematics
 from engine.model import Conditions, Denoiser
-from engine.motion import VELOCITY, Normalizer, camera_joints, decode, heading
+from engine.motion import VELOCITY, Normalizer, align_heading, camera_joints, decode, heading, shift_rows
 from engine.observations import BODY_LANDMARKS
 from engine.pose_frame import PoseFrame
 from engine.rotations import matrix_to_axis_angle, matrix_to_quat
@@ -83,8 +84,9 @@ class _Track:
 
     def rows(self, seq: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(x of frame seq - 1, x of frame seq, contact logits of frame seq); the previous row is
-        the frame itself when the track starts at seq."""
-        i = seq - self.first
+        the frame itself when the track starts at seq, and past its end the track holds its last
+        two rows."""
+        i = min(seq - self.first, len(self.x) - 1)
         return self.x[max(i - 1, 0)], self.x[i], self.logits[i]
 
 
@@ -183,17 +185,23 @@ class LiveEngine:
                 self._plan = None
                 prev, cur, logits = self._estimate.rows(slot.seq)
             else:
-                if self._plan is None or not self._plan.has(slot.seq):
+                # A blend fades out of the plan it has (held at its end), it does not plan anew.
+                if self._plan is None or (src == "generated" and not self._plan.has(slot.seq)):
                     self._plan = self._run_generation(slot.seq)
                 prev, cur, logits = self._plan.rows(slot.seq)
                 if src == "blended":
                     e_prev, e_cur, e_logits = self._estimate.rows(slot.seq)
-                    prev, cur = torch.lerp(prev, e_prev, weight), torch.lerp(cur, e_cur, weight)
+                    prev, cur = self._toward(prev, e_prev, weight), self._toward(cur, e_cur, weight)
                     logits = torch.lerp(logits, e_logits, weight)
             cur = self._smooth(cur, slot.seq)
             slot.x = cur
             out.append(self._pose_frame(slot, prev, cur, logits, src))
         return out
+
+    def _toward(self, row: torch.Tensor, target: torch.Tensor, weight: float) -> torch.Tensor:
+        """A normalised motion row moved `weight` of the way to `target` (engine.motion.shift_rows)."""
+        raw = self.norm.inverse(row)
+        return self.norm(shift_rows(raw, raw, self.norm.inverse(target), weight))
 
     def _smooth(self, row: torch.Tensor, seq: int) -> torch.Tensor:
         """The One-Euro filtered (144,) normalised motion row of arrival `seq`."""
@@ -219,7 +227,10 @@ class LiveEngine:
         if self._since_return >= fade:
             self._generating = False
             return "estimated", 1.0
-        return "blended", self._since_return / fade
+        # Eased out: most of the way is made while the person has just come back, and the avatar
+        # joins the estimate without a kink in its speed (a linear fade adds its whole rate on
+        # top of the person's own motion up to the last blended frame).
+        return "blended", 1.0 - (1.0 - self._since_return / fade) ** 2
 
     def _window(self, conds: list[dict]) -> Conditions:
         """One window's Conditions from its frames' packet_conditions, oldest first."""
@@ -298,14 +309,19 @@ class LiveEngine:
             mask = torch.zeros_like(known)
             mask[0, :H] = 1
         x0 = ddim(model, x, self.cfg.generation_steps, self.alpha_bar, known=known, known_mask=mask)[0]
-        # A few-step sample wobbles from frame to frame; smoothing it in time (the emitted history
-        # included, then put back) removes that and joins the new frames onto the old ones.
+        if H:
+            # A few-step sample holds the known frames only loosely: its first new frame can face
+            # elsewhere and stand in another pose. Turn the new frames to the emitted heading (for
+            # good: a generated heading means nothing) and fade in the rest of the difference.
+            raw = self.norm.inverse(x0)
+            last, first = raw[H - 1], raw[H]
+            new = align_heading(raw[H:], first, last)
+            fade = torch.exp(-torch.arange(1, L - H + 1, device=x0.device) / (3 * max(self.cfg.generation_smooth, 1.0)))
+            x0[H:] = self.norm(shift_rows(new, new[0], last, fade))
+        # It also wobbles from frame to frame; smoothing it in time (the emitted history included,
+        # then put back) removes that.
         x0 = smooth_in_time(x0, self.cfg.generation_smooth)
         if H:
-            # Start exactly where the emitted frames end: the gap at the junction, faded out.
-            gap = known[0, H - 1] - x0[H - 1]
-            fade = torch.exp(-torch.arange(1, L - H + 1, device=x0.device) / (3 * max(self.cfg.generation_smooth, 1.0)))
-            x0[H:] += fade[:, None] * gap
             x0[:H] = known[0, :H]
         return _Track(x0, smooth_in_time(logits["c"][0], self.cfg.generation_smooth), seq - H)
 

@@ -10,8 +10,9 @@ from engine.camera import look_at
 from engine.conditions import MIN_VISIBLE, assumed_focal, batch_conditions, landmark_conditions
 from engine.diffusion import cosine_alpha_bar, ddim, ddim_timesteps, estimate, guided, q_sample
 from engine.model import Conditions, Denoiser, ModelConfig, apply_rope, rope, window_mask
-from engine.motion import MOTION_DIM, Normalizer, decode, encode, gv_from_camera, heading
-from engine.rotations import axis_angle_to_matrix
+from engine.motion import (MOTION_DIM, ROOT_GV, VELOCITY, Normalizer, align_heading, decode, encode, gv_from_camera,
+                           heading, integrate, shift_rows)
+from engine.rotations import axis_angle_to_matrix, matrix_to_axis_angle, rot6d_to_matrix
 
 torch.manual_seed(0)
 
@@ -77,6 +78,47 @@ def test_normalizer_round_trip():
     assert n(x)[:, 0].std().item() == pytest.approx(1.0, rel=1e-3)
     np.testing.assert_allclose(n.inverse(n(x)), x, atol=1e-4)
     assert n.std[5] == pytest.approx(1e-3)
+
+
+def turn_between(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Degrees of rotation from a to b, (..., 3, 3) each."""
+    return torch.rad2deg(matrix_to_axis_angle(b @ a.transpose(-1, -2)).norm(dim=-1))
+
+
+def test_shift_rows_spreads_a_large_turn_evenly_and_lands_on_the_target():
+    """160° between two headings, shifted in ten equal weights: ten 16° steps of the root, none of
+    them a lurch through the 6D space (a linear 6D blend turns ~49° in each of its middle two steps)."""
+    local, root, R, t = random_motion(T=2)
+    x = encode(local, root, R, t)
+    a, b = x[0], x[1].clone()
+    turned = axis_angle_to_matrix(torch.tensor([0.0, np.radians(160), 0.0], dtype=torch.float64))
+    b[ROOT_GV] = (turned @ rot6d_to_matrix(a[ROOT_GV]))[:2].reshape(6)
+    w = torch.linspace(0, 1, 11, dtype=torch.float64)
+    path = shift_rows(a.expand(11, -1), a, b, w)
+    roots = rot6d_to_matrix(path[:, ROOT_GV])
+    np.testing.assert_allclose(turn_between(roots[:-1], roots[1:]), 16.0, atol=1e-6)
+    np.testing.assert_allclose(decode(path[-1:])["local_rot"], decode(b[None])["local_rot"], atol=1e-9)
+    np.testing.assert_allclose(path[0], a, atol=1e-12)
+    np.testing.assert_allclose(path[5, VELOCITY], (a[VELOCITY] + b[VELOCITY]) / 2, atol=1e-12)
+    linear = rot6d_to_matrix(torch.lerp(a[ROOT_GV].expand(11, -1), b[ROOT_GV], w[:, None]))
+    assert turn_between(linear[:-1], linear[1:]).max() > 40
+
+
+def test_align_heading_turns_the_path_and_keeps_the_pose():
+    local, root, R, t = random_motion()
+    x = encode(local, root, R, t)
+    target = x[0].clone()
+    target[ROOT_GV] = (axis_angle_to_matrix(torch.tensor([0.0, 2.5, 0.0], dtype=torch.float64))
+                       @ rot6d_to_matrix(x[0, ROOT_GV]))[:2].reshape(6)
+    out = align_heading(x, x[0], target)
+    np.testing.assert_allclose(heading(rot6d_to_matrix(out[0, ROOT_GV])), heading(rot6d_to_matrix(target[ROOT_GV])),
+                               atol=1e-9)
+    np.testing.assert_allclose(out[:, :126], x[:, :126], atol=0)  # the body pose and velocities are untouched
+    np.testing.assert_allclose(out[:, VELOCITY], x[:, VELOCITY], atol=0)
+    before = integrate(rot6d_to_matrix(x[:, ROOT_GV]), x[:, VELOCITY])
+    after = integrate(rot6d_to_matrix(out[:, ROOT_GV]), out[:, VELOCITY])
+    np.testing.assert_allclose(after.norm(dim=-1), before.norm(dim=-1), atol=1e-9)  # the same path, turned
+    np.testing.assert_allclose(after[:, 1], before[:, 1], atol=1e-9)
 
 
 # --- diffusion ------------------------------------------------------------------------------------

