@@ -10,7 +10,7 @@ import torch
 from configs.config import EngineConfig
 from engine.body import load_default_body
 from engine.model import Denoiser, ModelConfig
-from engine.motion import ROOT_GV, VELOCITY, Normalizer, decode, integrate
+from engine.motion import VELOCITY, Normalizer, decode, integrate
 from engine.rotations import axis_angle_to_matrix, matrix_to_rot6d, quat_to_matrix
 from engine.runtime import LiveEngine
 from streamer.packets import LandmarkPacket
