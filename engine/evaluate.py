@@ -38,7 +38,7 @@ from engine.observations import NoiseModel, Observation, observe_clip
 
 FPS = 30.0
 METRICS = ("mpjpe_mm", "pa_mpjpe_mm", "w_mpjpe100_mm", "wa_mpjpe100_mm", "rte_pct",
-           "accel_err_mm_s2", "jitter_mm_s3", "foot_skate_mm")
+           "accel_err_mm_s2", "jitter_mm_s3", "foot_skate_mm", "edge_jump_mm")
 SUBSETS = ("occluded", "missing")
 
 log = logging.getLogger(__name__)
@@ -196,6 +196,7 @@ def clip_metrics(pred: Prediction, item: TestItem, gt_cam: np.ndarray, mask: np.
         "accel_err_mm_s2": metrics.accel_err_mm_s2(pred.joints_cam, gt_cam, FPS, mask),
         "jitter_mm_s3": metrics.jitter_mm_s3(pred.joints_world, FPS, mask),
         "foot_skate_mm": metrics.foot_skate_mm(pred.joints_world, item.foot_contact, FPS, mask=mask),
+        "edge_jump_mm": metrics.edge_jump_mm(pred.joints_world, gt_w, mask),
     }
 
 

@@ -45,6 +45,7 @@ __all__ = [
     "rte_pct",
     "accel_err_mm_s2",
     "jitter_mm_s3",
+    "edge_jump_mm",
     "foot_skate_mm",
     "foot_skate_ratio",
     "foot_contact_from_velocity",
@@ -294,6 +295,21 @@ def jitter_mm_s3(pred, fps: float = 30.0, mask=None) -> float:
     jerk = p[3:] - 3.0 * p[2:-1] + 3.0 * p[1:-2] - p[:-3]
     err = np.linalg.norm(jerk, axis=-1).mean(axis=1) * (fps ** 3)
     return _masked_mean(err, _window_mask(m, 4)) * M_TO_MM
+
+
+def edge_jump_mm(pred, gt, mask=None) -> float:
+    """How much a span's edges jolt (mm): at every frame t where the mask switches on or off, the
+    largest step any joint of pred takes from t-1 to t, less the ground truth's largest step there
+    (the person's own motion), averaged over the edges. ~0 is continuous; positive, a jump the
+    person did not make. World joints, no alignment (steps do not depend on it). NaN without an
+    edge (no mask, or one that selects every frame or none)."""
+    p, g = _pair(pred, gt)
+    m = _frame_mask(mask, p.shape[0])
+    edges = np.flatnonzero(m[1:] != m[:-1]) + 1
+    if not len(edges):
+        return float("nan")
+    steps = [np.linalg.norm(x[edges] - x[edges - 1], axis=-1).max(axis=-1) for x in (p, g)]
+    return float((steps[0] - steps[1]).mean()) * M_TO_MM
 
 
 # ----------------------------------------------------------------------------------------------

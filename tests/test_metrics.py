@@ -227,6 +227,19 @@ def test_accel_single_frame_spike():
     assert M.accel_err_mm_s2(spiked, gt) == pytest.approx(0.0, abs=1e-6)
 
 
+def test_edge_jump_is_the_step_at_a_span_edge_beyond_the_persons_own():
+    gt = np.repeat(make_seq(T=1), 30, axis=0)  # standing still
+    span = np.zeros(30, dtype=bool)
+    span[10:20] = True
+    pred = gt.copy()
+    pred[10:20] += [0.2, 0.0, 0.0]  # the span drawn 20 cm to the side: a jump in and a jump out
+    assert M.edge_jump_mm(pred, gt, span) == pytest.approx(200.0)
+    assert M.edge_jump_mm(gt, gt, span) == pytest.approx(0.0)
+    moving = make_seq(T=30)  # the person's own steps at the edges do not count
+    assert M.edge_jump_mm(moving, moving, span) == pytest.approx(0.0)
+    assert math.isnan(M.edge_jump_mm(pred, gt)) and math.isnan(M.edge_jump_mm(pred, gt, np.zeros(30, bool)))
+
+
 def test_accel_mask_drops_windows_touching_unselected_frames():
     T, k, d = 20, 7, 0.01
     gt = make_seq(T=T)
