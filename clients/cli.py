@@ -315,7 +315,8 @@ def cmd_eval(args, cfg) -> int:
 
         if model in baselines:
             raise ConfigError("--text-control needs a trained model, not a baseline")
-        report = {"model": model, "seconds": 4.0, "prompts": text_control(model, body, seed=args.seed)}
+        report = {"model": model, "seconds": 4.0, "seed": args.seed, "guidance": cfg.engine.guidance,
+                  "prompts": text_control(model, body, seed=args.seed, engine=cfg.engine)}
         _print_and_save(json.dumps(report["prompts"], indent=1), report, args.report)
         return 0
     cache, split, clips = _dataset_split(args, cfg, body)

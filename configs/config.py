@@ -61,7 +61,7 @@ class EngineConfig:
     warm_start_step: int = setting(500, "with steps > 1: the diffusion step the previous window's estimate "
                                         "is noised to as the next window's start", min=1, max=999)
     prompt: str = setting("a person stands still", "text that drives the motion while the person is not seen")
-    guidance: float = setting(5.0, "classifier-free guidance scale of the prompt (1 = none)", min=0.0, max=10.0)
+    guidance: float = setting(6.0, "classifier-free guidance scale of the prompt (1 = none)", min=0.0, max=10.0)
     generation_steps: int = setting(4, "DDIM steps of a generated stretch", min=1, max=50)
     generation_horizon: int = setting(30, "frames generated ahead at a time while the person is not seen",
                                       min=4, max=100)

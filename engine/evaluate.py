@@ -21,9 +21,10 @@ by the frames it counts. bench/README.md documents the protocol and its numbers.
 """
 from __future__ import annotations
 
+
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -267,10 +268,10 @@ TEXT_CONTROL_PROMPTS = ("a person walks forward", "a person stands still")
 
 
 def text_control(model_path: Path | str, body: Body, prompts=TEXT_CONTROL_PROMPTS, seconds: float = 4.0,
-                 seed: int = 0, device: str = "cpu") -> dict:
+                 seed: int = 0, device: str = "cpu", engine=None) -> dict:
     """Text-driven generation as the live engine does it when nobody is in view: `seconds` at 30 fps
-    of frames without a detection, generated from each prompt (engine.runtime.LiveEngine, the
-    default engine settings). Per prompt: how far the root travels (horizontal straight-line and
+    of frames without a detection, generated from each prompt (engine.runtime.LiveEngine with the
+    EngineConfig `engine`, default the defaults; its prompt replaced). Per prompt: how far the root travels (horizontal straight-line and
     path length, metres), the foot skate of the generated feet (metrics.foot_skate_mm with
     height-based contacts, no ground truth here) and the largest step any joint takes between two
     frames (metres: a limb or the whole body flipping shows here)."""
@@ -282,9 +283,10 @@ def text_control(model_path: Path | str, body: Body, prompts=TEXT_CONTROL_PROMPT
     model, norm, _ = load_model(model_path, device)
     out = {}
     for prompt in prompts:
-        engine = LiveEngine(model, norm, body, EngineConfig(prompt=prompt), fps=FPS, seed=seed)
+        live = LiveEngine(model, norm, body, replace(engine or EngineConfig(), prompt=prompt), fps=FPS,
+                          seed=seed)
         frames = [f for i in range(int(seconds * FPS))
-                  for f in engine.push([LandmarkPacket.empty(i, i / FPS, 640, 480)])]
+                  for f in live.push([LandmarkPacket.empty(i, i / FPS, 640, 480)])]
         root = np.stack([f.root for f in frames])
         joints = np.stack([f.joints for f in frames])
         step = np.linalg.norm(np.diff(root[:, [0, 2]], axis=0), axis=-1)
