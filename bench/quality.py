@@ -365,6 +365,20 @@ def put_in_readme(readme: Path, text: str) -> None:
     readme.write_text(f"{head}{README_START}\n{text}{README_END}{tail}")
 
 
+def json_safe(value):
+    """`value` with numpy numbers as Python ones and NaN / inf as None (null): strict JSON, which
+    is what other languages' parsers read (a clip without still frames has no jitter)."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (np.integer, np.bool_)):
+        return value.item()
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    return value
+
+
 def machine() -> str:
     import os
 
@@ -396,6 +410,6 @@ def run(body: Body, engine_factory, gt_predictors: dict, rendered_items: list | 
     if synthetic_items:
         summary["synthetic"] = ground_truth(gt_predictors["synthetic"], synthetic_items, out_dir, "synthetic")
     summary["seconds"] = round(time.time() - t0, 1)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
+    (out_dir / "summary.json").write_text(json.dumps(json_safe(summary), indent=1, allow_nan=False))
     (out_dir / "summary.md").write_text(summary_markdown(summary, out_dir, ""))
     return summary

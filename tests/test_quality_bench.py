@@ -65,6 +65,12 @@ def test_readme_section_is_replaced(tmp_path):
 
 
 @pytest.mark.slow
+def test_summary_values_are_strict_json():
+    summary = {"jitter_still": float("nan"), "rows": [np.float32(1.5), np.inf, np.int64(3)], "ok": np.bool_(True)}
+    assert quality.json_safe(summary) == {"jitter_still": None, "rows": [1.5, None, 3], "ok": True}
+    json.dumps(quality.json_safe(summary), allow_nan=False)
+
+
 def test_one_real_clip_and_ground_truth_through_the_benchmark(body, tmp_path, dataset_cache):
     """Real MediaPipe on the real webcam clip, the bundled weights live and the baseline, plus two
     synthetic test sequences: the summary has every headline figure, the pictures are written."""
@@ -86,7 +92,7 @@ def test_one_real_clip_and_ground_truth_through_the_benchmark(body, tmp_path, da
     summary = quality.run(body, lambda fps: LiveEngine(model, norm, body, EngineConfig(), fps=fps),
                           {"rendered": {**models, "mediapipe-ik": predictor(body)}, "synthetic": models},
                           rendered, synthetic, tmp_path, [clip], PoseDetector, "genmo-live bench quality (test)")
-    saved = json.loads((tmp_path / "summary.json").read_text())
+    saved = json.loads((tmp_path / "summary.json").read_text(), parse_constant=pytest.fail)  # strict JSON
     name = "temugeb_webcam/cam0_test"
     assert set(saved["clips"]) == {name} and saved["clips"][name]["frames"] == 187
     for system in quality.SYSTEMS:
