@@ -21,6 +21,9 @@ from configs.config import DEFAULT_CONFIG_PATH, ConfigError, leaf_fields, load_c
 log = logging.getLogger("genmo-live")
 # Where `genmo-live train --model ARCH` writes without --out; `eval --model per-frame` reads there.
 TRAIN_OUT = {"denoiser": "runs/default", "per-frame": "runs/per-frame"}
+# Processes rendering a rendered set at once: two on a 2-core machine render 1.7x as fast as one
+# (MediaPipe alone does not fill both cores); each holds about 1 GB.
+RENDER_WORKERS = min(os.cpu_count() or 1, 8)
 
 def _config_parent() -> argparse.ArgumentParser:
     """Options shared by every subcommand: the config file and one flag per setting."""
@@ -282,7 +285,8 @@ def _render(args, cfg, body, cache, split, clips, preview=None) -> Path:
 
     out = Path(args.out) if getattr(args, "out", None) else cache / "rendered" / split
     summary = build_rendered_set(clips, body, out, PoseDetector, seed=args.seed, cameras=args.cameras,
-                                 max_minutes=getattr(args, "max_minutes", None), preview=preview)
+                                 max_minutes=getattr(args, "max_minutes", None), preview=preview,
+                                 workers=getattr(args, "workers", None) or RENDER_WORKERS)
     print(f"rendered {summary['rendered']} jobs ({summary['cached']} already cached) of "
           f"{summary['motion_minutes']} min of motion x {args.cameras} cameras into {out}: "
           f"{summary['frames']} frames in {summary['seconds']} s"
@@ -518,6 +522,8 @@ def _clip_set_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="DIR", help="use this folder of mocap instead (every clip is test)")
     p.add_argument("--seed", type=int, default=0, help="seed of the cameras, scenes, noise and occlusions")
     p.add_argument("--cameras", type=int, default=3, help="rendered sets: cameras (scenes) per clip")
+    p.add_argument("--workers", type=int, default=RENDER_WORKERS,
+                   help="rendered sets: processes rendering at once (default: the CPU count, at most 8)")
 
 
 def build_parser() -> argparse.ArgumentParser:

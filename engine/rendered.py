@@ -19,7 +19,9 @@ height) and the scene and events as JSON. <out>/backgrounds.npz: the background 
 """
 from __future__ import annotations
 
+import copy
 import json
+import multiprocessing as mp
 import time
 import zlib
 from dataclasses import asdict, dataclass
@@ -34,8 +36,8 @@ from tqdm import tqdm
 from engine.body import SMPL_PARENTS, Body
 from engine.camera import Camera
 from engine.dataset import Clip
-from engine.observations import (NUM_LANDMARKS, Events, NoiseModel, Observation, box_height, landmarks_3d,
-                                 sample_view)
+from engine.observations import (IMAGE_SIZES, NUM_LANDMARKS, Events, NoiseModel, Observation, box_height,
+                                 landmarks_3d, sample_view)
 from engine.render import Renderer, composite, vertex_regions
 
 RENDER_VERSION = 1
@@ -45,6 +47,7 @@ VIDEO_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "video"
 BACKGROUND_VIDEOS = ("temugeb_webcam/cam0_test.mp4",
                      *(f"pose2sim_singleperson/videos/cam0{i}.mp4" for i in range(1, 5)))
 BACKGROUND_SIZE = (640, 480)  # the bank's images; resized to each camera's image
+RENDER_SIZE = max(IMAGE_SIZES)  # the largest camera image a job may have
 # Skin tones from light to dark (sRGB, 0-1), roughly spanning the Fitzpatrick scale.
 SKIN_TONES = ((0.96, 0.80, 0.69), (0.92, 0.72, 0.58), (0.80, 0.60, 0.45), (0.65, 0.46, 0.32),
               (0.48, 0.33, 0.23), (0.33, 0.22, 0.15))
@@ -306,11 +309,38 @@ def detection_report(items: list[RenderedItem]) -> dict:
     return out
 
 
+# A worker process renders this many jobs, then is replaced by a fresh one: each job's MediaPipe
+# graphs, though closed, leave memory behind (a single process over the 527-job train split grew
+# by 50-100 MB a job and would have run out).
+JOBS_PER_WORKER = 8
+_worker: dict = {}
+
+
+def _render_job(clip: Clip, camera_index: int, renderer: Renderer, ctx: dict, preview: Callable | None = None) -> int:
+    """Render one (clip, camera) job into its cache file; its frame count."""
+    body = ctx["body"]
+    job = make_job(clip, body, ctx["seed"], camera_index, ctx["noise"], len(ctx["bank"]))
+    _save(job_path(ctx["out_dir"], clip.clip, camera_index),
+          run_job(job, renderer, ctx["faces"], ctx["regions"], ctx["bank"], body.stature, ctx["detector_factory"],
+                  preview))
+    return len(clip.pose)
+
+
+def _start_worker(ctx: dict, platform: str) -> None:
+    _worker.update(ctx, renderer=Renderer(RENDER_SIZE[0], RENDER_SIZE[1], platform))
+
+
+def _worker_job(todo: tuple[Clip, int]) -> int:
+    return _render_job(*todo, _worker["renderer"], _worker)
+
+
 def build_rendered_set(clips: list[Clip], body: Body, out_dir: Path, detector_factory: DetectorFactory,
                        seed: int = 0, cameras: int = 3, max_minutes: float | None = None,
-                       preview: Callable | None = None, platform: str = "osmesa") -> dict:
-    """Render every (clip, camera) job not yet in `out_dir`. Returns a summary: jobs done and
-    skipped (already cached), frames, seconds and frames per second of the whole step."""
+                       preview: Callable | None = None, platform: str = "osmesa", workers: int = 1) -> dict:
+    """Render every (clip, camera) job not yet in `out_dir`, in `workers` processes (each replaced
+    after JOBS_PER_WORKER jobs; with a `preview`, which sees the frames, in this process). Returns a
+    summary: jobs done and skipped (already cached), frames, seconds and frames per second of the
+    whole step. Each job's result depends only on its clip, camera index and seed."""
     if not body.has_mesh:
         raise ValueError(f"the {body.kind} body has no mesh to render")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -325,19 +355,26 @@ def build_rendered_set(clips: list[Clip], body: Body, out_dir: Path, detector_fa
         clips = kept
     jobs = [(c, k) for c in clips for k in range(cameras)]
     todo = [(c, k) for c, k in jobs if not job_path(out_dir, c.clip, k).exists()]
-    noise = NoiseModel.load()
-    faces = body.faces.numpy()
-    regions = vertex_regions(body.weights.numpy())
+    # A copy of the body, and arrays of their own: sending tensors to a worker moves their storage
+    # into shared memory, which would leave numpy views of them (here and the caller's) dangling.
+    ctx = {"body": copy.deepcopy(body), "seed": seed, "noise": NoiseModel.load(), "bank": bank, "out_dir": out_dir,
+           "faces": body.faces.numpy().copy(), "regions": vertex_regions(body.weights.numpy()),
+           "detector_factory": detector_factory}
     start, frames = time.perf_counter(), 0
     if todo:
-        with Renderer(1280, 720, platform) as renderer, \
-                tqdm(total=sum(len(c.pose) for c, _ in todo), desc="render + MediaPipe", unit="frame") as bar:
-            for clip, k in todo:
-                job = make_job(clip, body, seed, k, noise, len(bank))
-                _save(job_path(out_dir, clip.clip, k),
-                      run_job(job, renderer, faces, regions, bank, body.stature, detector_factory, preview))
-                frames += len(clip.pose)
-                bar.update(len(clip.pose))
+        with tqdm(total=sum(len(c.pose) for c, _ in todo), desc="render + MediaPipe", unit="frame") as bar:
+            if preview is not None:
+                with Renderer(RENDER_SIZE[0], RENDER_SIZE[1], platform) as renderer:
+                    for clip, k in todo:
+                        frames += _render_job(clip, k, renderer, ctx, preview)
+                        bar.update(len(clip.pose))
+            else:
+                pool = mp.get_context("spawn").Pool(workers, _start_worker, (ctx, platform),
+                                                    maxtasksperchild=JOBS_PER_WORKER)
+                with pool:
+                    for n in pool.imap_unordered(_worker_job, todo):
+                        frames += n
+                        bar.update(n)
     seconds = time.perf_counter() - start
     return {"jobs": len(jobs), "rendered": len(todo), "cached": len(jobs) - len(todo), "frames": frames,
             "seconds": round(seconds, 1), "fps": round(frames / seconds, 2) if frames else None,

@@ -169,6 +169,26 @@ def test_rendered_set_round_trips_and_resumes(renderer, body, tmp_path):
 
 
 @pytest.mark.slow
+def test_worker_processes_render_what_this_process_renders(body, tmp_path):
+    """Jobs rendered in two worker processes are the jobs rendered here (with a preview, which sees
+    every frame), and sending the body to the workers leaves the caller's arrays of it intact."""
+    clips = [short_clip(6, "test/a"), short_clip(5, "test/b")]
+    faces = body.faces.numpy()
+    before = faces.copy()
+    seen = []
+    here = build_rendered_set(clips, body, tmp_path / "r" / "here", PoseDetector, cameras=1,
+                              preview=lambda job, t, image, found: seen.append((job.clip, t)))
+    pool = build_rendered_set(clips, body, tmp_path / "r" / "pool", PoseDetector, cameras=1, workers=2)
+    assert here["frames"] == pool["frames"] == 11 and len(seen) == 11
+    for c in clips:
+        with np.load(job_path(tmp_path / "r" / "here", c.clip, 0)) as a, \
+                np.load(job_path(tmp_path / "r" / "pool", c.clip, 0)) as b:
+            for key in ("keypoints", "visibility", "world", "joints", "detected"):
+                np.testing.assert_array_equal(a[key], b[key])
+    np.testing.assert_array_equal(faces, before)
+
+
+@pytest.mark.slow
 def test_render_and_eval_rendered_from_the_command_line(renderer, tmp_path, capsys):
     """`genmo-live data render --data DIR --preview` and `genmo-live eval --obs rendered --data DIR`
     on a folder holding one real take (CMU 02_03, run/jog, 43 frames at 30 fps)."""
