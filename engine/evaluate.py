@@ -271,10 +271,11 @@ def text_control(model_path: Path | str, body: Body, prompts=TEXT_CONTROL_PROMPT
                  seed: int = 0, device: str = "cpu", engine=None) -> dict:
     """Text-driven generation as the live engine does it when nobody is in view: `seconds` at 30 fps
     of frames without a detection, generated from each prompt (engine.runtime.LiveEngine with the
-    EngineConfig `engine`, default the defaults; its prompt replaced). Per prompt: how far the root travels (horizontal straight-line and
-    path length, metres), the foot skate of the generated feet (metrics.foot_skate_mm with
-    height-based contacts, no ground truth here) and the largest step any joint takes between two
-    frames (metres: a limb or the whole body flipping shows here)."""
+    EngineConfig `engine`, default the defaults; its prompt replaced). Per prompt: how far the
+    root travels (horizontal straight-line and path length, metres), the foot skate of the
+    generated feet (metrics.foot_skate_mm with height-based contacts, no ground truth here) and
+    the largest step any joint takes between two frames (metres: a limb or the whole body flipping
+    shows here)."""
     from configs.config import EngineConfig
     from engine.runtime import LiveEngine
     from engine.train import load_model

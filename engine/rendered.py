@@ -316,7 +316,8 @@ JOBS_PER_WORKER = 8
 _worker: dict = {}
 
 
-def _render_job(clip: Clip, camera_index: int, renderer: Renderer, ctx: dict, preview: Callable | None = None) -> int:
+def _render_job(clip: Clip, camera_index: int, renderer: Renderer, ctx: dict,
+                preview: Callable | None = None) -> int:
     """Render one (clip, camera) job into its cache file; its frame count."""
     body = ctx["body"]
     job = make_job(clip, body, ctx["seed"], camera_index, ctx["noise"], len(ctx["bank"]))
