@@ -309,9 +309,10 @@ def detection_report(items: list[RenderedItem]) -> dict:
     return out
 
 
-# A worker process renders this many jobs, then is replaced by a fresh one: each job's MediaPipe
-# graphs, though closed, leave memory behind (a single process over the 527-job train split grew
-# by 50-100 MB a job and would have run out).
+# A worker process renders this many jobs, then is replaced by a fresh one: one process over the
+# 527-job train split grew by 50-100 MB a job and would have run out. The memory is held inside the
+# native libraries (one MediaPipe detector over many frames does not grow; 36 short jobs in one
+# process levelled off at 1 GB), so a fresh process is the bound that does not depend on the cause.
 JOBS_PER_WORKER = 8
 _worker: dict = {}
 
@@ -367,8 +368,9 @@ def build_rendered_set(clips: list[Clip], body: Body, out_dir: Path, detector_fa
             if preview is not None:
                 with Renderer(RENDER_SIZE[0], RENDER_SIZE[1], platform) as renderer:
                     for clip, k in todo:
-                        frames += _render_job(clip, k, renderer, ctx, preview)
-                        bar.update(len(clip.pose))
+                        n = _render_job(clip, k, renderer, ctx, preview)
+                        frames += n
+                        bar.update(n)
             else:
                 pool = mp.get_context("spawn").Pool(workers, _start_worker, (ctx, platform),
                                                     maxtasksperchild=JOBS_PER_WORKER)
