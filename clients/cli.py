@@ -367,7 +367,7 @@ def cmd_train(args, cfg) -> int:
     from engine.device import select_device
     from engine.lifter import LifterConfig
     from engine.model import ModelConfig
-    from engine.train import TrainConfig, train
+    from engine.train import CheckpointError, TrainConfig, train
 
     body = load_body(cfg.body)
     cache = resolve_path(cfg.data.cache_dir)
@@ -391,7 +391,10 @@ def cmd_train(args, cfg) -> int:
     print(f"training a {what} on {len(clips)} train clips "
           f"({sum(len(c.pose) for c in clips) / 1800:.1f} min) for {tc.steps} steps of {tc.batch} windows "
           f"on {device}; checkpoints in {out}")
-    path = train(clips, body, out, tc, mc, device=device, resume=args.resume)
+    try:
+        path = train(clips, body, out, tc, mc, device=device, resume=args.resume, start_from=args.start_from)
+    except CheckpointError as e:
+        raise ConfigError(f"train --from: {e}") from None
     print(f"wrote {path}")
     return 0
 
@@ -617,6 +620,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--mlp", type=int, help="default 1024 (denoiser only)")
     tr.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     tr.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    tr.add_argument("--from", dest="start_from", metavar="CHECKPOINT",
+                    help="fine-tune: start from this checkpoint or exported weights (its step and schedule "
+                         "go on; with --resume, <out>/last.pt once there is one)")
     tr.add_argument("--rendered", metavar="DIR", help="a rendered set of train clips (genmo-live data render "
                                                      "--split train) to mix in: real MediaPipe output")
     tr.add_argument("--rendered-share", type=float, default=0.3, help="share of windows from --rendered")

@@ -1,6 +1,6 @@
 """Training the denoiser: one script, nanoGPT style.
 
-    genmo-live train [--steps N] [--batch B] [--out runs/NAME] [--resume]
+    genmo-live train [--steps N] [--batch B] [--out runs/NAME] [--resume] [--from CHECKPOINT]
 
 Data: the train split of the dataset cache, posed on the default body. Every `refresh` steps each
 clip is seen anew: mirrored or not, played 0.8-1.25x as fast, through a new synthetic webcam with
@@ -58,6 +58,12 @@ MIRROR_JOINTS = [SMPL_JOINT_NAMES.index(n.replace("left", "#").replace("right", 
                  for n in SMPL_JOINT_NAMES]
 MIRROR_CONTACTS = [CONTACT_JOINTS.index(n.replace("left", "#").replace("right", "left").replace("#", "right"))
                    for n in CONTACT_JOINTS]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint to start from that is missing or holds another kind of model."""
+
+
 # The architectures a checkpoint can hold, by the name it stores (and `genmo-live train --model` takes).
 ARCHS = {"denoiser": (Denoiser, ModelConfig), "per-frame": (PerFrameLifter, LifterConfig)}
 
@@ -352,9 +358,14 @@ def load_model(path: Path | str, device="cpu") -> tuple[Denoiser | PerFrameLifte
 
 
 def train(clips: list[Clip], body: Body, out_dir: Path, cfg: TrainConfig, model_cfg: ModelConfig | LifterConfig,
-          device: str = "cpu", resume: bool = False) -> Path:
+          device: str = "cpu", resume: bool = False, start_from: Path | str | None = None) -> Path:
     """Train (or resume) the model of `model_cfg`'s architecture (the checkpoint's, on resume) and
-    return the checkpoint path."""
+    return the checkpoint path.
+
+    `start_from`: a checkpoint or exported weights (assets/genmo_live.pt) to fine-tune: its model,
+    normaliser and step, and its optimiser state where it has one (exports have none: a fresh
+    AdamW). It must hold `model_cfg`'s kind of model. With `resume`, <out>/last.pt wins once it
+    exists, so the same command restarts a fine-tune where it stopped."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     noise = NoiseModel.load()
@@ -368,12 +379,19 @@ def train(clips: list[Clip], body: Body, out_dir: Path, cfg: TrainConfig, model_
         r = np.random.default_rng([cfg.seed, round_])
         return [prepare(c, body, noise, cfg.seed * 1000 + round_, r) for c in tqdm(clips, desc="observe", leave=False)]
 
-    if resume and ckpt.exists():
-        model, norm, ck = _read_checkpoint(ckpt, device)
+    source = ckpt if resume and ckpt.exists() else start_from
+    if source is not None:
+        if not Path(source).is_file():
+            raise CheckpointError(f"no checkpoint at {source}")
+        model, norm, ck = _read_checkpoint(source, device)
+        if not isinstance(model_cfg, ARCHS[ck.get("arch", "denoiser")][1]):
+            raise CheckpointError(f"{source} holds a {ck.get('arch', 'denoiser')} model, not the one asked for")
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        opt.load_state_dict(ck["optimizer"])
+        if ck.get("optimizer"):
+            opt.load_state_dict(ck["optimizer"])
         step = ck["step"]
-        log.info("resumed from %s at step %d", ckpt, step)
+        log.info("%s from %s at step %d%s", "resumed" if source == ckpt else "starting", source, step,
+                 "" if ck.get("optimizer") else " (it holds no optimiser state: a fresh one)")
         prepared = observe(step // cfg.refresh)
     else:
         cls = next(cls for cls, config in ARCHS.values() if isinstance(model_cfg, config))

@@ -1,6 +1,8 @@
 """The engine's pieces: motion representation round trip, diffusion samplers against an analytic
 model, the denoiser's masks (a text only reaches its window, RoPE is relative, the sliding window),
 conditions from landmarks, save/load, and a tiny training run that lowers the loss."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -341,6 +343,36 @@ def test_train_writes_a_checkpoint_that_loads_and_resumes(tmp_path):
     c = conditions(B=1, L=10)
     with torch.no_grad():
         assert torch.equal(again.eval()(x, torch.tensor([999]), c)[0], load_model(path)[0](x, torch.tensor([999]), c)[0])
+
+
+@pytest.mark.slow
+def test_train_fine_tunes_from_exported_weights_and_restarts_with_resume(tmp_path):
+    from engine.lifter import LifterConfig
+    from engine.train import CheckpointError, TrainConfig, export_weights, load_model, train
+
+    body = load_default_body()
+    cfg = TrainConfig(steps=4, batch=2, window=30, refresh=3, warmup=2, log_every=2, save_every=2)
+    mcfg = ModelConfig(width=32, layers=1, heads=2, mlp=64)
+    # Another seed for the base, so that its normaliser (fitted on its cameras) tells it apart.
+    base = train(toy_clips(2), body, tmp_path / "base", replace(cfg, seed=1), mcfg)
+    weights = export_weights(base, tmp_path / "w.pt")
+    assert torch.load(weights, weights_only=False)["optimizer"] is None
+    with pytest.raises(CheckpointError, match="per-frame|denoiser"):
+        train(toy_clips(2), body, tmp_path / "lifter", cfg, LifterConfig(width=32, layers=1), start_from=weights)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        train(toy_clips(2), body, tmp_path / "none", cfg, mcfg, start_from=tmp_path / "missing.pt")
+
+    cfg.steps = 6
+    tuned = train(toy_clips(2), body, tmp_path / "tuned", cfg, mcfg, resume=True, start_from=weights)
+    ck = torch.load(tuned, weights_only=False)
+    assert ck["step"] == 6 and ck["optimizer"] is not None
+    exported = torch.load(weights, weights_only=False)["normalizer"]
+    assert all(torch.equal(v, exported[k]) for k, v in ck["normalizer"].items())
+    start = load_model(weights)[0].state_dict()
+    assert any(not torch.equal(v, start[k]) for k, v in load_model(tuned)[0].state_dict().items())
+    cfg.steps = 8  # the same command again: last.pt wins over the export
+    train(toy_clips(2), body, tmp_path / "tuned", cfg, mcfg, resume=True, start_from=weights)
+    assert load_model(tuned)[2]["step"] == 8
 
 
 def test_exported_weights_are_half_the_size_and_predict_the_same(tmp_path):
