@@ -621,8 +621,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     tr.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     tr.add_argument("--from", dest="start_from", metavar="CHECKPOINT",
-                    help="fine-tune: start from this checkpoint or exported weights (its step and schedule "
-                         "go on; with --resume, <out>/last.pt once there is one)")
+                    help="fine-tune: start from this checkpoint or exported weights, at its step, with a "
+                         "warm-up and cosine schedule of its own to --steps (with --resume, <out>/last.pt "
+                         "once there is one)")
     tr.add_argument("--rendered", metavar="DIR", help="a rendered set of train clips (genmo-live data render "
                                                      "--split train) to mix in: real MediaPipe output")
     tr.add_argument("--rendered-share", type=float, default=0.3, help="share of windows from --rendered")

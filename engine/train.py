@@ -76,6 +76,9 @@ class TrainConfig:
     lr: float = 4e-4
     weight_decay: float = 0.01
     warmup: int = 200
+    # The step the warm-up and the cosine schedule start from: 0, or where a fine-tune (train
+    # --from) took over its checkpoint, so it gets a schedule of its own down to `steps`.
+    schedule_start: int = 0
     refresh: int = 300             # steps between new observations of every clip
     drop_observations: float = 0.25  # generation pass: share of windows with no observation at all
     # Text: the share of windows told a caption; the rest (and windows no caption reaches) are the
@@ -364,8 +367,9 @@ def train(clips: list[Clip], body: Body, out_dir: Path, cfg: TrainConfig, model_
 
     `start_from`: a checkpoint or exported weights (assets/genmo_live.pt) to fine-tune: its model,
     normaliser and step, and its optimiser state where it has one (exports have none: a fresh
-    AdamW). It must hold `model_cfg`'s kind of model. With `resume`, <out>/last.pt wins once it
-    exists, so the same command restarts a fine-tune where it stopped."""
+    AdamW), with a warm-up and cosine schedule of its own from that step to `cfg.steps`. It must
+    hold `model_cfg`'s kind of model. With `resume`, <out>/last.pt wins once it exists, so the same
+    command restarts a fine-tune where it stopped."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     noise = NoiseModel.load()
@@ -390,6 +394,7 @@ def train(clips: list[Clip], body: Body, out_dir: Path, cfg: TrainConfig, model_
         if ck.get("optimizer"):
             opt.load_state_dict(ck["optimizer"])
         step = ck["step"]
+        cfg = replace(cfg, schedule_start=ck["train_config"].get("schedule_start", 0) if source == ckpt else step)
         log.info("%s from %s at step %d%s", "resumed" if source == ckpt else "starting", source, step,
                  "" if ck.get("optimizer") else " (it holds no optimiser state: a fresh one)")
         prepared = observe(step // cfg.refresh)
@@ -422,7 +427,8 @@ def train(clips: list[Clip], body: Body, out_dir: Path, cfg: TrainConfig, model_
     while step < cfg.steps:
         if step and step % cfg.refresh == 0:
             prepared = observe(step // cfg.refresh)
-        lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
+        done, span = step - cfg.schedule_start, cfg.steps - cfg.schedule_start
+        lr = cfg.lr * min(1.0, (done + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * done / span))
         for group in opt.param_groups:
             group["lr"] = lr
         x, c, contacts, valid, focal, size = sample_windows(prepared, cfg.batch, cfg.window, rng, device,

@@ -365,7 +365,9 @@ def test_train_fine_tunes_from_exported_weights_and_restarts_with_resume(tmp_pat
     cfg.steps = 6
     tuned = train(toy_clips(2), body, tmp_path / "tuned", cfg, mcfg, resume=True, start_from=weights)
     ck = torch.load(tuned, weights_only=False)
-    assert ck["step"] == 6 and ck["optimizer"] is not None
+    assert ck["step"] == 6 and ck["optimizer"] is not None and ck["train_config"]["schedule_start"] == 4
+    # Its own schedule: the last step (5) is step 1 of 2 after the warm-up, cos(pi / 2) -> half the lr.
+    assert ck["optimizer"]["param_groups"][0]["lr"] == pytest.approx(cfg.lr * 0.5)
     exported = torch.load(weights, weights_only=False)["normalizer"]
     assert all(torch.equal(v, exported[k]) for k, v in ck["normalizer"].items())
     start = load_model(weights)[0].state_dict()
