@@ -375,8 +375,8 @@ def cmd_train(args, cfg) -> int:
     clips = load_clips(cache, "train")
     device = str(select_device(cfg.device))
     torch.set_num_threads(args.threads)
-    tc = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, rendered=args.rendered or "",
-                     rendered_share=args.rendered_share, text_share=args.text_share,
+    tc = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, warmup=args.warmup, seed=args.seed,
+                     rendered=args.rendered or "", rendered_share=args.rendered_share, text_share=args.text_share,
                      clip_caption_share=args.clip_caption_share, text_drop_observations=args.text_drop_observations)
     sizes = {k: getattr(args, k) for k in ("width", "layers", "heads", "mlp") if getattr(args, k) is not None}
     if args.model == "per-frame":
@@ -613,6 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--steps", type=int, default=3000)
     tr.add_argument("--batch", type=int, default=24, help="windows of 120 frames per step")
     tr.add_argument("--lr", type=float, default=4e-4)
+    tr.add_argument("--warmup", type=int, default=200, help="steps of linear warm-up of the learning rate")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--width", type=int, help="default 256; per-frame: 1024")
     tr.add_argument("--layers", type=int, help="default 6; per-frame: 4")
