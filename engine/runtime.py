@@ -25,8 +25,9 @@ It measured half the acceleration error against ground truth for 4 mm of MPJPE (
 
 Trajectory. The pelvis is integrated frame by frame from the emitted frames' heading-frame
 velocities (engine.motion), skipped passes included. Foot lock: while the contact head says a foot
-is planted, the root is shifted (at most FOOT_LOCK_MAX_M per frame) so that foot keeps its place on
-the ground, and the height is pulled towards the planted feet's rest height (the floor).
+is planted, the root is shifted (LOCK_RATE of the slide per frame, at most FOOT_LOCK_MAX_M) so that
+foot keeps its place on the ground, and the height is pulled towards the planted feet's rest height
+(the floor).
 """
 from __future__ import annotations
 
@@ -56,6 +57,10 @@ log = logging.getLogger(__name__)
 FOOT_JOINTS = (7, 8, 10, 11)   # SMPL left/right ankle, left/right foot = the first 4 contacts
 FOOT_LOCK_MAX_M = 0.05         # largest root shift per frame, so a wrong contact cannot teleport
 FLOOR_RATE = 0.2               # share of the planted feet's height error corrected per frame
+# Share of the planted feet's slide taken back per frame: all of it at once moved the root with every
+# wobble of a planted foot (most of the jitter of a seated person: bench/README.md); a share of it
+# follows smoothly and still ends with the foot where it was planted.
+LOCK_RATE = 0.3
 
 
 @dataclass
@@ -377,7 +382,7 @@ class LiveEngine:
             else:
                 self._locks[i] = foot[[0, 2]].copy()
         if errors:
-            d = np.mean(errors, 0)
+            d = LOCK_RATE * np.mean(errors, 0)
             n = np.linalg.norm(d)
             shift[[0, 2]] = d * min(1.0, FOOT_LOCK_MAX_M / max(n, 1e-9))
         if planted:
