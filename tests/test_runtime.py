@@ -12,7 +12,7 @@ from engine.body import load_default_body
 from engine.model import Denoiser, ModelConfig
 from engine.motion import VELOCITY, Normalizer, decode, integrate
 from engine.rotations import axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_rot6d, quat_to_matrix
-from engine.runtime import LiveEngine
+from engine.runtime import FOOT_JOINTS, LiveEngine
 from streamer.packets import LandmarkPacket
 
 W, H = 640, 480
@@ -242,3 +242,27 @@ def test_text_control_generates_every_frame_for_each_prompt(parts, tmp_path):
         assert r["frames"] == 30 and r["sources"] == ["generated"]
         assert r["path_m"] >= r["displacement_m"] >= 0 and np.isfinite(r["foot_skate_mm"])
         assert r["max_joint_step_m"] >= r["path_m"] / 29
+
+
+def _planted(engine, feet_dx: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Every foot planted, the pelvis at the rest pose's place and the feet `dx` metres off in x
+    each frame, through the foot lock: (roots, feet) (T, 3), (T, 4, 3) as output."""
+    rest = engine.body.rest_joints.double().numpy()
+    roots, feet = [], []
+    for k, dx in enumerate(feet_dx):
+        joints = rest.copy()
+        joints[list(FOOT_JOINTS), 0] += dx
+        root, joints = engine._foot_lock(rest[0] + engine._offset, joints + engine._offset, np.ones(6), k == 0)
+        roots.append(root)
+        feet.append(joints[list(FOOT_JOINTS)])
+    return np.array(roots), np.array(feet)
+
+
+def test_the_foot_lock_does_not_pass_a_planted_foot_s_wobble_to_the_body(parts):
+    """A planted foot that wobbles 1 cm back and forth moves the root by a share of it, not all
+    of it every frame (which was most of the jitter of a seated person); one that keeps sliding
+    stays put all the same."""
+    roots, _ = _planted(make(parts), [0.01 * (k % 2) for k in range(30)])
+    assert np.abs(np.diff(roots[10:, 0])).max() <= 0.5 * 0.01
+    _, feet = _planted(make(parts), [0.01 * k for k in range(60)])
+    assert np.abs(np.diff(feet[-10:, :, 0], axis=0)).max() < 1e-3
