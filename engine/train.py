@@ -362,7 +362,7 @@ def load_model(path: Path | str, device="cpu") -> tuple[Denoiser | PerFrameLifte
 
 def train(clips: list[Clip], body: Body, out_dir: Path, cfg: TrainConfig, model_cfg: ModelConfig | LifterConfig,
           device: str = "cpu", resume: bool = False, start_from: Path | str | None = None) -> Path:
-    """Train (or resume) the model of `model_cfg`'s architecture (the checkpoint's, on resume) and
+    """Train (or resume) the model of `model_cfg`'s kind (its sizes the checkpoint's, on resume) and
     return the checkpoint path.
 
     `start_from`: a checkpoint or exported weights (assets/genmo_live.pt) to fine-tune: its model,
@@ -383,23 +383,25 @@ def train(clips: list[Clip], body: Body, out_dir: Path, cfg: TrainConfig, model_
         r = np.random.default_rng([cfg.seed, round_])
         return [prepare(c, body, noise, cfg.seed * 1000 + round_, r) for c in tqdm(clips, desc="observe", leave=False)]
 
-    source = ckpt if resume and ckpt.exists() else start_from
+    cls = next(cls for cls, config in ARCHS.values() if isinstance(model_cfg, config))
+    resuming = resume and ckpt.exists()
+    source = ckpt if resuming else start_from
     if source is not None:
         if not Path(source).is_file():
             raise CheckpointError(f"no checkpoint at {source}")
         model, norm, ck = _read_checkpoint(source, device)
-        if not isinstance(model_cfg, ARCHS[ck.get("arch", "denoiser")][1]):
+        if not isinstance(model, cls):
             raise CheckpointError(f"{source} holds a {ck.get('arch', 'denoiser')} model, not the one asked for")
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        if ck.get("optimizer"):
+        fresh = not ck.get("optimizer")
+        if not fresh:
             opt.load_state_dict(ck["optimizer"])
         step = ck["step"]
-        cfg = replace(cfg, schedule_start=ck["train_config"].get("schedule_start", 0) if source == ckpt else step)
-        log.info("%s from %s at step %d%s", "resumed" if source == ckpt else "starting", source, step,
-                 "" if ck.get("optimizer") else " (it holds no optimiser state: a fresh one)")
+        cfg = replace(cfg, schedule_start=ck["train_config"].get("schedule_start", 0) if resuming else step)
+        log.info("%s from %s at step %d%s", "resumed" if resuming else "starting", source, step,
+                 " (it holds no optimiser state: a fresh one)" if fresh else "")
         prepared = observe(step // cfg.refresh)
     else:
-        cls = next(cls for cls, config in ARCHS.values() if isinstance(model_cfg, config))
         model = cls(model_cfg).to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         step = 0
