@@ -80,7 +80,10 @@ class Renderer:
         current = os.environ.setdefault("PYOPENGL_PLATFORM", platform)
         if current != platform:
             raise RuntimeError(f"PyOpenGL is set up for {current!r}; one platform per process")
-        self.gl = importlib.import_module("OpenGL.GL")
+        try:
+            self.gl = importlib.import_module("OpenGL.GL")
+        except (ImportError, AttributeError) as e:  # PyOpenGL's AttributeError: the platform's library is missing
+            raise RuntimeError(f"no OpenGL through {platform}: {e} (for osmesa, install Debian's libosmesa6)") from e
         self.width, self.height = width, height
         self._osmesa = None
         if platform == "osmesa":

@@ -372,6 +372,9 @@ def build_rendered_set(clips: list[Clip], body: Body, out_dir: Path, detector_fa
                         frames += n
                         bar.update(n)
             else:
+                # A worker whose renderer fails to start is replaced by the pool for ever, so a
+                # machine without OpenGL would hang here: fail here first, with the renderer's error.
+                Renderer(RENDER_SIZE[0], RENDER_SIZE[1], platform).close()
                 pool = mp.get_context("spawn").Pool(workers, _start_worker, (ctx, platform),
                                                     maxtasksperchild=JOBS_PER_WORKER)
                 with pool:

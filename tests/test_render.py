@@ -188,6 +188,24 @@ def test_worker_processes_render_what_this_process_renders(body, tmp_path):
     np.testing.assert_array_equal(faces, before)
 
 
+def test_a_machine_without_opengl_is_a_clear_error_not_a_hang(body, tmp_path, monkeypatch):
+    """Without the GL library the renderer says what to install, and the worker pool is never
+    started (its workers would fail to start and be replaced for ever)."""
+    import engine.render
+
+    real = engine.render.importlib.import_module
+
+    def no_gl(name, *args):
+        if name == "OpenGL.GL":
+            raise AttributeError("'NoneType' object has no attribute 'glGetError'")  # PyOpenGL's words
+        return real(name, *args)
+
+    monkeypatch.setattr(engine.render.importlib, "import_module", no_gl)
+    with pytest.raises(RuntimeError, match="libosmesa6"):
+        build_rendered_set([short_clip(3, "test/a")], body, tmp_path / "r", PoseDetector, cameras=1, workers=2)
+    assert not job_path(tmp_path / "r", "test/a", 0).exists()
+
+
 @pytest.mark.slow
 def test_render_and_eval_rendered_from_the_command_line(renderer, tmp_path, capsys):
     """`genmo-live data render --data DIR --preview` and `genmo-live eval --obs rendered --data DIR`
