@@ -165,7 +165,7 @@ def _bench_quality(args, cfg) -> int:
 def cmd_bench(args, cfg) -> int:
     import torch
 
-    from bench import engine, kinematics
+    from bench import engine, kinematics, train
 
     if args.target == "quality":
         return _bench_quality(args, cfg)
@@ -183,6 +183,8 @@ def cmd_bench(args, cfg) -> int:
     print(f"genmo-live bench {args.target}: {args.threads} torch threads, median of {args.repeats} runs")
     if args.target == "engine":
         rows, fmt = engine.run(args.repeats, args.model), engine.format_rows
+    elif args.target == "train":
+        rows, fmt = train.run(args.repeats), train.format_rows
     else:
         rows, fmt = kinematics.run(args.repeats), kinematics.format_rows
     print(json.dumps(rows, indent=2) if args.json else fmt(rows))
@@ -377,7 +379,8 @@ def cmd_train(args, cfg) -> int:
     torch.set_num_threads(args.threads)
     tc = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, warmup=args.warmup, seed=args.seed,
                      rendered=args.rendered or "", rendered_share=args.rendered_share, text_share=args.text_share,
-                     clip_caption_share=args.clip_caption_share, text_drop_observations=args.text_drop_observations)
+                     clip_caption_share=args.clip_caption_share, text_drop_observations=args.text_drop_observations,
+                     mix_share=args.mix_share, precision=args.precision)
     sizes = {k: getattr(args, k) for k in ("width", "layers", "heads", "mlp") if getattr(args, k) is not None}
     if args.model == "per-frame":
         if sizes.keys() - {"width", "layers"}:
@@ -537,7 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print the report as JSON")
     info.set_defaults(handler=cmd_info)
     bench = sub.add_parser("bench", parents=[parent], help="benchmark speed against a baseline")
-    bench.add_argument("target", choices=["kinematics", "engine", "live", "quality"], help="what to benchmark")
+    bench.add_argument("target", choices=["kinematics", "engine", "train", "live", "quality"], help="what to benchmark")
     bench.add_argument("--clip", metavar="PATH", help="live: the video (default: the bundled sample clip)")
     bench.add_argument("--model", metavar="PATH", help="engine: also time this checkpoint; quality: the weights "
                                                        "(default: the configured ones)")
@@ -620,6 +623,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--heads", type=int, help="default 4 (denoiser only)")
     tr.add_argument("--mlp", type=int, help="default 1024 (denoiser only)")
     tr.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    tr.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                    help="the forward passes in bfloat16 mixed precision or float32; auto: bf16 where the "
+                         "CPU (AVX512-BF16/AMX) or GPU does it natively")
     tr.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     tr.add_argument("--from", dest="start_from", metavar="CHECKPOINT",
                     help="fine-tune: start from this checkpoint or exported weights, at its step, with a "
@@ -628,6 +634,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--rendered", metavar="DIR", help="a rendered set of train clips (genmo-live data render "
                                                      "--split train) to mix in: real MediaPipe output")
     tr.add_argument("--rendered-share", type=float, default=0.3, help="share of windows from --rendered")
+    tr.add_argument("--mix-share", type=float, default=0.25,
+                    help="share of the clips seen, each round, with the upper body of another clip over their "
+                         "legs (new pairings of arms and legs; 0 = none)")
     tr.add_argument("--text-share", type=float, default=0.6,
                     help="share of windows told a caption (needs the text extra; 0 = no text); the rest "
                          "train the unconditional branch of classifier-free guidance")

@@ -67,6 +67,15 @@ def test_bench_engine_times_every_size_and_step_count():
     assert all(r["ms"] > 0 and r["params_m"] > 1 for r in rows)
 
 
+def test_bench_train_times_both_models_in_both_precisions():
+    out = run_cli("bench", "train", "--repeats", "1", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout[out.stdout.index("["):])
+    assert {(r["case"].split(",")[0], r["precision"]) for r in rows} == {
+        (m, p) for m in ("denoiser", "per-frame lifter") for p in ("fp32", "bf16")}
+    assert all(r["ms"] > 0 for r in rows)
+
+
 def test_missing_smpl_model_is_a_clear_error(tmp_path):
     out = run_cli("info", "--body.model", "smpl", "--body.smpl_path", str(tmp_path / "nowhere"))
     assert out.returncode == 2

@@ -290,14 +290,15 @@ def toy_clips(n=4, T=90):
     return clips
 
 
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("arch", ["denoiser", "per-frame"])
-def test_training_steps_lower_the_loss(arch):
+def test_training_steps_lower_the_loss(arch, bf16):
     """The training losses on one batch of windows (synthetic observations of toy walks) fall by
-    more than 5x in 150 optimiser steps, for the denoiser and the per-frame lifter baseline: every
-    term is wired to the model's output."""
+    more than 5x in 150 optimiser steps, for the denoiser and the per-frame lifter baseline, in
+    float32 and in bfloat16 mixed precision: every term is wired to the model's output."""
     from engine.lifter import LifterConfig, PerFrameLifter
     from engine.observations import NoiseModel
-    from engine.train import TrainConfig, fit_normalizer, losses, prepare, sample_windows, truth
+    from engine.train import TrainConfig, fit_normalizer, losses, prepare, run_model, sample_windows, truth
 
     torch.manual_seed(0)
     body = load_default_body()
@@ -313,7 +314,8 @@ def test_training_steps_lower_the_loss(arch):
     weights = TrainConfig().loss_weights
     totals = []
     for _ in range(150):
-        pred, logits = model(torch.zeros_like(x), torch.full((8,), 999), c)
+        pred, logits = run_model(model, torch.zeros_like(x), torch.full((8,), 999), c, bf16)
+        assert pred.dtype == logits.dtype == torch.float32
         parts = losses(pred, logits, gt, contacts, valid, focal, size, norm, body.rest_joints)
         total = sum(weights[k] * parts[k] for k in parts)
         opt.zero_grad()
@@ -423,3 +425,35 @@ def test_windows_mix_rendered_observations_at_the_asked_share():
     assert 0.18 < from_rendered.float().mean().item() < 0.32
     _, c, *_ = sample_windows(synthetic, 100, 30, rng, "cpu")
     assert not (c.box[..., 2] < 0.01).all(-1).any()
+
+
+def test_precision_auto_is_bf16_only_where_it_is_native(monkeypatch):
+    import engine.device
+    from configs.config import ConfigError
+    from engine.device import resolve_precision
+
+    cpu = torch.device("cpu")
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(engine.device, "native_bf16", lambda device, native=native: native)
+        assert resolve_precision("auto", cpu) == expected
+        assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    with pytest.raises(ConfigError, match="precision 'fp16'"):
+        resolve_precision("fp16", cpu)
+
+
+def test_bf16_passes_compute_in_bfloat16_and_stay_close_to_float32():
+    from engine.train import run_model
+
+    torch.manual_seed(0)
+    model = Denoiser(ModelConfig(width=64, layers=2, heads=4, mlp=128, dropout=0.0)).eval()
+    for p in model.parameters():  # the zero-initialised gates would hide the blocks
+        torch.nn.init.normal_(p, std=0.1)
+    L = 40
+    c = Conditions(keypoints=torch.randn(2, L, 33, 2), visible=torch.ones(2, L, 33, dtype=torch.bool),
+                   box=torch.randn(2, L, 3), has_box=torch.ones(2, L, dtype=torch.bool))
+    x, t = torch.randn(2, L, 144), torch.full((2,), 999)
+    full, _ = run_model(model, x, t, c, bf16=False)
+    half, _ = run_model(model, x, t, c, bf16=True)
+    assert half.dtype == torch.float32
+    diff = (half - full).abs().max() / full.abs().max()
+    assert 0 < diff < 0.05
