@@ -9,7 +9,7 @@ import pytest
 from clients.cli import main
 from engine.body import SMPL_JOINT_NAMES, load_default_body
 from engine.dataset import Clip
-from engine.evaluate import (METRICS, SUBSETS, Prediction, build_test_set, evaluate, ground_truth,
+from engine.evaluate import (METRICS, SUBSETS, Prediction, build_test_set, evaluate, format_report, ground_truth,
                              identity_baseline)
 from engine.observations import NoiseModel
 
@@ -61,6 +61,22 @@ def test_a_known_offset_gives_the_known_mpjpe(items):
     assert report["mpjpe_mm"] == pytest.approx(100 / 24, abs=1e-3)  # reports keep 3 decimals
     assert report["pa_mpjpe_mm"] > 0  # a least-squares fit spreads one joint's error over all
     assert report["rte_pct"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_the_report_splits_the_error_by_dataset(items):
+    """Only clip a/walk is off (by 10 cm at the left wrist): its set carries all of the error."""
+    def predict(it):
+        world = it.joints.copy()
+        if it.clip.startswith("a/"):
+            world[:, J["left_wrist"]] += [0.0, 0.1, 0.0]
+        return Prediction(it.obs.camera.to_camera(world), world)
+
+    report = evaluate(predict, items)
+    a, b = report["by_dataset"]["a"], report["by_dataset"]["b"]
+    assert (a["n_clips"], a["n_frames"], b["n_clips"], b["n_frames"]) == (1, 150, 1, 90)
+    assert a["mpjpe_mm"] == pytest.approx(100 / 24, abs=1e-3) and b["mpjpe_mm"] == pytest.approx(0.0, abs=1e-3)
+    assert report["mpjpe_mm"] == pytest.approx(100 / 24 * 150 / 240, abs=1e-3)
+    assert "by dataset" in format_report(report)
 
 
 def test_subsets_follow_the_observation(items):
