@@ -386,12 +386,12 @@ def cmd_train(args, cfg) -> int:
         if sizes.keys() - {"width", "layers"}:
             raise ConfigError("--heads and --mlp size the denoiser; the per-frame lifter takes --width and --layers")
         mc = LifterConfig(**sizes)
-        what = f"{mc.layers}-layer, {mc.width}-wide per-frame lifter (estimation pass only, no text)"
+        what = "per-frame lifter (estimation pass only, no text)"
     else:
         mc = ModelConfig(**sizes)
-        what = f"{mc.width}-wide, {mc.layers}-layer denoiser"
+        what = "denoiser"
     out = Path(args.out or TRAIN_OUT[args.model])
-    print(f"training a {what} on {len(clips)} train clips "
+    print(f"training the {what} on {len(clips)} train clips "
           f"({sum(len(c.pose) for c in clips) / 1800:.1f} min) for {tc.steps} steps of {tc.batch} windows "
           f"on {device}; checkpoints in {out}")
     try:

@@ -493,6 +493,8 @@ def train(clips: list[Clip], body: Body, out_dir: Path, cfg: TrainConfig, model_
         # the camera: take their statistics over a few rounds of cameras, not one per clip.
         norm = fit_normalizer(prepared + [p for r in (10**6, 10**6 + 1) for p in observe(r)]).to(device)
     denoiser = isinstance(model, Denoiser)  # the lifter reads no text
+    log.info("model: %d wide, %d layers, %.1f M parameters%s", model.cfg.width, model.cfg.layers,
+             sum(p.numel() for p in model.parameters()) / 1e6, " (the checkpoint's sizes)" if source else "")
     rendered = []
     if cfg.rendered:
         from engine.rendered import load_job
