@@ -87,9 +87,25 @@ def test_occlusion_is_generated_and_returns_to_estimation(occlusion_run):
     assert r["jump"][r["start"] - 2:r["start"] + 10].max() <= 0.10
 
 
-def test_return_from_occlusion_is_smooth(occlusion_run):
+@pytest.fixture(scope="module")
+def clean_jump():
+    """The largest joint step between frames of the live run on the sample clip itself, (T - 1,)
+    metres: the person's own motion, frame by frame."""
+    out = Collect()
+    run_live(config(str(SAMPLE_CLIP)), outputs=[out])
+    joints = np.stack([f.joints for f in sorted(out.frames, key=lambda f: f.frame_id)])
+    return np.linalg.norm(np.diff(joints, axis=0), axis=-1).max(-1)
+
+
+def test_return_from_occlusion_is_smooth(occlusion_run, clean_jump):
+    # The person moves fast where they come back (up to 0.11 m a frame in the clean run), so the
+    # return is held to their own motion over the same frames of the clip, not to a fixed step.
     r = occlusion_run
-    assert r["jump"][r["returned"] - 2:r["back"] + 2].max() <= 0.10
+    shift = r["end"] - r["start"]
+    lo, hi = r["returned"] - 2, r["back"] + 2
+    own = clean_jump[lo - shift:hi - shift].max()
+    step = r["jump"][lo:hi].max()
+    assert step <= own + 0.02, f"the return's largest step {step:.3f} m, the person's own {own:.3f} m"
 
 
 @pytest.mark.parametrize("make_bad, message", [
