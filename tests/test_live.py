@@ -62,20 +62,31 @@ def occluded_clip(tmp_path_factory):
     return path, 100, 100 + len(black), fps
 
 
-@pytest.fixture(scope="module")
-def occlusion_run(occluded_clip):
-    path, start, end, fps = occluded_clip
+def run_video(path) -> dict:
+    """The live run over a video file: its frames by frame id, every frame answered."""
     out = Collect()
     report = run_live(config(str(path)), outputs=[out])
     frames = {f.frame_id: f for f in out.frames}
     assert report["poses_out"] == report["frames_in"] == len(frames)
+    return frames
+
+
+def largest_steps(frames: dict) -> np.ndarray:
+    """The largest step any joint takes from each frame to the next, (T - 1,) metres."""
+    joints = np.stack([frames[i].joints for i in sorted(frames)])
+    return np.linalg.norm(np.diff(joints, axis=0), axis=-1).max(-1)
+
+
+@pytest.fixture(scope="module")
+def occlusion_run(occluded_clip):
+    path, start, end, fps = occluded_clip
+    frames = run_video(path)
     joints = np.stack([frames[i].joints for i in sorted(frames)])
     src = [frames[i].source for i in sorted(frames)]
     returned = next(i for i in range(end, len(src)) if frames[i].confidence > 0)
     back = next(i for i in range(returned, len(src)) if src[i] == "estimated")
-    jump = np.linalg.norm(np.diff(joints, axis=0), axis=-1).max(-1)  # (T - 1,) metres
     return {"start": start, "end": end, "fps": fps, "joints": joints, "src": src, "returned": returned,
-            "back": back, "jump": jump}
+            "back": back, "jump": largest_steps(frames)}
 
 
 def test_occlusion_is_generated_and_returns_to_estimation(occlusion_run):
@@ -89,12 +100,8 @@ def test_occlusion_is_generated_and_returns_to_estimation(occlusion_run):
 
 @pytest.fixture(scope="module")
 def clean_jump():
-    """The largest joint step between frames of the live run on the sample clip itself, (T - 1,)
-    metres: the person's own motion, frame by frame."""
-    out = Collect()
-    run_live(config(str(SAMPLE_CLIP)), outputs=[out])
-    joints = np.stack([f.joints for f in sorted(out.frames, key=lambda f: f.frame_id)])
-    return np.linalg.norm(np.diff(joints, axis=0), axis=-1).max(-1)
+    """largest_steps of the live run on the sample clip itself: the person's own motion."""
+    return largest_steps(run_video(SAMPLE_CLIP))
 
 
 def test_return_from_occlusion_is_smooth(occlusion_run, clean_jump):
