@@ -340,12 +340,14 @@ def cmd_eval(args, cfg) -> int:
     elif model in BASELINES:
         predictor = BASELINES[model](body)
     elif args.live:
-        predictor = live_predictor(model, body, steps=args.ddim_steps, device=device)
+        predictor = live_predictor(model, body, steps=args.ddim_steps, device=device,
+                                   mirror_average=args.mirror_average)
     else:
-        predictor = model_predictor(model, body, steps=args.ddim_steps, device=device)
+        predictor = model_predictor(model, body, steps=args.ddim_steps, device=device,
+                                    mirror_average=args.mirror_average)
     report = evaluate(predictor, items)
     report = {"model": model, "split": split, "seed": args.seed, "obs": args.obs, "ddim_steps": args.ddim_steps,
-              "live": bool(args.live), "data": str(cache), **report}
+              "live": bool(args.live), "mirror_average": bool(args.mirror_average), "data": str(cache), **report}
     _print_and_save(format_report(report), report, args.report)
     return 0
 
@@ -601,6 +603,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--live", action="store_true",
                     help="a trained denoiser as the product streams it: the live engine fed one frame at a "
                          "time (each pose from past frames only), not one pass over each whole clip")
+    ev.add_argument("--mirror-average", action="store_true",
+                    help="trained models: average each pass with the pass over the mirror image (twice the work)")
     ev.add_argument("--obs", choices=["synthetic", "rendered"], default="synthetic",
                     help="synthetic: projected landmarks with MediaPipe's measured noise (fast); "
                          "rendered: the real MediaPipe on rendered frames (rendered on first use)")

@@ -79,6 +79,8 @@ class EngineConfig:
     foot_lock: bool = setting(True, "pin planted feet (contact head) and keep them on the floor")
     contact_threshold: float = setting(0.5, "contact probability above which a foot counts as planted",
                                        min=0.0, max=1.0)
+    mirror_average: bool = setting(False, "estimation: average each window's pass with the pass over its mirror "
+                                          "image (a little more accurate and smoother; twice the work)")
     threads: int = setting(1, "torch CPU threads for the engine (MediaPipe runs in its own process)",
                            min=1, max=64)
 

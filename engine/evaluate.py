@@ -119,19 +119,23 @@ def ground_truth(body: Body) -> Predictor:
     return predict
 
 
-def model_predictor(path: Path | str, body: Body, steps: int = 1, device: str = "cpu") -> Predictor:
+def model_predictor(path: Path | str, body: Body, steps: int = 1, device: str = "cpu",
+                    mirror_average: bool = False) -> Predictor:
     """A trained model (engine.train checkpoint) over each whole test sequence at once. The
     denoiser: the sliding attention window covering sequences longer than it; estimation mode for
     steps = 1, DDIM from the estimation start for more. The per-frame lifter (engine.lifter): its
-    one pass, every frame on its own; it has no generation mode, so steps > 1 are not taken."""
+    one pass, every frame on its own; it has no generation mode, so steps > 1 are not taken.
+    mirror_average: each pass averaged with the pass over the mirror image (engine.mirror)."""
     from engine.conditions import assumed_focal, landmark_conditions, batch_conditions
     from engine.diffusion import cosine_alpha_bar, ddim
     from engine.kinematics import forward_kinematics
     from engine.lifter import PerFrameLifter
+    from engine.mirror import mirror_averaged
     from engine.motion import camera_joints, decode
     from engine.train import load_model
 
     model, norm, _ = load_model(path, device)
+    run = mirror_averaged(model, norm) if mirror_average else model
     if isinstance(model, PerFrameLifter) and steps != 1:
         log.warning("%s is a per-frame lifter, which has estimation mode only: %d DDIM steps ignored", path, steps)
         steps = 1
@@ -144,7 +148,7 @@ def model_predictor(path: Path | str, body: Body, steps: int = 1, device: str = 
         cond = batch_conditions([landmark_conditions(item.obs.keypoints, item.obs.visibility, cam.width,
                                                      cam.height, assumed_focal(cam.width))], device)
         x = torch.zeros(1, item.obs.num_frames, norm.mean.shape[0], device=device)
-        x0 = ddim(lambda x_t, t: model(x_t, t, cond)[0], x, steps, alpha_bar)
+        x0 = ddim(lambda x_t, t: run(x_t, t, cond)[0], x, steps, alpha_bar)
         motion = decode(norm.inverse(x0)[0])
         _, joints_cam = camera_joints(motion, rest)
         joints_world, _ = forward_kinematics(motion["local_rot"], rest, body.parents, motion["root_world"])
@@ -154,10 +158,12 @@ def model_predictor(path: Path | str, body: Body, steps: int = 1, device: str = 
     return predict
 
 
-def live_predictor(path: Path | str, body: Body, steps: int = 1, device: str = "cpu") -> Predictor:
+def live_predictor(path: Path | str, body: Body, steps: int = 1, device: str = "cpu",
+                   mirror_average: bool = False) -> Predictor:
     """A trained denoiser as the product streams it: engine.runtime.LiveEngine with the default
     engine settings (lag 0, foot lock, generation with the default prompt where the body is
-    missing) fed the test clip one frame at a time, each pose from the frames before it only."""
+    missing; mirror averaging as asked) fed the test clip one frame at a time, each pose from the
+    frames before it only."""
     from configs.config import EngineConfig
     from engine.runtime import LiveEngine
     from engine.text import TextEncoder
@@ -169,7 +175,7 @@ def live_predictor(path: Path | str, body: Body, steps: int = 1, device: str = "
 
     def predict(item: TestItem) -> Prediction:
         cam = item.obs.camera
-        engine = LiveEngine(model, norm, body, EngineConfig(steps=steps), text_encoder=text, fps=FPS)
+        engine = LiveEngine(model, norm, body, EngineConfig(steps=steps, mirror_average=mirror_average), text_encoder=text, fps=FPS)
         frames = []
         for i in range(item.obs.num_frames):
             packet = LandmarkPacket(i, i / FPS, cam.width, cam.height, item.obs.keypoints[i], item.obs.visibility[i])

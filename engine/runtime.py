@@ -45,6 +45,7 @@ from engine.conditions import assumed_focal, batch_conditions, landmark_conditio
 from engine.diffusion import cosine_alpha_bar, ddim, guided, q_sample
 from engine.filters import one_euro_step
 from engine.kinematics import forward_kinematics
+from engine.mirror import mirror_averaged
 from engine.model import Conditions, Denoiser
 from engine.motion import VELOCITY, Normalizer, align_heading, camera_joints, decode, heading, shift_rows
 from engine.observations import BODY_LANDMARKS
@@ -118,6 +119,7 @@ class LiveEngine:
     def __init__(self, model: Denoiser, norm: Normalizer, body: Body, cfg, text_encoder=None,
                  fps: float | None = None, seed: int = 0):
         self.model, self.norm, self.body, self.cfg = model.eval(), norm, body, cfg
+        self._estimator = mirror_averaged(self.model, norm) if cfg.mirror_average else self.model
         self.device = next(model.parameters()).device
         self.rest = body.rest_joints.to(self.device)
         self._foot_rest_y = body.rest_joints[list(FOOT_JOINTS), 1].double().numpy()  # (4,) metres
@@ -258,7 +260,7 @@ class LiveEngine:
         logits = {}
 
         def model(x_t, t):
-            x0, logits["c"] = self.model(x_t, t, cond)
+            x0, logits["c"] = self._estimator(x_t, t, cond)
             return x0
 
         x0 = ddim(model, x, self.steps, self.alpha_bar, start=start)

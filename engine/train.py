@@ -49,19 +49,15 @@ from engine.dataset import Clip
 from engine.device import resolve_precision
 from engine.diffusion import NUM_STEPS, cosine_alpha_bar, q_sample
 from engine.lifter import LifterConfig, PerFrameLifter
+from engine.mirror import MIRROR_CONTACTS, MIRROR_JOINTS
 from engine.model import Conditions, Denoiser, ModelConfig
 from engine.motion import VELOCITY, Normalizer, camera_joints, decode, encode, integrate
 from engine.observations import NoiseModel, observe_clip
-from engine.retarget import CONTACT_JOINTS, contact_labels, resample
+from engine.retarget import contact_labels, resample
 from engine.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from engine.text import TextEncoder, TextEncoderUnavailable
 
 log = logging.getLogger(__name__)
-
-MIRROR_JOINTS = [SMPL_JOINT_NAMES.index(n.replace("left", "#").replace("right", "left").replace("#", "right"))
-                 for n in SMPL_JOINT_NAMES]
-MIRROR_CONTACTS = [CONTACT_JOINTS.index(n.replace("left", "#").replace("right", "left").replace("#", "right"))
-                   for n in CONTACT_JOINTS]
 
 
 def _descends_from(joint: int, ancestor: int) -> bool:

@@ -266,3 +266,25 @@ def test_the_foot_lock_does_not_pass_a_planted_foot_s_wobble_to_the_body(parts):
     assert np.abs(np.diff(roots[10:, 0])).max() <= 0.5 * 0.01
     _, feet = _planted(make(parts), [0.01 * k for k in range(60)])
     assert np.abs(np.diff(feet[-10:, :, 0], axis=0)).max() < 1e-3
+
+
+def test_mirror_averaging_makes_the_live_engine_mirror_equivariant(parts):
+    """With engine.mirror_average the whole live engine (window, trajectory, foot lock, filter)
+    answers the mirror image of a video with the mirror image of its answer: joints x -> -x and
+    left/right swapped. The plain engine, an untrained model, does not."""
+    from engine.mirror import MIRROR_JOINTS
+    from engine.observations import MIRROR as MIRROR_LANDMARKS
+
+    def mirrored(p: LandmarkPacket) -> LandmarkPacket:
+        kp = p.keypoints[list(MIRROR_LANDMARKS)] * [-1, 1] + [W, 0]
+        return LandmarkPacket(p.frame_id, p.t_capture, W, H, kp.astype(np.float32), p.visibility[list(MIRROR_LANDMARKS)])
+
+    def joints(engine, stream) -> np.ndarray:
+        return np.stack([f.joints for p in stream for f in engine.push([p])])
+
+    stream = packets(40)
+    for average, close in ((True, True), (False, False)):
+        direct = joints(make(parts, mirror_average=average), stream)
+        flipped = joints(make(parts, mirror_average=average), [mirrored(p) for p in stream])
+        flipped_back = flipped[:, MIRROR_JOINTS] * [-1, 1, 1]
+        assert np.allclose(flipped_back, direct, atol=1e-4) == close, np.abs(flipped_back - direct).max()
