@@ -6,6 +6,7 @@ configs/config.py, so any setting can be changed for one run without editing YAM
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -145,7 +146,7 @@ def _bench_quality(args, cfg) -> int:
         out = _render(argparse.Namespace(seed=0, cameras=3), cfg, _render_body(cfg), cache, split, test_clips)
         rendered = rendered_test_set(load_rendered_set(out, test_clips, 3), test_clips)[:args.gt_items or None]
         synthetic = build_test_set(test_clips, body, 0)[:args.gt_items or None]
-        models = {"genmo-live": live_predictor(weights, body), "genmo-live-offline": model_predictor(weights, body),
+        models = {"genmo-live": live_predictor(weights, body, cfg.engine), "genmo-live-offline": model_predictor(weights, body),
                   "per-frame": model_predictor(lifter, body)}
         predictors = {"rendered": {**models, "mediapipe-ik": mediapipe_ik.predictor(body)}, "synthetic": models}
     out_dir = Path(args.out)
@@ -334,20 +335,21 @@ def cmd_eval(args, cfg) -> int:
     print(f"evaluating {model} on {len(items)} {args.obs} {split} sequences "
           f"({sum(it.obs.num_frames for it in items)} frames), seed {args.seed}")
     device = str(select_device(cfg.device))
+    mirror = args.mirror_average or cfg.engine.mirror_average
+    engine = dataclasses.replace(cfg.engine, steps=args.ddim_steps, mirror_average=mirror)
     if model == "mediapipe-ik":
         from bench.mediapipe_ik import predictor
         predictor = predictor(body)
     elif model in BASELINES:
         predictor = BASELINES[model](body)
     elif args.live:
-        predictor = live_predictor(model, body, steps=args.ddim_steps, device=device,
-                                   mirror_average=args.mirror_average)
+        predictor = live_predictor(model, body, engine, device=device)
     else:
-        predictor = model_predictor(model, body, steps=args.ddim_steps, device=device,
-                                    mirror_average=args.mirror_average)
+        predictor = model_predictor(model, body, steps=args.ddim_steps, device=device, mirror_average=mirror)
     report = evaluate(predictor, items)
     report = {"model": model, "split": split, "seed": args.seed, "obs": args.obs, "ddim_steps": args.ddim_steps,
-              "live": bool(args.live), "mirror_average": bool(args.mirror_average), "data": str(cache), **report}
+              "live": bool(args.live), "mirror_average": mirror,
+              **({"engine": dataclasses.asdict(engine)} if args.live else {}), "data": str(cache), **report}
     _print_and_save(format_report(report), report, args.report)
     return 0
 
@@ -601,10 +603,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--ddim-steps", type=int, default=1, metavar="K",
                     help="trained models: 1 = estimation mode (one pass), K > 1 = K DDIM steps")
     ev.add_argument("--live", action="store_true",
-                    help="a trained denoiser as the product streams it: the live engine fed one frame at a "
-                         "time (each pose from past frames only), not one pass over each whole clip")
+                    help="a trained denoiser as the product streams it: the live engine with the engine "
+                         "settings (--engine.lag N, ...) fed one frame at a time (each pose from past frames "
+                         "only, and N newer ones), not one pass over each whole clip")
     ev.add_argument("--mirror-average", action="store_true",
-                    help="trained models: average each pass with the pass over the mirror image (twice the work)")
+                    help="trained models: average each pass with the pass over the mirror image (twice the "
+                         "work; the same as --engine.mirror_average true)")
     ev.add_argument("--obs", choices=["synthetic", "rendered"], default="synthetic",
                     help="synthetic: projected landmarks with MediaPipe's measured noise (fast); "
                          "rendered: the real MediaPipe on rendered frames (rendered on first use)")

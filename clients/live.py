@@ -200,6 +200,14 @@ def run_live(cfg, outputs: list[Output] = (), duration: float | None = None, con
     source_done = False
     started = None
     last_status = time.time()
+
+    def emit(poses) -> None:
+        for pose in poses:
+            stats.add(pose)
+            if not control.paused:
+                for out in outputs:
+                    out.publish(pose)
+
     try:
         while True:
             # Events first: whether the source started, failed or ended.
@@ -239,11 +247,7 @@ def run_live(cfg, outputs: list[Output] = (), duration: float | None = None, con
                 poses = engine.push(packets)
                 stats.engine_ms.append((time.perf_counter() - t0) * 1000)
                 stats.keypoint_ms += [p.keypoint_ms for p in packets]
-                for pose in poses:
-                    stats.add(pose)
-                    if not control.paused:
-                        for out in outputs:
-                            out.publish(pose)
+                emit(poses)
             elif source_done and not stats.errors:
                 break  # a finished file: every packet is consumed
             if time.time() - last_status >= STATUS_EVERY_S and stats.poses:
@@ -259,8 +263,11 @@ def run_live(cfg, outputs: list[Output] = (), duration: float | None = None, con
         ingest.stop()
         for kind, payload in _events(ingest):
             stats.note(kind, payload)
-        for out in outputs + services:
-            out.close()
+        try:
+            emit(engine.flush())  # the frames the lag still holds: a recording keeps the take's end
+        finally:
+            for out in outputs + services:
+                out.close()
     report = stats.report()
     report["source"] = started["name"] if started else src.source
     report["steps"] = engine.steps

@@ -158,12 +158,11 @@ def model_predictor(path: Path | str, body: Body, steps: int = 1, device: str = 
     return predict
 
 
-def live_predictor(path: Path | str, body: Body, steps: int = 1, device: str = "cpu",
-                   mirror_average: bool = False) -> Predictor:
-    """A trained denoiser as the product streams it: engine.runtime.LiveEngine with the default
-    engine settings (lag 0, foot lock, generation with the default prompt where the body is
-    missing; mirror averaging as asked) fed the test clip one frame at a time, each pose from the
-    frames before it only."""
+def live_predictor(path: Path | str, body: Body, engine=None, device: str = "cpu") -> Predictor:
+    """A trained denoiser as the product streams it: engine.runtime.LiveEngine with the `engine`
+    settings (configs.config.EngineConfig; default: the defaults, lag 0, foot lock, generation
+    with the default prompt where the body is missing) fed the test clip one frame at a time,
+    each pose from the frames before it (and `lag` after it) only."""
     from configs.config import EngineConfig
     from engine.runtime import LiveEngine
     from engine.text import TextEncoder
@@ -172,14 +171,16 @@ def live_predictor(path: Path | str, body: Body, steps: int = 1, device: str = "
 
     model, norm, _ = load_model(path, device)
     text = TextEncoder(device)  # one for all clips: it caches the prompt
+    settings = engine or EngineConfig()
 
     def predict(item: TestItem) -> Prediction:
         cam = item.obs.camera
-        engine = LiveEngine(model, norm, body, EngineConfig(steps=steps, mirror_average=mirror_average), text_encoder=text, fps=FPS)
+        live = LiveEngine(model, norm, body, settings, text_encoder=text, fps=FPS)
         frames = []
         for i in range(item.obs.num_frames):
             packet = LandmarkPacket(i, i / FPS, cam.width, cam.height, item.obs.keypoints[i], item.obs.visibility[i])
-            frames += engine.push([packet])
+            frames += live.push([packet])
+        frames += live.flush()
         return Prediction(joints_cam=np.stack([f.joints_cam for f in frames]),
                           joints_world=np.stack([f.joints for f in frames]))
 

@@ -181,6 +181,18 @@ class LiveEngine:
         due = []
         while len(self._pending) > self.lag:
             due.append(self._pending.popleft())
+        return self._emit(due)
+
+    def flush(self) -> list[PoseFrame]:
+        """The poses still held back by the lag, oldest first: the stream has ended, no newer
+        frames will come (a file's last `lag` frames would otherwise never be emitted)."""
+        due = list(self._pending)
+        self._pending.clear()
+        return self._emit(due)
+
+    def _emit(self, due: list[_Slot]) -> list[PoseFrame]:
+        """The poses of the arrived frames `due` (oldest first), from one estimation pass over the
+        window as it is now and the plans of generated stretches."""
         if not due:
             return []
         sources = [self._source_of(s) for s in due]

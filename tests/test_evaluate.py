@@ -134,3 +134,19 @@ def test_eval_identity_baseline_end_to_end(tmp_path, capsys):
         assert 0 < report[subset]["n_frames"] < report["n_frames"]
     index = json.loads((tmp_path / "cache" / "index.json").read_text())
     assert {r["split"] for r in index["clips"]} == {"train", "val", "test"}
+
+
+def test_the_live_engine_with_a_lag_answers_every_frame(items, body):
+    """eval --live --engine.lag N: the last N frames come out when the clip ends (LiveEngine.flush),
+    and each pose saw N newer frames: the first one differs from the unlagged engine's."""
+    from configs.config import EngineConfig
+    from engine.evaluate import live_predictor
+    from engine.paths import WEIGHTS_PATH
+
+    lagged, now = live_predictor(WEIGHTS_PATH, body, EngineConfig(lag=4)), live_predictor(WEIGHTS_PATH, body)
+    item = items[1]
+    p, q = lagged(item), now(item)
+    assert p.joints_cam.shape == q.joints_cam.shape == item.joints.shape
+    assert np.isfinite(p.joints_world).all()
+    assert np.abs(p.joints_cam[0] - q.joints_cam[0]).max() > 1e-3
+    assert evaluate(lagged, items)["n_frames"] == 240

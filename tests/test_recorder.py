@@ -196,10 +196,12 @@ def test_run_records_the_sample_clip_and_exports(tmp_path):
     from clients.cli import main
 
     npz, bvh_path, out = tmp_path / "take.npz", tmp_path / "take.bvh", tmp_path / "exported.bvh"
-    assert main(["run", "--source", "sample", "--no-realtime", "--headless",
+    # With a lag the last frames are held back until the file ends: the take still has every frame.
+    assert main(["run", "--source", "sample", "--no-realtime", "--headless", "--lag", "5",
                  "--record", str(npz), "--record", str(bvh_path)]) == 0
     with np.load(npz) as data:
         assert len(data["pose_aa"]) == 187
+        np.testing.assert_array_equal(data["frame_id"], np.arange(187))
         assert np.isfinite(data["pose_aa"]).all()
     assert parse_bvh(bvh_path.read_text()).frames.shape[0] == 187
     assert main(["export", str(npz), "--to", str(out)]) == 0

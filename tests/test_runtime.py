@@ -69,6 +69,9 @@ def test_lag_holds_each_pose_back_by_that_many_frames(parts):
     emitted = [[f.frame_id for f in engine.push([p])] for p in packets(20)]
     assert emitted[:5] == [[]] * 5
     assert emitted[5:] == [[i] for i in range(15)]
+    # The stream ends: the frames the lag still holds come out, once.
+    assert [f.frame_id for f in engine.flush()] == list(range(15, 20))
+    assert engine.flush() == []
 
 
 def test_skipped_inference_still_integrates_every_frame(parts):
