@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import json
 import multiprocessing as mp
+import os
 import time
 import zlib
 from dataclasses import asdict, dataclass
@@ -254,7 +255,8 @@ def run_job(job: Job, renderer: Renderer, faces: np.ndarray, regions: dict, bank
 
 
 def _save(path: Path, arrays: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp.npz")
+    # A name of its own per process: two renders (train and test) share the background bank.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npz")
     np.savez_compressed(tmp, **arrays)
     tmp.replace(path)
 

@@ -2,6 +2,7 @@
 renders are deterministic for a seed, the real MediaPipe finds the rendered body, and the cache
 round-trips and resumes. Needs OSMesa (Debian's libosmesa6, which .ci/run installs): without it
 these tests skip on a developer's machine and fail in CI."""
+import multiprocessing
 import os
 
 import numpy as np
@@ -13,7 +14,7 @@ from engine.camera import Camera, intrinsics, look_at
 from engine.dataset import Clip
 from engine.observations import BODY_LANDMARKS, L, NoiseModel, landmarks_3d
 from engine.render import Renderer, composite, projection_matrix, vertex_regions
-from engine.rendered import (background, body_colors, build_rendered_set, job_path, load_rendered_set,
+from engine.rendered import (_save, background, body_colors, build_rendered_set, job_path, load_rendered_set,
                              make_job, render_frames, sample_scene)
 from streamer.pose import PoseDetector
 
@@ -232,3 +233,23 @@ def test_render_and_eval_rendered_from_the_command_line(renderer, tmp_path, caps
     r = json.loads(report.read_text())
     assert r["obs"] == "rendered" and r["n_clips"] == 1 and r["n_frames"] == 43
     assert r["mpjpe_mm"] > 100 and r["rte_pct"] == pytest.approx(0.0, abs=1e-3)
+
+
+def _save_many(path, n):
+    for i in range(n):
+        _save(path, {"images": np.full((32, 32), i, np.uint8)})
+
+
+def test_two_processes_saving_one_cache_file_at_once_both_succeed(tmp_path):
+    # A train and a test render started together both build the shared background bank; with one
+    # temporary name for both, one process's rename found its file already moved and the render died.
+    path = tmp_path / "backgrounds.npz"
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_save_many, args=(path, 40)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert np.load(path)["images"].shape == (32, 32)
+    assert list(tmp_path.iterdir()) == [path]
