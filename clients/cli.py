@@ -316,6 +316,10 @@ def cmd_eval(args, cfg) -> int:
                           f"baselines: {', '.join(baselines)}, per-frame")
     if model == "mediapipe-ik" and args.obs != "rendered":
         raise ConfigError("--model mediapipe-ik reads MediaPipe's own 3D landmarks: evaluate it with --obs rendered")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     body = load_body(cfg.body)
     if args.text_control:
         from engine.evaluate import text_control
@@ -384,7 +388,8 @@ def cmd_train(args, cfg) -> int:
     tc = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, warmup=args.warmup, seed=args.seed,
                      rendered=args.rendered or "", rendered_share=args.rendered_share, text_share=args.text_share,
                      clip_caption_share=args.clip_caption_share, text_drop_observations=args.text_drop_observations,
-                     mix_share=args.mix_share, precision=args.precision)
+                     mix_share=args.mix_share, precision=args.precision, tail_frames=args.tail_frames,
+                     tail_weight=args.tail_weight)
     sizes = {k: getattr(args, k) for k in ("width", "layers", "heads", "mlp") if getattr(args, k) is not None}
     if args.model == "per-frame":
         if sizes.keys() - {"width", "layers"}:
@@ -600,6 +605,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "lifter where `train --model per-frame` writes it")
     _clip_set_args(ev)
     ev.add_argument("--report", metavar="FILE", help="write the full report (JSON) here")
+    ev.add_argument("--threads", type=int, metavar="N",
+                    help="torch CPU threads (default: one per core; give 1 to each of evaluations run side "
+                         "by side, or they slow each other down dozens of times over)")
     ev.add_argument("--ddim-steps", type=int, default=1, metavar="K",
                     help="trained models: 1 = estimation mode (one pass), K > 1 = K DDIM steps")
     ev.add_argument("--live", action="store_true",
@@ -645,6 +653,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--mix-share", type=float, default=0.25,
                     help="share of the clips seen, each round, with the upper body of another clip over their "
                          "legs (new pairings of arms and legs; 0 = none)")
+    tr.add_argument("--tail-weight", type=float, default=0.0,
+                    help="extra loss weight on each window's last --tail-frames frames, the live engine's "
+                         "case (its newest frame has no future in view); 0 = every frame alike")
+    tr.add_argument("--tail-frames", type=int, default=8, help="see --tail-weight")
     tr.add_argument("--text-share", type=float, default=0.6,
                     help="share of windows told a caption (needs the text extra; 0 = no text); the rest "
                          "train the unconditional branch of classifier-free guidance")

@@ -105,6 +105,11 @@ class TrainConfig:
     # Share of the clips seen, each round, with the upper body of another clip (mix_bodies): new
     # pairings of arms and legs for a small dataset (the test split holds motions the train split lacks).
     mix_share: float = 0.25
+    # The live engine reads its answer off the newest frame of its window, the one with no future in
+    # view; a training window weighs that case only at its last frames. Their loss counts
+    # 1 + tail_weight times (the last tail_frames valid frames of each window; 0 = all frames alike).
+    tail_frames: int = 8
+    tail_weight: float = 0.0
     # Mixed precision: the model's forward passes in bfloat16 (weights, losses and optimiser in
     # float32). auto: where bfloat16 is native (engine.device.native_bf16): on this project's AMX
     # CPU a step takes 1/1.36 (denoiser) and 1/1.75 (lifter) of the float32 time (bench train).
@@ -331,6 +336,16 @@ def generation_conditions(c: Conditions, cfg: TrainConfig) -> Conditions:
     return replace(c, visible=c.visible & seen[..., None], has_box=c.has_box & seen)
 
 
+def frame_weights(valid: torch.Tensor, tail_frames: int, tail_weight: float) -> torch.Tensor:
+    """Each frame's weight in the loss, (B, L) float: 0 where not valid, 1 + `tail_weight` on the
+    last `tail_frames` valid frames of each window, 1 elsewhere."""
+    w = valid.float()
+    if tail_weight <= 0 or tail_frames <= 0:
+        return w
+    from_end = valid.sum(1, keepdim=True) - 1 - torch.arange(valid.shape[1], device=valid.device)
+    return w * (1 + tail_weight * ((from_end >= 0) & (from_end < tail_frames)).float())
+
+
 def truth(x: torch.Tensor, norm: Normalizer, rest: torch.Tensor) -> dict[str, torch.Tensor]:
     """What both passes of a step are scored against, from the normalised true motion x
     (B, L, 144): x itself, its GV root orientations, root-relative and absolute camera-frame
@@ -342,11 +357,10 @@ def truth(x: torch.Tensor, norm: Normalizer, rest: torch.Tensor) -> dict[str, to
             "trajectory": integrate(g["root_gv"], raw[..., VELOCITY])}
 
 
-def losses(pred: torch.Tensor, logits: torch.Tensor, gt: dict, contacts: torch.Tensor, valid: torch.Tensor,
+def losses(pred: torch.Tensor, logits: torch.Tensor, gt: dict, contacts: torch.Tensor, w: torch.Tensor,
            focal: torch.Tensor, size: torch.Tensor, norm: Normalizer, rest: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Every loss term of one pass. pred: (B, L, 144) normalised; gt: `truth` of the batch;
-    logits, contacts: (B, L, 6)."""
-    w = valid.float()
+    """Every loss term of one pass, each a weighted mean over frames. pred: (B, L, 144) normalised;
+    gt: `truth` of the batch; logits, contacts: (B, L, 6); w: (B, L) frame_weights."""
     n = w.sum().clamp_min(1)
 
     def masked(per_frame):
@@ -385,11 +399,12 @@ def train_step(model: Denoiser | PerFrameLifter, opt, x: torch.Tensor, c: Condit
     the denoiser, the generation pass. Returns the total loss and each pass's loss terms (None for
     the lifter, which has no generation pass)."""
     gt = truth(x, norm, rest)
+    w = frame_weights(valid, cfg.tail_frames, cfg.tail_weight)
     B = x.shape[0]
     # Estimation pass: zeros at the last step.
     t_est = torch.full((B,), NUM_STEPS - 1, device=x.device)
     pred, logits = run_model(model, torch.zeros_like(x), t_est, c, bf16)
-    parts = losses(pred, logits, gt, contacts, valid, focal, size, norm, rest)
+    parts = losses(pred, logits, gt, contacts, w, focal, size, norm, rest)
     total = sum(cfg.loss_weights[k] * parts[k] for k in parts)
     gen = None
     if isinstance(model, Denoiser):
@@ -397,7 +412,7 @@ def train_step(model: Denoiser | PerFrameLifter, opt, x: torch.Tensor, c: Condit
         t_gen = torch.randint(0, NUM_STEPS, (B,), device=x.device)
         x_t = q_sample(x, t_gen, torch.randn_like(x), alpha_bar)
         pred_g, logits_g = run_model(model, x_t, t_gen, generation_conditions(c, cfg), bf16)
-        gen = losses(pred_g, logits_g, gt, contacts, valid, focal, size, norm, rest)
+        gen = losses(pred_g, logits_g, gt, contacts, w, focal, size, norm, rest)
         total = total + sum(cfg.loss_weights[k] * gen[k] for k in gen)
     opt.zero_grad(set_to_none=True)
     total.backward()

@@ -316,7 +316,7 @@ def test_training_steps_lower_the_loss(arch, bf16):
     for _ in range(150):
         pred, logits = run_model(model, torch.zeros_like(x), torch.full((8,), 999), c, bf16)
         assert pred.dtype == logits.dtype == torch.float32
-        parts = losses(pred, logits, gt, contacts, valid, focal, size, norm, body.rest_joints)
+        parts = losses(pred, logits, gt, contacts, valid.float(), focal, size, norm, body.rest_joints)
         total = sum(weights[k] * parts[k] for k in parts)
         opt.zero_grad()
         total.backward()

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from clients.cli import main
 from engine.body import SMPL_JOINT_NAMES, load_default_body
@@ -117,12 +118,17 @@ def test_unknown_model_is_a_clear_error(capsys):
 @pytest.mark.slow
 def test_eval_identity_baseline_end_to_end(tmp_path, capsys):
     """`genmo-live eval --model identity-baseline` on the real test split, building the dataset
-    cache first (as on a fresh clone), and the JSON report it writes."""
+    cache first (as on a fresh clone), on the torch threads asked for, and the JSON report it writes."""
     if not MOCAP.is_dir():
         pytest.skip("no ../shared/data/mocap here")
     out = tmp_path / "report.json"
-    code = main(["eval", "--model", "identity-baseline", "--split", "test", "--seed", "0",
-                 "--report", str(out), "--data.cache_dir", str(tmp_path / "cache")])
+    threads = torch.get_num_threads()
+    try:
+        code = main(["eval", "--model", "identity-baseline", "--split", "test", "--seed", "0", "--threads", "1",
+                     "--report", str(out), "--data.cache_dir", str(tmp_path / "cache")])
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
     assert code == 0
     printed = capsys.readouterr().out
     assert "mpjpe_mm" in printed and "occluded" in printed
