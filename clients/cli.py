@@ -379,6 +379,12 @@ def cmd_train(args, cfg) -> int:
     from engine.model import ModelConfig
     from engine.train import CheckpointError, TrainConfig, train
 
+    sizes = {k: getattr(args, k) for k in ("width", "layers", "heads", "mlp") if getattr(args, k) is not None}
+    deepen_to = None
+    if args.start_from:
+        if sizes.keys() - {"layers"} or (sizes and args.model == "per-frame"):
+            raise ConfigError("train --from keeps the checkpoint's sizes; only a denoiser's --layers can grow")
+        deepen_to = sizes.pop("layers", None)
     body = load_body(cfg.body)
     cache = resolve_path(cfg.data.cache_dir)
     _ensure_cache(resolve_path(cfg.data.mocap_dir), cache, body, resolve_path(cfg.data.cmu_index))
@@ -390,7 +396,6 @@ def cmd_train(args, cfg) -> int:
                      clip_caption_share=args.clip_caption_share, text_drop_observations=args.text_drop_observations,
                      mix_share=args.mix_share, precision=args.precision, tail_frames=args.tail_frames,
                      tail_weight=args.tail_weight)
-    sizes = {k: getattr(args, k) for k in ("width", "layers", "heads", "mlp") if getattr(args, k) is not None}
     if args.model == "per-frame":
         if sizes.keys() - {"width", "layers"}:
             raise ConfigError("--heads and --mlp size the denoiser; the per-frame lifter takes --width and --layers")
@@ -404,7 +409,8 @@ def cmd_train(args, cfg) -> int:
           f"({sum(len(c.pose) for c in clips) / 1800:.1f} min) for {tc.steps} steps of {tc.batch} windows "
           f"on {device}; checkpoints in {out}")
     try:
-        path = train(clips, body, out, tc, mc, device=device, resume=args.resume, start_from=args.start_from)
+        path = train(clips, body, out, tc, mc, device=device, resume=args.resume, start_from=args.start_from,
+                     deepen_to=deepen_to)
     except CheckpointError as e:
         raise ConfigError(f"train --from: {e}") from None
     print(f"wrote {path}")
@@ -635,7 +641,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--warmup", type=int, default=200, help="steps of linear warm-up of the learning rate")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--width", type=int, help="default 256; per-frame: 1024")
-    tr.add_argument("--layers", type=int, help="default 6; per-frame: 4")
+    tr.add_argument("--layers", type=int, help="default 6; per-frame: 4; with --from, more than the "
+                                               "checkpoint's deepens it (new layers start as the identity)")
     tr.add_argument("--heads", type=int, help="default 4 (denoiser only)")
     tr.add_argument("--mlp", type=int, help="default 1024 (denoiser only)")
     tr.add_argument("--threads", type=int, default=2, help="torch CPU threads")

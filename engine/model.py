@@ -12,7 +12,7 @@ Two heads: the clean motion x0 (engine.motion, normalised) and contact logits.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -191,3 +191,25 @@ class Denoiser(nn.Module):
 
     def config_dict(self) -> dict:
         return asdict(self.cfg)
+
+
+def deepen(model: Denoiser, layers: int) -> Denoiser:
+    """A copy of `model` with `layers` blocks: its own blocks, in order and spread evenly, and new
+    ones between them. New blocks start with zero gates (the identity), so the deeper model computes
+    exactly what `model` does until training moves them: more capacity without starting over."""
+    old = model.cfg.layers
+    if layers < old:
+        raise ValueError(f"cannot deepen a {old}-layer model to {layers} layers")
+    deeper = Denoiser(replace(model.cfg, layers=layers)).to(next(model.parameters()).device)
+    slots = [i * layers // old for i in range(old)]  # where the old blocks go; 4 -> 6: 0 1 3 4
+    state = {}
+    for key, value in model.state_dict().items():
+        kind, _, rest = key.partition(".")
+        if kind in ("blocks", "text_blocks"):
+            index, _, name = rest.partition(".")
+            key = f"{kind}.{slots[int(index)]}.{name}"
+        state[key] = value
+    fresh = deeper.state_dict()
+    fresh.update(state)
+    deeper.load_state_dict(fresh)
+    return deeper

@@ -50,7 +50,7 @@ from engine.device import resolve_precision
 from engine.diffusion import NUM_STEPS, cosine_alpha_bar, q_sample
 from engine.lifter import LifterConfig, PerFrameLifter
 from engine.mirror import MIRROR_CONTACTS, MIRROR_JOINTS
-from engine.model import Conditions, Denoiser, ModelConfig
+from engine.model import Conditions, Denoiser, ModelConfig, deepen
 from engine.motion import VELOCITY, Normalizer, camera_joints, decode, encode, integrate
 from engine.observations import NoiseModel, observe_clip
 from engine.retarget import contact_labels, resample
@@ -453,15 +453,18 @@ def load_model(path: Path | str, device="cpu") -> tuple[Denoiser | PerFrameLifte
 
 
 def train(clips: list[Clip], body: Body, out_dir: Path, cfg: TrainConfig, model_cfg: ModelConfig | LifterConfig,
-          device: str = "cpu", resume: bool = False, start_from: Path | str | None = None) -> Path:
+          device: str = "cpu", resume: bool = False, start_from: Path | str | None = None,
+          deepen_to: int | None = None) -> Path:
     """Train (or resume) the model of `model_cfg`'s kind (its sizes the checkpoint's, on resume) and
     return the checkpoint path.
 
     `start_from`: a checkpoint or exported weights (assets/genmo_live.pt) to fine-tune: its model,
     normaliser and step, and its optimiser state where it has one (exports have none: a fresh
     AdamW), with a warm-up and cosine schedule of its own from that step to `cfg.steps`. It must
-    hold `model_cfg`'s kind of model. With `resume`, <out>/last.pt wins once it exists, so the same
-    command restarts a fine-tune where it stopped."""
+    hold `model_cfg`'s kind of model. `deepen_to`: a denoiser from `start_from` gets this many
+    layers (engine.model.deepen: the new ones start as the identity) and a fresh AdamW. With
+    `resume`, <out>/last.pt wins once it exists, so the same command restarts a fine-tune where it
+    stopped."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     noise = NoiseModel.load()
@@ -486,14 +489,21 @@ def train(clips: list[Clip], body: Body, out_dir: Path, cfg: TrainConfig, model_
         model, norm, ck = _read_checkpoint(source, device)
         if not isinstance(model, cls):
             raise CheckpointError(f"{source} holds a {ck.get('arch', 'denoiser')} model, not the one asked for")
+        grow = deepen_to is not None and not resuming and deepen_to != model.cfg.layers
+        if grow:
+            if not isinstance(model, Denoiser) or deepen_to < model.cfg.layers:
+                raise CheckpointError(f"only a denoiser can be deepened, and only to more than its "
+                                      f"{model.cfg.layers} layers")
+            model = deepen(model, deepen_to)
+            log.info("deepened to %d layers; the new ones start as the identity", deepen_to)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        fresh = not ck.get("optimizer")
+        fresh = grow or not ck.get("optimizer")
         if not fresh:
             opt.load_state_dict(ck["optimizer"])
         step = ck["step"]
         cfg = replace(cfg, schedule_start=ck["train_config"].get("schedule_start", 0) if resuming else step)
         log.info("%s from %s at step %d%s", "resumed" if resuming else "starting", source, step,
-                 " (it holds no optimiser state: a fresh one)" if fresh else "")
+                 " with a fresh optimiser" if fresh else "")
         prepared = observe(step // cfg.refresh)
     else:
         model = cls(model_cfg).to(device)

@@ -49,6 +49,11 @@ def test_run_refuses_bad_addresses_and_unguarded_servers_before_starting(flags, 
     assert out.returncode == 2 and message in out.stderr
 
 
+def test_train_from_weights_refuses_new_sizes_other_than_more_layers():
+    out = run_cli("train", "--from", "assets/genmo_live.pt", "--width", "256")
+    assert out.returncode == 2 and "train --from keeps the checkpoint's sizes" in out.stderr
+
+
 def test_bench_kinematics_runs_with_baseline():
     out = run_cli("bench", "kinematics", "--repeats", "2", "--json")
     assert out.returncode == 0, out.stderr

@@ -379,6 +379,44 @@ def test_train_fine_tunes_from_exported_weights_and_restarts_with_resume(tmp_pat
     assert load_model(tuned)[2]["step"] == 8
 
 
+def test_deepen_keeps_the_function_and_the_old_blocks_in_order():
+    from engine.model import deepen
+
+    torch.manual_seed(0)
+    model = gated(Denoiser(ModelConfig(width=32, layers=4, heads=2, mlp=64))).eval()
+    deeper = deepen(model, 6).eval()
+    assert deeper.cfg.layers == 6 and len(deeper.blocks) == len(deeper.text_blocks) == 6
+    for old, new in zip(range(4), (0, 1, 3, 4)):
+        assert torch.equal(model.blocks[old].qkv.weight, deeper.blocks[new].qkv.weight)
+        assert torch.equal(model.text_blocks[old].gate1, deeper.text_blocks[new].gate1)
+    assert not deeper.blocks[2].gate1.any() and not deeper.blocks[5].gate2.any()
+    x, c = torch.randn(2, 10, MOTION_DIM), conditions(B=2, L=10, text=True, frames=torch.ones(2, 1, 10, dtype=torch.bool))
+    with torch.no_grad():
+        assert torch.allclose(model(x, torch.tensor([999, 10]), c)[0], deeper(x, torch.tensor([999, 10]), c)[0],
+                              atol=1e-5)
+    with pytest.raises(ValueError, match="deepen"):
+        deepen(model, 3)
+
+
+@pytest.mark.slow
+def test_train_from_weights_deepens_them_and_resumes_at_the_new_depth(tmp_path):
+    from engine.train import CheckpointError, TrainConfig, export_weights, load_model, train
+
+    body = load_default_body()
+    cfg = TrainConfig(steps=2, batch=2, window=30, refresh=3, warmup=1, log_every=1, save_every=1)
+    mcfg = ModelConfig(width=32, layers=1, heads=2, mlp=64)
+    weights = export_weights(train(toy_clips(2), body, tmp_path / "base", cfg, mcfg), tmp_path / "w.pt")
+    cfg.steps = 3
+    with pytest.raises(CheckpointError, match="more than its 1 layers"):
+        train(toy_clips(2), body, tmp_path / "shallow", cfg, mcfg, start_from=weights, deepen_to=0)
+    deep = train(toy_clips(2), body, tmp_path / "deep", cfg, mcfg, resume=True, start_from=weights, deepen_to=3)
+    model, _, meta = load_model(deep)
+    assert model.cfg.layers == 3 and meta["step"] == 3
+    cfg.steps = 4  # the same command again resumes the deepened checkpoint, its optimiser and all
+    train(toy_clips(2), body, tmp_path / "deep", cfg, mcfg, resume=True, start_from=weights, deepen_to=3)
+    assert load_model(deep)[0].cfg.layers == 3 and load_model(deep)[2]["step"] == 4
+
+
 def test_exported_weights_are_half_the_size_and_predict_the_same(tmp_path):
     from engine.train import TrainConfig, export_weights, load_model, save_checkpoint
 
