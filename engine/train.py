@@ -483,6 +483,7 @@ def train(clips: list[Clip], body: Body, out_dir: Path, cfg: TrainConfig, model_
     cls = next(cls for cls, config in ARCHS.values() if isinstance(model_cfg, config))
     resuming = resume and ckpt.exists()
     source = ckpt if resuming else start_from
+    grow = False
     if source is not None:
         if not Path(source).is_file():
             raise CheckpointError(f"no checkpoint at {source}")
@@ -515,7 +516,7 @@ def train(clips: list[Clip], body: Body, out_dir: Path, cfg: TrainConfig, model_
         norm = fit_normalizer(prepared + [p for r in (10**6, 10**6 + 1) for p in observe(r)]).to(device)
     denoiser = isinstance(model, Denoiser)  # the lifter reads no text
     log.info("model: %d wide, %d layers, %.1f M parameters%s", model.cfg.width, model.cfg.layers,
-             sum(p.numel() for p in model.parameters()) / 1e6, " (the checkpoint's sizes)" if source else "")
+             sum(p.numel() for p in model.parameters()) / 1e6, " (the checkpoint's sizes)" if source and not grow else "")
     rendered = []
     if cfg.rendered:
         from engine.rendered import load_job
