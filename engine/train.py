@@ -492,10 +492,12 @@ def train(clips: list[Clip], body: Body, out_dir: Path, cfg: TrainConfig, model_
             raise CheckpointError(f"{source} holds a {ck.get('arch', 'denoiser')} model, not the one asked for")
         grow = deepen_to is not None and not resuming and deepen_to != model.cfg.layers
         if grow:
-            if not isinstance(model, Denoiser) or deepen_to < model.cfg.layers:
-                raise CheckpointError(f"only a denoiser can be deepened, and only to more than its "
-                                      f"{model.cfg.layers} layers")
-            model = deepen(model, deepen_to)
+            if not isinstance(model, Denoiser):
+                raise CheckpointError("only a denoiser can be deepened")
+            try:
+                model = deepen(model, deepen_to)
+            except ValueError as e:
+                raise CheckpointError(str(e)) from None
             log.info("deepened to %d layers; the new ones start as the identity", deepen_to)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         fresh = grow or not ck.get("optimizer")

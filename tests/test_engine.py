@@ -407,7 +407,7 @@ def test_train_from_weights_deepens_them_and_resumes_at_the_new_depth(tmp_path):
     mcfg = ModelConfig(width=32, layers=1, heads=2, mlp=64)
     weights = export_weights(train(toy_clips(2), body, tmp_path / "base", cfg, mcfg), tmp_path / "w.pt")
     cfg.steps = 3
-    with pytest.raises(CheckpointError, match="more than its 1 layers"):
+    with pytest.raises(CheckpointError, match="cannot deepen a 1-layer model to 0 layers"):
         train(toy_clips(2), body, tmp_path / "shallow", cfg, mcfg, start_from=weights, deepen_to=0)
     deep = train(toy_clips(2), body, tmp_path / "deep", cfg, mcfg, resume=True, start_from=weights, deepen_to=3)
     model, _, meta = load_model(deep)
