@@ -197,6 +197,8 @@ def deepen(model: Denoiser, layers: int) -> Denoiser:
     """A copy of `model` with `layers` blocks: its own blocks, in order and spread evenly, and new
     ones between them. New blocks start with zero gates (the identity), so the deeper model computes
     exactly what `model` does until training moves them: more capacity without starting over."""
+    if not isinstance(model, Denoiser):
+        raise ValueError(f"only a denoiser can be deepened, not a {type(model).__name__}")
     old = model.cfg.layers
     if layers < old:
         raise ValueError(f"cannot deepen a {old}-layer model to {layers} layers")

@@ -492,8 +492,6 @@ def train(clips: list[Clip], body: Body, out_dir: Path, cfg: TrainConfig, model_
             raise CheckpointError(f"{source} holds a {ck.get('arch', 'denoiser')} model, not the one asked for")
         grow = deepen_to is not None and not resuming and deepen_to != model.cfg.layers
         if grow:
-            if not isinstance(model, Denoiser):
-                raise CheckpointError("only a denoiser can be deepened")
             try:
                 model = deepen(model, deepen_to)
             except ValueError as e:

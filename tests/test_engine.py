@@ -380,6 +380,7 @@ def test_train_fine_tunes_from_exported_weights_and_restarts_with_resume(tmp_pat
 
 
 def test_deepen_keeps_the_function_and_the_old_blocks_in_order():
+    from engine.lifter import LifterConfig, PerFrameLifter
     from engine.model import deepen
 
     torch.manual_seed(0)
@@ -396,6 +397,8 @@ def test_deepen_keeps_the_function_and_the_old_blocks_in_order():
                               atol=1e-5)
     with pytest.raises(ValueError, match="deepen"):
         deepen(model, 3)
+    with pytest.raises(ValueError, match="only a denoiser can be deepened"):
+        deepen(PerFrameLifter(LifterConfig(width=32, layers=2)), 3)
 
 
 @pytest.mark.slow
@@ -414,7 +417,8 @@ def test_train_from_weights_deepens_them_and_resumes_at_the_new_depth(tmp_path):
     assert model.cfg.layers == 3 and meta["step"] == 3
     cfg.steps = 4  # the same command again resumes the deepened checkpoint, its optimiser and all
     train(toy_clips(2), body, tmp_path / "deep", cfg, mcfg, resume=True, start_from=weights, deepen_to=3)
-    assert load_model(deep)[0].cfg.layers == 3 and load_model(deep)[2]["step"] == 4
+    model, _, meta = load_model(deep)
+    assert model.cfg.layers == 3 and meta["step"] == 4
 
 
 def test_exported_weights_are_half_the_size_and_predict_the_same(tmp_path):
