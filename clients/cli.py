@@ -314,6 +314,10 @@ def cmd_eval(args, cfg) -> int:
     if model not in baselines and not Path(model).is_file():
         raise ConfigError(f"--model {model}: no such file and no such baseline; "
                           f"baselines: {', '.join(baselines)}, per-frame")
+    if args.obs == "rendered" and args.fps != 30.0:
+        raise ConfigError("--fps resamples the synthetic test set; the rendered set is at 30 fps")
+    if not 1.0 <= args.fps <= 240.0:
+        raise ConfigError(f"--fps {args.fps}: give a camera's frame rate, 1 to 240")
     if model == "mediapipe-ik" and args.obs != "rendered":
         raise ConfigError("--model mediapipe-ik reads MediaPipe's own 3D landmarks: evaluate it with --obs rendered")
     if args.threads:
@@ -335,9 +339,9 @@ def cmd_eval(args, cfg) -> int:
         out = _render(args, cfg, _render_body(cfg), cache, split, clips)
         items = rendered_test_set(load_rendered_set(out, clips, args.cameras), clips)
     else:
-        items = build_test_set(clips, body, args.seed)
+        items = build_test_set(clips, body, args.seed, fps=args.fps)
     print(f"evaluating {model} on {len(items)} {args.obs} {split} sequences "
-          f"({sum(it.obs.num_frames for it in items)} frames), seed {args.seed}")
+          f"({sum(it.obs.num_frames for it in items)} frames at {args.fps:g} fps), seed {args.seed}")
     device = str(select_device(cfg.device))
     mirror = args.mirror_average or cfg.engine.mirror_average
     engine = dataclasses.replace(cfg.engine, steps=args.ddim_steps, mirror_average=mirror)
@@ -351,7 +355,8 @@ def cmd_eval(args, cfg) -> int:
     else:
         predictor = model_predictor(model, body, steps=args.ddim_steps, device=device, mirror_average=mirror)
     report = evaluate(predictor, items)
-    report = {"model": model, "split": split, "seed": args.seed, "obs": args.obs, "ddim_steps": args.ddim_steps,
+    report = {"model": model, "split": split, "seed": args.seed, "obs": args.obs, "fps": args.fps,
+              "ddim_steps": args.ddim_steps,
               "live": bool(args.live), "mirror_average": mirror,
               **({"engine": dataclasses.asdict(engine)} if args.live else {}), "data": str(cache), **report}
     _print_and_save(format_report(report), report, args.report)
@@ -519,7 +524,7 @@ def cmd_run(args, cfg) -> int:
     def make_outputs(live_engine, control):
         from clients.outputs import build_outputs
 
-        return build_outputs(cfg, control, live_engine.body, live_engine.fps)
+        return build_outputs(cfg, control, live_engine.body, live_engine.rate)
 
     def stop_on_term(signum, frame):
         # A service manager's stop: end as on Ctrl-C, report and flush. `timeout make run` delivers
@@ -620,6 +625,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a trained denoiser as the product streams it: the live engine with the engine "
                          "settings (--engine.lag N, ...) fed one frame at a time (each pose from past frames "
                          "only, and N newer ones), not one pass over each whole clip")
+    ev.add_argument("--fps", type=float, default=30.0,
+                    help="synthetic observations: the camera's frame rate (each test clip resampled to it); "
+                         "the live engine is told it, as a source's own rate is")
     ev.add_argument("--mirror-average", action="store_true",
                     help="trained models: average each pass with the pass over the mirror image (twice the "
                          "work; the same as --engine.mirror_average true)")

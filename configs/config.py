@@ -70,6 +70,9 @@ class EngineConfig:
     generation_after: int = setting(0, "frames the body must be missing before generation takes over "
                                        "(shorter gaps are filled by estimation)", min=0, max=30)
     blend_s: float = setting(0.5, "cross-fade from generated back to estimated motion, seconds", min=0.0, max=5.0)
+    match_fps: bool = setting(True, "a source slower than the 30 fps the model knows (a 15 or 20 fps webcam): "
+                                    "interpolate frames between its frames so motion runs at the speed it has "
+                                    "in training")
     min_body_landmarks: int = setting(4, "fewer of MediaPipe's 12 body landmarks than this = body missing",
                                       min=1, max=12)
     smooth_min_cutoff: float = setting(1.0, "One-Euro filter on the emitted motion: cutoff when still, Hz "

@@ -36,6 +36,7 @@ from engine import metrics
 from engine.body import Body
 from engine.dataset import Clip
 from engine.observations import NoiseModel, Observation, observe_clip
+from engine.retarget import change_speed
 
 FPS = 30.0
 METRICS = ("mpjpe_mm", "pa_mpjpe_mm", "w_mpjpe100_mm", "wa_mpjpe100_mm", "rte_pct",
@@ -50,13 +51,14 @@ class TestItem:
     """One test clip: ground truth on our body and what the webcam saw of it.
 
     joints: (T, 24, 3) world metres. foot_contact: (T, 4) bool for metrics.FOOT_JOINTS.
-    caption: the clip's text or None."""
+    caption: the clip's text or None. fps: its frame rate (the camera's)."""
 
     clip: str
     joints: np.ndarray
     foot_contact: np.ndarray
     caption: str | None
     obs: Observation
+    fps: float = FPS
 
     @property
     def root(self) -> np.ndarray:
@@ -75,15 +77,19 @@ class Prediction:
 Predictor = Callable[[TestItem], Prediction]
 
 
-def build_test_set(clips: list[Clip], body: Body, seed: int, noise: NoiseModel | None = None) -> list[TestItem]:
-    """The fixed synthetic test set of `clips` (engine.dataset.Clip, 30 fps) for one seed."""
+def build_test_set(clips: list[Clip], body: Body, seed: int, noise: NoiseModel | None = None,
+                   fps: float = FPS) -> list[TestItem]:
+    """The fixed synthetic test set of `clips` (engine.dataset.Clip, 30 fps) for one seed, seen by
+    a camera running at `fps` (each clip resampled to it; the detector's noise is drawn per frame
+    as at 30 fps)."""
     noise = noise or NoiseModel.load()
     items = []
     for c in tqdm(clips, desc="test set", unit="clip", leave=False):
-        joints, world_rot = body.pose_arrays(c.pose, c.root)
+        pose, root, contacts = change_speed(c.pose, c.root, c.contacts, FPS / fps)
+        joints, world_rot = body.pose_arrays(pose, root)
         obs = observe_clip(c.clip, joints, world_rot, seed, noise, body.stature)
-        items.append(TestItem(clip=c.clip, joints=joints, foot_contact=c.contacts[:, :4], caption=c.caption,
-                              obs=obs))
+        items.append(TestItem(clip=c.clip, joints=joints, foot_contact=contacts[:, :4], caption=c.caption,
+                              obs=obs, fps=fps))
     return items
 
 
@@ -161,8 +167,8 @@ def model_predictor(path: Path | str, body: Body, steps: int = 1, device: str = 
 def live_predictor(path: Path | str, body: Body, engine=None, device: str = "cpu") -> Predictor:
     """A trained denoiser as the product streams it: engine.runtime.LiveEngine with the `engine`
     settings (configs.config.EngineConfig; default: the defaults, lag 0, foot lock, generation
-    with the default prompt where the body is missing) fed the test clip one frame at a time,
-    each pose from the frames before it (and `lag` after it) only."""
+    with the default prompt where the body is missing) fed the test clip one frame at a time at
+    its frame rate, each pose from the frames before it (and `lag` after it) only."""
     from configs.config import EngineConfig
     from engine.runtime import LiveEngine
     from engine.text import TextEncoder
@@ -175,10 +181,10 @@ def live_predictor(path: Path | str, body: Body, engine=None, device: str = "cpu
 
     def predict(item: TestItem) -> Prediction:
         cam = item.obs.camera
-        live = LiveEngine(model, norm, body, settings, text_encoder=text, fps=FPS)
+        live = LiveEngine(model, norm, body, settings, text_encoder=text, fps=item.fps)
         frames = []
         for i in range(item.obs.num_frames):
-            packet = LandmarkPacket(i, i / FPS, cam.width, cam.height, item.obs.keypoints[i], item.obs.visibility[i])
+            packet = LandmarkPacket(i, i / item.fps, cam.width, cam.height, item.obs.keypoints[i], item.obs.visibility[i])
             frames += live.push([packet])
         frames += live.flush()
         return Prediction(joints_cam=np.stack([f.joints_cam for f in frames]),
@@ -201,9 +207,9 @@ def clip_metrics(pred: Prediction, item: TestItem, gt_cam: np.ndarray, mask: np.
         "w_mpjpe100_mm": metrics.w_mpjpe_mm(pred.joints_world, gt_w, 100, mask),
         "wa_mpjpe100_mm": metrics.wa_mpjpe_mm(pred.joints_world, gt_w, 100, mask),
         "rte_pct": metrics.rte_pct(pred.joints_world[:, 0], gt_w[:, 0], mask),
-        "accel_err_mm_s2": metrics.accel_err_mm_s2(pred.joints_cam, gt_cam, FPS, mask),
-        "jitter_mm_s3": metrics.jitter_mm_s3(pred.joints_world, FPS, mask),
-        "foot_skate_mm": metrics.foot_skate_mm(pred.joints_world, item.foot_contact, FPS, mask=mask),
+        "accel_err_mm_s2": metrics.accel_err_mm_s2(pred.joints_cam, gt_cam, item.fps, mask),
+        "jitter_mm_s3": metrics.jitter_mm_s3(pred.joints_world, item.fps, mask),
+        "foot_skate_mm": metrics.foot_skate_mm(pred.joints_world, item.foot_contact, item.fps, mask=mask),
         "edge_jump_mm": metrics.edge_jump_mm(pred.joints_world, gt_w, mask),
     }
 

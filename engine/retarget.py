@@ -117,6 +117,17 @@ def resample(positions, rotations, src_fps, fps=TARGET_FPS):
     return pos, rot
 
 
+def change_speed(pose: np.ndarray, root: np.ndarray, contacts: np.ndarray, factor: float):
+    """The clip played `factor` times as fast (slerp / linear resampling, TARGET_FPS kept):
+    a clip sampled at TARGET_FPS / factor frames a second."""
+    if abs(factor - 1.0) < 1e-3 or len(pose) < 2:
+        return pose, root, contacts
+    positions, rot = resample(root[:, None].astype(np.float64), axis_angle_to_matrix(pose.astype(np.float64)),
+                              TARGET_FPS * factor, TARGET_FPS)
+    index = np.minimum(np.round(np.arange(len(rot)) * factor).astype(int), len(contacts) - 1)
+    return (matrix_to_axis_angle(rot).astype(np.float32), positions[:, 0].astype(np.float32), contacts[index])
+
+
 def _leg_length(rest, hip, knee, ankle):
     return np.linalg.norm(rest[knee] - rest[hip]) + np.linalg.norm(rest[ankle] - rest[knee])
 

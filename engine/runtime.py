@@ -18,6 +18,15 @@ re-planned when used up; a plan's new frames are turned to the emitted heading a
 the emitted frames. When the person returns the output cross-fades back to estimation over
 `blend_s` seconds (*blended* frames, eased out), rotations on SO(3) (engine.motion.shift_rows).
 
+Frame rate. The model knows motion at TRAINED_FPS; a slower source (a 15 or 20 fps webcam, most
+video files) would look 1.5-2x as fast to it. So each input frame becomes `substeps` model frames
+(round(TRAINED_FPS / fps), at least 1; `match_fps`): the ones before it interpolated from the
+landmarks of the frame before, the last its own. `fps` is the source's own rate; a source that
+tells none (WebRTC) is timed by its packets' capture times. Every model frame is in the window
+and in the trajectory; only the input frames are emitted, one pose each. Counts told in frames
+(`lag`, `generation_after`) are input frames; the window, the generated horizon and its smoothing
+are model frames.
+
 Smoothing. Each emitted frame's motion row goes through a One-Euro filter (engine.filters;
 `smooth_min_cutoff`, `smooth_beta`): a one-pass estimate sees its newest frame at the window's
 edge, with no future, and wobbles; the filter steadies a still pose and lets fast motion through.
@@ -62,17 +71,23 @@ FLOOR_RATE = 0.2               # share of the planted feet's height error correc
 # wobble of a planted foot (most of the jitter of a seated person: bench/README.md); a share of it
 # follows smoothly and still ends with the foot where it was planted.
 LOCK_RATE = 0.3
+TRAINED_FPS = 30.0             # the frame rate of the training data: the model's idea of time
+RATE_WINDOW = 30               # capture intervals the rate of a source that tells none is taken over
 
 
 @dataclass
 class _Slot:
-    """One arrived frame: its packet, conditions, whether the body is missing, and (once
-    emitted) the normalised motion row that was emitted for it."""
+    """One model frame: its packet (an input frame's, or one interpolated between two), conditions,
+    how many body landmarks are present, its time (seconds), how many model frames it is on from
+    the input frame before it (`span`; 0 for an interpolated frame, which is never emitted), and
+    (once emitted) its normalised motion row."""
 
     seq: int
     packet: LandmarkPacket
     cond: dict
     body_seen: int
+    t: float
+    span: int = 1
     x: torch.Tensor | None = None
 
 
@@ -88,12 +103,11 @@ class _Track:
     def has(self, seq: int) -> bool:
         return 0 <= seq - self.first < len(self.x)
 
-    def rows(self, seq: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(x of frame seq - 1, x of frame seq, contact logits of frame seq); the previous row is
-        the frame itself when the track starts at seq, and past its end the track holds its last
-        two rows."""
+    def rows(self, seq: int, span: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x of frames seq - span .. seq, (span + 1, D); contact logits of frame seq). Before the
+        track's start the rows are its first, and past its end the track holds its last rows."""
         i = min(seq - self.first, len(self.x) - 1)
-        return self.x[max(i - 1, 0)], self.x[i], self.logits[i]
+        return self.x[[max(i - d, 0) for d in range(span, -1, -1)]], self.logits[i]
 
 
 def smooth_in_time(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -104,6 +118,20 @@ def smooth_in_time(x: torch.Tensor, sigma: float) -> torch.Tensor:
     k = torch.exp(-0.5 * (torch.arange(-r, r + 1, device=x.device, dtype=x.dtype) / sigma) ** 2)
     padded = torch.cat([x[:1].expand(r, -1), x, x[-1:].expand(r, -1)])
     return torch.nn.functional.conv1d(padded.T[:, None], (k / k.sum())[None, None])[:, 0].T
+
+
+def between(a: LandmarkPacket, b: LandmarkPacket, w: float) -> LandmarkPacket:
+    """The packet `w` (0..1) of the way from frame a to frame b: landmarks moved linearly, each as
+    visible as the less visible of its two (NaN, not seen, where either frame lacks it)."""
+    return LandmarkPacket(b.frame_id, a.t_capture + w * (b.t_capture - a.t_capture), b.width, b.height,
+                          ((1 - w) * a.keypoints + w * b.keypoints).astype(np.float32),
+                          np.minimum(a.visibility, b.visibility))
+
+
+def substeps_for(fps: float) -> int:
+    """Model frames per input frame for a source at `fps`: the whole number that brings its rate
+    nearest TRAINED_FPS (15 and 20 fps -> 2, 24 and above -> 1)."""
+    return max(1, round(TRAINED_FPS / fps))
 
 
 def packet_conditions(p: LandmarkPacket) -> dict[str, np.ndarray]:
@@ -126,12 +154,14 @@ class LiveEngine:
         self.alpha_bar = cosine_alpha_bar().to(self.device)
         self.window = model.cfg.window
         self.steps, self.lag, self.prompt = cfg.steps, cfg.lag, cfg.prompt
-        self.fps = fps or 30.0
+        self.fps = fps                # the source's rate; None: measured from the packets
+        self._intervals: deque[float] = deque(maxlen=RATE_WINDOW)
         self._text_encoder = text_encoder
         self._text_failed = False
         self._gen = torch.Generator(device="cpu").manual_seed(seed)
         self._slots: deque[_Slot] = deque()
         self._seq = 0
+        self._clock = 0.0            # model time of the newest slot, seconds
         self._pending: deque[_Slot] = deque()
         self._estimate: _Track | None = None
         self._plan: _Track | None = None
@@ -143,6 +173,16 @@ class LiveEngine:
         self._locks: dict[int, np.ndarray] = {}
         self._recenter = False
         self._smooth_state = None
+
+    @property
+    def rate(self) -> float:
+        """Input frames per second: the source's own, else the median of its last packets' capture
+        intervals (once there are RATE_WINDOW // 3 of them), else TRAINED_FPS."""
+        if self.fps:
+            return self.fps
+        if len(self._intervals) >= RATE_WINDOW // 3:
+            return 1.0 / float(np.median(self._intervals))
+        return TRAINED_FPS
 
     # Control (the WebSocket's messages and the CLI call these).
     def set_prompt(self, prompt: str | None) -> None:
@@ -170,18 +210,33 @@ class LiveEngine:
     def push(self, packets: list[LandmarkPacket]) -> list[PoseFrame]:
         """Add frames (oldest first); return the poses now due, oldest first."""
         for p in packets:
-            cond = packet_conditions(p)
-            slot = _Slot(self._seq, p, cond, int(cond["visible"][list(BODY_LANDMARKS)].sum()))
-            self._seq += 1
-            self._slots.append(slot)
-            self._pending.append(slot)
+            last = self._slots[-1].packet if self._slots else None
+            if last is not None and 0 < p.t_capture - last.t_capture < 1:
+                self._intervals.append(p.t_capture - last.t_capture)
+            k = self._substeps()
+            span = k if last is not None else 1
+            for j in range(1, span):
+                self._add_slot(between(last, p, j / span), span=0, dt=1.0 / (k * self.rate))
+            self._pending.append(self._add_slot(p, span=span, dt=1.0 / (k * self.rate)))
         # Kept: the window, the frames waiting for their lag, and a window of emitted history.
-        while len(self._slots) > 2 * self.window + self.lag:
+        while len(self._slots) > 2 * self.window + self.lag * self._substeps():
             self._slots.popleft()
         due = []
         while len(self._pending) > self.lag:
             due.append(self._pending.popleft())
         return self._emit(due)
+
+    def _substeps(self) -> int:
+        return substeps_for(self.rate) if self.cfg.match_fps else 1
+
+    def _add_slot(self, p: LandmarkPacket, span: int, dt: float) -> _Slot:
+        cond = packet_conditions(p)
+        if self._slots:
+            self._clock += dt
+        slot = _Slot(self._seq, p, cond, int(cond["visible"][list(BODY_LANDMARKS)].sum()), self._clock, span)
+        self._seq += 1
+        self._slots.append(slot)
+        return slot
 
     def flush(self) -> list[PoseFrame]:
         """The poses still held back by the lag, oldest first: the stream has ended, no newer
@@ -202,31 +257,39 @@ class LiveEngine:
         for slot, (src, weight) in zip(due, sources):
             if src == "estimated":
                 self._plan = None
-                prev, cur, logits = self._estimate.rows(slot.seq)
+                rows, logits = self._estimate.rows(slot.seq, slot.span)
             else:
                 # A blend fades out of the plan it has (held at its end), it does not plan anew.
                 if self._plan is None or (src == "generated" and not self._plan.has(slot.seq)):
-                    self._plan = self._run_generation(slot.seq)
-                prev, cur, logits = self._plan.rows(slot.seq)
+                    self._plan = self._run_generation(slot.seq - max(slot.span - 1, 0))
+                rows, logits = self._plan.rows(slot.seq, slot.span)
                 if src == "blended":
-                    e_prev, e_cur, e_logits = self._estimate.rows(slot.seq)
-                    prev, cur = self._toward(prev, e_prev, weight), self._toward(cur, e_cur, weight)
+                    e_rows, e_logits = self._estimate.rows(slot.seq, slot.span)
+                    rows = self._toward(rows, e_rows, weight)
                     logits = torch.lerp(logits, e_logits, weight)
-            cur = self._smooth(cur, slot.seq)
+            # The frames interpolated before this one keep their rows as history for generation.
+            for i, s in enumerate(self._since_last(slot)):
+                s.x = rows[i + 1]
+            cur = self._smooth(rows[-1], slot.t)
             slot.x = cur
-            out.append(self._pose_frame(slot, prev, cur, logits, src))
+            out.append(self._pose_frame(slot, rows, cur, logits, src))
         return out
+
+    def _since_last(self, slot: _Slot) -> list[_Slot]:
+        """The interpolated slots between `slot` and the input frame before it, oldest first."""
+        i = slot.seq - self._slots[0].seq
+        return [self._slots[j] for j in range(max(i - slot.span + 1, 0), i)]
 
     def _toward(self, row: torch.Tensor, target: torch.Tensor, weight: float) -> torch.Tensor:
         """A normalised motion row moved `weight` of the way to `target` (engine.motion.shift_rows)."""
         raw = self.norm.inverse(row)
         return self.norm(shift_rows(raw, raw, self.norm.inverse(target), weight))
 
-    def _smooth(self, row: torch.Tensor, seq: int) -> torch.Tensor:
-        """The One-Euro filtered (144,) normalised motion row of arrival `seq`."""
+    def _smooth(self, row: torch.Tensor, t: float) -> torch.Tensor:
+        """The One-Euro filtered (144,) normalised motion row of the frame at time `t` (seconds)."""
         if self.cfg.smooth_min_cutoff <= 0:
             return row
-        x, self._smooth_state = one_euro_step(row.double().cpu().numpy(), seq / self.fps, self._smooth_state,
+        x, self._smooth_state = one_euro_step(row.double().cpu().numpy(), t, self._smooth_state,
                                               self.cfg.smooth_min_cutoff, self.cfg.smooth_beta)
         return torch.from_numpy(x).to(row)
 
@@ -241,7 +304,7 @@ class LiveEngine:
         self._missing_run = 0
         if not self._generating:
             return "estimated", 1.0
-        fade = max(1, round(self.cfg.blend_s * self.fps))
+        fade = max(1, round(self.cfg.blend_s * self.rate))
         self._since_return += 1
         if self._since_return >= fade:
             self._generating = False
@@ -344,17 +407,20 @@ class LiveEngine:
             x0[:H] = known[0, :H]
         return _Track(x0, smooth_in_time(logits["c"][0], self.cfg.generation_smooth), seq - H)
 
-    def _pose_frame(self, slot: _Slot, prev: torch.Tensor, cur: torch.Tensor, logits: torch.Tensor,
+    def _pose_frame(self, slot: _Slot, rows: torch.Tensor, cur: torch.Tensor, logits: torch.Tensor,
                     source: str) -> PoseFrame:
-        raw = self.norm.inverse(torch.stack([prev, cur]))
+        """The pose of input frame `slot`: `cur` its emitted row; rows (span + 1, D) the model
+        frames since the input frame before it, whose velocities carry the root here."""
+        raw = self.norm.inverse(torch.cat([rows[:-1], cur[None]]))
         motion = decode(raw)
         root_gv = motion["root_gv"]
         first = self._root is None
         if first:
             self._root = np.zeros(3)
         else:
-            self._root = self._root + (heading(root_gv[0]) @ raw[0, VELOCITY]).double().cpu().numpy()
-        local = motion["local_rot"][1]
+            step = heading(root_gv[:-1]) @ raw[:-1, VELOCITY, None]
+            self._root = self._root + step.sum(0)[:, 0].double().cpu().numpy()
+        local = motion["local_rot"][-1]
         contacts = torch.sigmoid(logits).double().cpu().numpy()
         if self._recenter:
             self._offset[[0, 2]] = -self._root[[0, 2]]
@@ -365,7 +431,7 @@ class LiveEngine:
                                        torch.from_numpy(root).to(self.device))
         joints = joints.cpu().numpy()
         root, joints = self._foot_lock(root, joints, contacts, first)
-        _, joints_cam = camera_joints({k: v[1] for k, v in motion.items()}, self.rest)
+        _, joints_cam = camera_joints({k: v[-1] for k, v in motion.items()}, self.rest)
         p = slot.packet
         return PoseFrame(frame_id=p.frame_id, t_capture=p.t_capture, t_emit=time.time(),
                          pose_aa=matrix_to_axis_angle(local).double().cpu().numpy(),

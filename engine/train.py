@@ -53,8 +53,8 @@ from engine.mirror import MIRROR_CONTACTS, MIRROR_JOINTS
 from engine.model import Conditions, Denoiser, ModelConfig, deepen
 from engine.motion import VELOCITY, Normalizer, camera_joints, decode, encode, integrate
 from engine.observations import NoiseModel, observe_clip
-from engine.retarget import contact_labels, resample
-from engine.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from engine.retarget import change_speed, contact_labels
+from engine.rotations import axis_angle_to_matrix
 from engine.text import TextEncoder, TextEncoderUnavailable
 
 log = logging.getLogger(__name__)
@@ -138,16 +138,6 @@ def mirror_caption(caption: str | None) -> str | None:
         return word.capitalize() if m.group(0)[0].isupper() else word
 
     return re.sub(r"\b(left|right)\b", swap, caption, flags=re.IGNORECASE)
-
-
-def change_speed(pose: np.ndarray, root: np.ndarray, contacts: np.ndarray, factor: float):
-    """The clip played `factor` times as fast (slerp / linear resampling, 30 fps kept)."""
-    if abs(factor - 1.0) < 1e-3 or len(pose) < 2:
-        return pose, root, contacts
-    positions, rot = resample(root[:, None].astype(np.float64), axis_angle_to_matrix(pose.astype(np.float64)),
-                              30.0 * factor, 30.0)
-    index = np.minimum(np.round(np.arange(len(rot)) * factor).astype(int), len(contacts) - 1)
-    return (matrix_to_axis_angle(rot).astype(np.float32), positions[:, 0].astype(np.float32), contacts[index])
 
 
 def mix_bodies(lower: Clip, upper: Clip, body: Body, rng: np.random.Generator):

@@ -156,3 +156,29 @@ def test_the_live_engine_with_a_lag_answers_every_frame(items, body):
     assert np.isfinite(p.joints_world).all()
     assert np.abs(p.joints_cam[0] - q.joints_cam[0]).max() > 1e-3
     assert evaluate(lagged, items)["n_frames"] == 240
+
+
+def test_a_slower_camera_sees_the_clip_resampled_and_the_metrics_use_its_rate(body):
+    """build_test_set(fps=15): every other frame of a 30 fps clip (slerp at whole frames is the frame
+    itself); accelerations are per second at 15 fps, so a constant-velocity error scores zero."""
+    clip = walking_clip("a/walk", 150)
+    fast, = build_test_set([clip], body, seed=0)
+    slow, = build_test_set([clip], body, seed=0, fps=15.0)
+    assert slow.fps == 15.0 and len(slow.joints) == 75
+    assert np.allclose(slow.joints, fast.joints[::2], atol=1e-5)
+    assert np.array_equal(slow.foot_contact, fast.foot_contact[::2])
+    drift = np.arange(75)[:, None, None] * np.array([0.01, 0.0, 0.0])
+    gt_cam = slow.obs.camera.to_camera(slow.joints)
+    pred = Prediction(joints_cam=gt_cam + drift, joints_world=slow.joints + drift)
+    report = evaluate(lambda item: pred, [slow])
+    assert report["accel_err_mm_s2"] == pytest.approx(0.0, abs=1e-6)
+    assert report["jitter_mm_s3"] == pytest.approx(evaluate(ground_truth(body), [slow])["jitter_mm_s3"], rel=1e-6)
+
+
+@pytest.mark.parametrize("args, message", [(["--obs", "rendered", "--fps", "20"], "the rendered set is at 30 fps"),
+                                           (["--fps", "0.5"], "give a camera's frame rate, 1 to 240")])
+def test_eval_fps_is_for_synthetic_observations(capsys, args, message):
+    with pytest.raises(SystemExit) as e:
+        main(["eval", "--model", "identity-baseline", *args])
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err

@@ -12,7 +12,7 @@ from engine.body import load_default_body
 from engine.model import Denoiser, ModelConfig
 from engine.motion import VELOCITY, Normalizer, decode, integrate
 from engine.rotations import axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_rot6d, quat_to_matrix
-from engine.runtime import FOOT_JOINTS, LiveEngine
+from engine.runtime import FOOT_JOINTS, LiveEngine, between, substeps_for
 from streamer.packets import LandmarkPacket
 
 W, H = 640, 480
@@ -291,3 +291,95 @@ def test_mirror_averaging_makes_the_live_engine_mirror_equivariant(parts):
         flipped = joints(make(parts, mirror_average=average), [mirrored(p) for p in stream])
         flipped_back = flipped[:, MIRROR_JOINTS] * [-1, 1, 1]
         assert np.allclose(flipped_back, direct, atol=1e-4) == close, np.abs(flipped_back - direct).max()
+
+
+def at_fps(ps: list[LandmarkPacket], fps: float) -> list[LandmarkPacket]:
+    return [dataclasses.replace(p, t_capture=p.frame_id / fps) for p in ps]
+
+
+def test_model_frames_per_input_frame():
+    assert [substeps_for(f) for f in (10, 15, 20, 24, 25, 30, 60)] == [3, 2, 2, 1, 1, 1, 1]
+
+
+def test_an_in_between_frame_moves_each_landmark_and_sees_what_both_see():
+    a, b = packets(2)
+    b.visibility[3] = 0.2
+    b.keypoints[5] = np.nan
+    mid = between(a, b, 0.25)
+    assert mid.frame_id == 1 and mid.t_capture == pytest.approx(0.25 / 30)
+    ok = [i for i in range(33) if i != 5]
+    assert np.allclose(mid.keypoints[ok], 0.75 * a.keypoints[ok] + 0.25 * b.keypoints[ok])
+    assert np.isnan(mid.keypoints[5]).all()
+    assert mid.visibility[3] == pytest.approx(0.2) and mid.visibility[0] == pytest.approx(0.9)
+
+
+def test_a_slow_source_runs_the_model_at_its_own_rate(parts):
+    """15 fps: one pose per input frame, an interpolated model frame before each; the window holds
+    120 model frames (4 s of a 30 fps timeline); with match_fps off, one model frame per input."""
+    model, norm, body = parts
+    engine = LiveEngine(model, norm, body, dataclasses.replace(EngineConfig(), prompt=""), fps=15.0)
+    out = [f for p in at_fps(packets(80), 15.0) for f in engine.push([p])]
+    assert [f.frame_id for f in out] == list(range(80))
+    slots = list(engine._slots)
+    assert [s.span for s in slots[-4:]] == [0, 2, 0, 2]
+    mid, after = slots[-2], slots[-1]
+    assert np.allclose(mid.packet.keypoints, (slots[-3].packet.keypoints + after.packet.keypoints) / 2)
+    assert after.t - mid.t == pytest.approx(1 / 30)
+    assert len(engine._estimate.x) == 120 and all(s.x is not None for s in slots)
+    plain = LiveEngine(model, norm, body, dataclasses.replace(EngineConfig(), prompt="", match_fps=False), fps=15.0)
+    for p in at_fps(packets(80), 15.0):
+        plain.push([p])
+    assert all(s.span == 1 for s in list(plain._slots)[1:])
+
+
+def test_the_root_travels_every_model_frame_between_two_input_frames(parts):
+    model, norm, body = parts
+    engine = LiveEngine(model, norm, body, dataclasses.replace(EngineConfig(), prompt="", foot_lock=False), fps=15.0)
+    for p in at_fps(packets(30), 15.0):
+        engine.push([p])
+    before = engine._root.copy()
+    f, = engine.push(at_fps(packets(1, start=30), 15.0))
+    track, seq = engine._estimate, engine._slots[-1].seq
+    rows = norm.inverse(track.x[seq - 2 - track.first:seq + 1 - track.first])
+    path = integrate(decode(rows)["root_gv"], rows[:, VELOCITY]).double().numpy()
+    assert np.allclose(f.root, before + path[-1] - path[0] + engine._offset, atol=1e-5)
+
+
+def test_a_slow_source_generates_from_every_emitted_model_frame(parts):
+    """At 15 fps the plan's history is every model frame so far, the interpolated ones included,
+    as they were emitted; the return fades over blend_s of input frames."""
+    model, norm, body = parts
+    engine = LiveEngine(model, norm, body, dataclasses.replace(EngineConfig(), prompt="", generation_after=0,
+                                                               blend_s=0.5), fps=15.0)
+    out = [f for p in at_fps(packets(70, missing=set(range(40, 50))), 15.0) for f in engine.push([p])]
+    src = [f.source for f in out]
+    assert src[39] == "estimated" and set(src[40:50]) == {"generated"}
+    assert src[50:57] == ["blended"] * 7 and src[57] == "estimated"  # round(0.5 s * 15 fps) = 8
+    engine = LiveEngine(model, norm, body, dataclasses.replace(EngineConfig(), prompt="", generation_after=0),
+                        fps=15.0)
+    for p in at_fps(packets(41, missing={40}), 15.0):
+        engine.push([p])
+    plan, slots = engine._plan, list(engine._slots)
+    gap = slots[-2]  # the model frame between input frames 39 and 40: the plan's first new one
+    assert gap.span == 0 and plan.first <= slots[-12].seq
+    for s in slots[-12:-1]:  # the emitted history, interpolated frames included, and the gap's new row
+        assert torch.equal(plan.x[s.seq - plan.first], s.x)
+
+
+def test_a_source_that_tells_no_rate_is_timed_by_its_packets(parts):
+    """WebRTC tells no frame rate: the engine takes it from the capture times (median, so one late
+    frame does not move it) and interpolates once it knows the source is slow."""
+    model, norm, body = parts
+    engine = LiveEngine(model, norm, body, dataclasses.replace(EngineConfig(), prompt=""))
+    assert engine.rate == 30.0
+    times = np.arange(40) / 15.0
+    times[20] += 0.03
+    for p, t in zip(packets(40), times):
+        engine.push([dataclasses.replace(p, t_capture=float(t))])
+    assert engine.rate == pytest.approx(15.0)
+    assert [s.span for s in engine._slots][:10] == [1] * 10 and engine._slots[-1].span == 2
+
+
+def test_an_empty_push_emits_nothing(parts):
+    engine = make(parts)
+    assert engine.push([]) == [] and engine.push(packets(1)) and engine.push([]) == []
