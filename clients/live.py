@@ -219,6 +219,7 @@ def run_live(cfg, outputs: list[Output] = (), duration: float | None = None, con
                     if payload.get("url"):
                         log.info("open %s in a browser to send your camera", payload["url"])
                     engine.fps = payload["fps"] or engine.fps
+                    engine.measure_rate = payload.get("live", False)
                     if make_outputs:
                         built, services = make_outputs(engine, control)
                         outputs += built

@@ -21,8 +21,8 @@ the emitted frames. When the person returns the output cross-fades back to estim
 Frame rate. The model knows motion at TRAINED_FPS; a slower source (a 15 or 20 fps webcam, most
 video files) would look 1.5-2x as fast to it. So each input frame becomes `substeps` model frames
 (round(TRAINED_FPS / fps), at least 1; `match_fps`): the ones before it interpolated from the
-landmarks of the frame before, the last its own. `fps` is the source's own rate; a source that
-tells none (WebRTC) is timed by its packets' capture times. Every model frame is in the window
+landmarks of the frame before, the last its own. `fps` is the source's own rate; a camera
+(`measure_rate`) or a source that tells none is timed by its packets' capture times. Every model frame is in the window
 and in the trajectory; only the input frames are emitted, one pose each. Counts told in frames
 (`lag`, `generation_after`) are input frames; the window, the generated horizon and its smoothing
 are model frames.
@@ -155,7 +155,9 @@ class LiveEngine:
         self.window = model.cfg.window
         self.steps, self.lag, self.prompt = cfg.steps, cfg.lag, cfg.prompt
         self.fps = fps                # the source's rate; None: measured from the packets
+        self.measure_rate = False     # a camera: its packets' capture times over its told rate
         self._intervals: deque[float] = deque(maxlen=RATE_WINDOW)
+        self._told_substeps = 1
         self._text_encoder = text_encoder
         self._text_failed = False
         self._gen = torch.Generator(device="cpu").manual_seed(seed)
@@ -176,13 +178,13 @@ class LiveEngine:
 
     @property
     def rate(self) -> float:
-        """Input frames per second: the source's own, else the median of its last packets' capture
-        intervals (once there are RATE_WINDOW // 3 of them), else TRAINED_FPS."""
-        if self.fps:
+        """Input frames per second: the median of the last packets' capture intervals (once there
+        are RATE_WINDOW // 3 of them) for a camera or a source that tells no rate, else the
+        source's own, else TRAINED_FPS."""
+        measured = 1.0 / float(np.median(self._intervals)) if len(self._intervals) >= RATE_WINDOW // 3 else None
+        if self.fps and not (self.measure_rate and measured):
             return self.fps
-        if len(self._intervals) >= RATE_WINDOW // 3:
-            return 1.0 / float(np.median(self._intervals))
-        return TRAINED_FPS
+        return measured or TRAINED_FPS
 
     # Control (the WebSocket's messages and the CLI call these).
     def set_prompt(self, prompt: str | None) -> None:
@@ -214,6 +216,10 @@ class LiveEngine:
             if last is not None and 0 < p.t_capture - last.t_capture < 1:
                 self._intervals.append(p.t_capture - last.t_capture)
             k = self._substeps()
+            if k != self._told_substeps:
+                log.info("input at %.1f fps: %d model frames per input frame (%d interpolated), so the model sees "
+                         "motion at the speed it trained on", self.rate, k, k - 1)
+                self._told_substeps = k
             span = k if last is not None else 1
             for j in range(1, span):
                 self._add_slot(between(last, p, j / span), span=0, dt=1.0 / (k * self.rate))

@@ -5,7 +5,7 @@ talks to the engine over two multiprocessing queues:
 - `packets`: bounded, one LandmarkPacket.to_bytes() per frame. A live source (webcam, WebRTC, a
   paced file) never waits for the engine: when the queue is full the oldest packet is dropped and
   counted, so latency stays bounded. An unpaced file waits instead, so every frame is processed.
-- `events`: ("started", {name, fps}), ("error", message) when the source cannot start or dies,
+- `events`: ("started", {name, fps, live, url}), ("error", message) when the source cannot start or dies,
   ("end", {frames_in, dropped}) when it finishes or is stopped.
 """
 from __future__ import annotations
@@ -75,7 +75,8 @@ def run_ingest(options: IngestOptions, packets, events, stop) -> None:
     def orphaned() -> bool:
         # A killed engine cannot set `stop`: a live source would then run on with nobody reading.
         return os.getppid() != parent
-    events.put(("started", {"name": source.name, "fps": source.fps, "url": getattr(source, "url", None)}))
+    events.put(("started", {"name": source.name, "fps": source.fps, "live": source.live,
+                            "url": getattr(source, "url", None)}))
     try:
         with source, PoseDetector() as detector:
             detector.warm_up()

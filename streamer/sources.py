@@ -37,10 +37,13 @@ class Frame:
 
 
 class Source:
-    """Base: a named iterator of frames with a nominal frame rate (None when unknown)."""
+    """Base: a named iterator of frames with a nominal frame rate (None when unknown). `live`: a
+    camera, whose capture times are the truth of its rate (a webcam in a dim room delivers 15 fps
+    while its driver still reports 30); a file's frames are timed by the file."""
 
     name = "source"
     fps: float | None = None
+    live = False
 
     def __iter__(self) -> Iterator[Frame]:
         raise NotImplementedError
@@ -61,6 +64,8 @@ def _bgr_to_rgb(bgr: np.ndarray) -> np.ndarray:
 
 class WebcamSource(Source):
     """An OpenCV camera by index (/dev/videoN on Linux)."""
+
+    live = True
 
     def __init__(self, index: int = 0, width: int | None = None, height: int | None = None):
         import cv2

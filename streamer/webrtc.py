@@ -132,6 +132,7 @@ class WebRTCSource(Source):
 
     name = "webrtc"
     fps = None
+    live = True
 
     def __init__(self, host: str = "127.0.0.1", port: int = 8090, token: str | None = None,
                  ice_hosts: list[str] | None = None):

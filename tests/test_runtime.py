@@ -313,13 +313,17 @@ def test_an_in_between_frame_moves_each_landmark_and_sees_what_both_see():
     assert mid.visibility[3] == pytest.approx(0.2) and mid.visibility[0] == pytest.approx(0.9)
 
 
-def test_a_slow_source_runs_the_model_at_its_own_rate(parts):
+def test_a_slow_source_runs_the_model_at_its_own_rate(parts, caplog):
     """15 fps: one pose per input frame, an interpolated model frame before each; the window holds
     120 model frames (4 s of a 30 fps timeline); with match_fps off, one model frame per input."""
     model, norm, body = parts
     engine = LiveEngine(model, norm, body, dataclasses.replace(EngineConfig(), prompt=""), fps=15.0)
-    out = [f for p in at_fps(packets(80), 15.0) for f in engine.push([p])]
+    with caplog.at_level("INFO", logger="engine.runtime"):
+        out = [f for p in at_fps(packets(80), 15.0) for f in engine.push([p])]
     assert [f.frame_id for f in out] == list(range(80))
+    assert [r.getMessage() for r in caplog.records].count(
+        "input at 15.0 fps: 2 model frames per input frame (1 interpolated), so the model sees motion at the "
+        "speed it trained on") == 1
     slots = list(engine._slots)
     assert [s.span for s in slots[-4:]] == [0, 2, 0, 2]
     mid, after = slots[-2], slots[-1]
@@ -366,7 +370,7 @@ def test_a_slow_source_generates_from_every_emitted_model_frame(parts):
         assert torch.equal(plan.x[s.seq - plan.first], s.x)
 
 
-def test_a_source_that_tells_no_rate_is_timed_by_its_packets(parts):
+def test_a_camera_or_a_source_that_tells_no_rate_is_timed_by_its_packets(parts):
     """WebRTC tells no frame rate: the engine takes it from the capture times (median, so one late
     frame does not move it) and interpolates once it knows the source is slow."""
     model, norm, body = parts
@@ -378,6 +382,14 @@ def test_a_source_that_tells_no_rate_is_timed_by_its_packets(parts):
         engine.push([dataclasses.replace(p, t_capture=float(t))])
     assert engine.rate == pytest.approx(15.0)
     assert [s.span for s in engine._slots][:10] == [1] * 10 and engine._slots[-1].span == 2
+    # A webcam says 30 fps and delivers 15 in a dim room: a camera is timed by its frames too,
+    # a file (measure_rate off) by what it says.
+    for measure, expected in ((True, 15.0), (False, 30.0)):
+        engine = LiveEngine(model, norm, body, dataclasses.replace(EngineConfig(), prompt=""), fps=30.0)
+        engine.measure_rate = measure
+        for p, t in zip(packets(40), times):
+            engine.push([dataclasses.replace(p, t_capture=float(t))])
+        assert engine.rate == pytest.approx(expected)
 
 
 def test_an_empty_push_emits_nothing(parts):
