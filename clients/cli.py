@@ -524,7 +524,8 @@ def cmd_run(args, cfg) -> int:
     def make_outputs(live_engine, control):
         from clients.outputs import build_outputs
 
-        return build_outputs(cfg, control, live_engine.body, live_engine.rate)
+        return build_outputs(cfg, control, live_engine.body, live_engine.rate,
+                             camera=live_engine.measure_rate or not live_engine.fps)
 
     def stop_on_term(signum, frame):
         # A service manager's stop: end as on Ctrl-C, report and flush. `timeout make run` delivers

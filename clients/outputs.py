@@ -47,9 +47,11 @@ def validate(cfg) -> None:
         check_exposure(cfg.source.webrtc_host, cfg.token, "the WebRTC capture page")
 
 
-def build_outputs(cfg, control, body, fps: float) -> tuple[list, list]:
-    """(outputs that receive every pose, services that only need closing at the end). The config is
-    checked first (`validate`); if one output cannot start, those already started are closed again."""
+def build_outputs(cfg, control, body, fps: float, camera: bool = False) -> tuple[list, list]:
+    """(outputs that receive every pose, services that only need closing at the end). fps: the
+    source's rate; camera: a camera's recordings take their rate from its frames' capture times.
+    The config is checked first (`validate`); if one output cannot start, those already started
+    are closed again."""
     validate(cfg)
     o = cfg.outputs
     outputs, services = [], []
@@ -75,7 +77,7 @@ def build_outputs(cfg, control, body, fps: float) -> tuple[list, list]:
         for path in o.record:
             from clients.recorder import Recorder
 
-            outputs.append(Recorder(Path(path), body, fps))
+            outputs.append(Recorder(Path(path), body, fps, timed_by_capture=camera))
     except Exception:
         for started in outputs + services:
             started.close()

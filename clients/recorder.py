@@ -19,7 +19,9 @@ Formats, chosen by the path's suffix:
   way round. The root's position channels are the pelvis's world position (they replace its
   OFFSET, as in most BVH). Leaf joints (head, feet, hands) end in an End Site that continues
   their bone by its own length (only for drawing the bone; it has no channels).
-  Frame Time = 1 / fps, the source's frame rate.
+  Frame Time = 1 / fps, the source's frame rate; for a camera (`timed_by_capture`), the median
+  interval between the recorded frames' capture times, since a webcam's driver reports 30 fps
+  while a dim room has it deliver 15.
 
 Writing while streaming: `publish` only appends the frame to a list. A writer thread wakes once a
 second of frames (ceil(fps) frames, by count, not by the clock) has arrived, and on close, adds
@@ -38,6 +40,7 @@ import logging
 import math
 import os
 import threading
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +53,8 @@ from engine.rotations import axis_angle_to_matrix
 log = logging.getLogger("genmo-live.recorder")
 
 FORMATS = (".npz", ".bvh")
+TIMING_FRAMES = 300     # a camera take's rate is the median capture interval over its last frames
+MIN_TIMED_FRAMES = 10
 ROTATION_CHANNELS = ("Zrotation", "Xrotation", "Yrotation")
 # Below this cosine of the middle (X) angle the first and last axes all but coincide (gimbal
 # lock): the usual formulas would take atan2 of two rounding errors, so all of the turn goes to Z.
@@ -164,7 +169,7 @@ class BvhTake:
     def __init__(self, names, parents, rest_joints: np.ndarray, fps: float):
         self._hierarchy = bvh_hierarchy(names, parents, rest_joints).encode()
         self._order = depth_first(parents)
-        self._frame_time = 1.0 / fps
+        self.fps = fps
         self._chunks: list[bytes] = []
         self._last: np.ndarray | None = None
         self.frames = 0
@@ -178,7 +183,7 @@ class BvhTake:
 
     def write(self, f) -> None:
         f.write(self._hierarchy)
-        f.write(f"MOTION\nFrames: {self.frames}\nFrame Time: {self._frame_time:.8f}\n".encode())
+        f.write(f"MOTION\nFrames: {self.frames}\nFrame Time: {1.0 / self.fps:.8f}\n".encode())
         f.writelines(self._chunks)
 
 
@@ -210,6 +215,14 @@ class NpzTake:
             a[self.frames:self.frames + n] = batch[k]
         self._source += batch["source"]
         self.frames += n
+
+    @property
+    def fps(self) -> float:
+        return self._meta["fps"]
+
+    @fps.setter
+    def fps(self, fps: float) -> None:
+        self._meta["fps"] = float(fps)
 
     def write(self, f) -> None:
         columns = {k: a[:self.frames] for k, a in self._arrays.items()}
@@ -247,13 +260,15 @@ class Recorder(Output):
     """Record the published poses to `path` (.npz or .bvh, module docstring) while streaming.
 
     body: engine.body.Body (names, parents, rest_joints, stature). fps: the source's frame rate:
-    the BVH's frame time, and one second of frames is when the file is next rewritten.
-    Attributes: frames_written (on disk now), skipped (frames with bad values).
+    the take's (the BVH's frame time), and one second of frames is when the file is next rewritten.
+    timed_by_capture: a camera's take, whose rate is its frames' (the median capture interval, once
+    MIN_TIMED_FRAMES have arrived), not the told one. Attributes: frames_written (on disk now),
+    skipped (frames with bad values).
     """
 
     name = "recorder"
 
-    def __init__(self, path: Path, body, fps: float):
+    def __init__(self, path: Path, body, fps: float, timed_by_capture: bool = False):
         path = Path(path)
         if path.suffix.lower() not in FORMATS:
             raise ValueError(f"cannot record to {path}: the suffix must be .npz or .bvh, not "
@@ -271,6 +286,8 @@ class Recorder(Output):
                                   "joint_names": np.array(names), "parents": np.array(parents),
                                   "rest_joints": rest}, self._num_joints)
         self._flush_every = max(1, math.ceil(fps))
+        self._timed = timed_by_capture
+        self._captured: deque[float] = deque(maxlen=TIMING_FRAMES)
         self.frames_written = 0
         self.skipped = 0
         self._incoming: list[PoseFrame] = []
@@ -337,6 +354,11 @@ class Recorder(Output):
             self.skipped += len(rows) - len(good)
         if good:
             self._take.add(stack_frames(good))
+            self._captured.extend(r["t_capture"] for r in good)
+            steps = np.diff(self._captured)
+            steps = steps[(steps > 0) & (steps < 1)]
+            if self._timed and len(steps) >= MIN_TIMED_FRAMES:
+                self._take.fps = 1.0 / float(np.median(steps))
         if self._take.frames > self.frames_written:
             replace_atomically(self.path, self._take.write)
             with self._written:

@@ -206,3 +206,25 @@ def test_run_records_the_sample_clip_and_exports(tmp_path):
     assert parse_bvh(bvh_path.read_text()).frames.shape[0] == 187
     assert main(["export", str(npz), "--to", str(out)]) == 0
     assert out.read_text() == bvh_path.read_text()
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".bvh"])
+def test_a_camera_take_runs_at_the_rate_its_frames_came(tmp_path, body, suffix):
+    """A webcam says 30 fps and delivers 15 in a dim room (one frame late): its take plays at 15; a
+    file's take keeps the told rate whatever the capture times."""
+    frames = make_frames(body, 40)
+    times = 1.7e9 + np.arange(40) / 15.0
+    times[25] += 0.02
+    for f, t in zip(frames, times):
+        f.t_capture = float(t)
+    for timed, fps in ((True, 15.0), (False, FPS)):
+        path = tmp_path / f"{timed}{suffix}"
+        recorder = Recorder(path, body, FPS, timed_by_capture=timed)
+        for f in frames:
+            recorder.publish(f)
+        recorder.close()
+        if suffix == ".npz":
+            with np.load(path) as data:
+                assert float(data["fps"]) == pytest.approx(fps)
+        else:
+            assert parse_bvh(path.read_text()).frame_time == pytest.approx(1 / fps, rel=1e-5)
