@@ -121,10 +121,13 @@ def smooth_in_time(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def between(a: LandmarkPacket, b: LandmarkPacket, w: float) -> LandmarkPacket:
-    """The packet `w` (0..1) of the way from frame a to frame b: landmarks moved linearly, each as
-    visible as the less visible of its two (NaN, not seen, where either frame lacks it)."""
+    """The packet `w` (0..1) of the way from frame a to frame b, in b's image: landmarks moved
+    linearly, each as visible as the less visible of its two (NaN, not seen, where either frame
+    lacks it). A browser's camera may change resolution between frames: a's pixels are scaled
+    to b's image first."""
+    scale = np.array([b.width / a.width, b.height / a.height], np.float32)
     return LandmarkPacket(b.frame_id, a.t_capture + w * (b.t_capture - a.t_capture), b.width, b.height,
-                          ((1 - w) * a.keypoints + w * b.keypoints).astype(np.float32),
+                          ((1 - w) * a.keypoints * scale + w * b.keypoints).astype(np.float32),
                           np.minimum(a.visibility, b.visibility))
 
 

@@ -311,6 +311,9 @@ def test_an_in_between_frame_moves_each_landmark_and_sees_what_both_see():
     assert np.allclose(mid.keypoints[ok], 0.75 * a.keypoints[ok] + 0.25 * b.keypoints[ok])
     assert np.isnan(mid.keypoints[5]).all()
     assert mid.visibility[3] == pytest.approx(0.2) and mid.visibility[0] == pytest.approx(0.9)
+    # The browser's camera grew from 320x240 to 640x480 between the two frames.
+    small = dataclasses.replace(a, width=W // 2, height=H // 2, keypoints=a.keypoints / 2)
+    assert np.allclose(between(small, b, 0.25).keypoints[ok], mid.keypoints[ok], atol=1e-4)
 
 
 def test_a_slow_source_runs_the_model_at_its_own_rate(parts, caplog):
