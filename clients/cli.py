@@ -524,8 +524,7 @@ def cmd_run(args, cfg) -> int:
     def make_outputs(live_engine, control):
         from clients.outputs import build_outputs
 
-        return build_outputs(cfg, control, live_engine.body, live_engine.rate,
-                             camera=live_engine.measure_rate or not live_engine.fps)
+        return build_outputs(cfg, control, live_engine.body, live_engine.rate, camera=live_engine.timed_by_capture)
 
     def stop_on_term(signum, frame):
         # A service manager's stop: end as on Ctrl-C, report and flush. `timeout make run` delivers

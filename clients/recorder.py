@@ -40,7 +40,6 @@ import logging
 import math
 import os
 import threading
-from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -49,12 +48,12 @@ from clients.live import Output
 from engine.pose_frame import PoseFrame
 from engine.retarget import CONTACT_JOINTS
 from engine.rotations import axis_angle_to_matrix
+from streamer.frame_rate import FrameRate
 
 log = logging.getLogger("genmo-live.recorder")
 
 FORMATS = (".npz", ".bvh")
 TIMING_FRAMES = 300     # a camera take's rate is the median capture interval over its last frames
-MIN_TIMED_FRAMES = 10
 ROTATION_CHANNELS = ("Zrotation", "Xrotation", "Yrotation")
 # Below this cosine of the middle (X) angle the first and last axes all but coincide (gimbal
 # lock): the usual formulas would take atan2 of two rounding errors, so all of the turn goes to Z.
@@ -261,8 +260,8 @@ class Recorder(Output):
 
     body: engine.body.Body (names, parents, rest_joints, stature). fps: the source's frame rate:
     the take's (the BVH's frame time), and one second of frames is when the file is next rewritten.
-    timed_by_capture: a camera's take, whose rate is its frames' (the median capture interval, once
-    MIN_TIMED_FRAMES have arrived), not the told one. Attributes: frames_written (on disk now),
+    timed_by_capture: a camera's take, whose rate is its frames' (streamer.frame_rate, over the last
+    TIMING_FRAMES), not the told one. Attributes: frames_written (on disk now),
     skipped (frames with bad values).
     """
 
@@ -286,8 +285,7 @@ class Recorder(Output):
                                   "joint_names": np.array(names), "parents": np.array(parents),
                                   "rest_joints": rest}, self._num_joints)
         self._flush_every = max(1, math.ceil(fps))
-        self._timed = timed_by_capture
-        self._captured: deque[float] = deque(maxlen=TIMING_FRAMES)
+        self._measured = FrameRate(TIMING_FRAMES) if timed_by_capture else None
         self.frames_written = 0
         self.skipped = 0
         self._incoming: list[PoseFrame] = []
@@ -354,11 +352,10 @@ class Recorder(Output):
             self.skipped += len(rows) - len(good)
         if good:
             self._take.add(stack_frames(good))
-            self._captured.extend(r["t_capture"] for r in good)
-            steps = np.diff(self._captured)
-            steps = steps[(steps > 0) & (steps < 1)]
-            if self._timed and len(steps) >= MIN_TIMED_FRAMES:
-                self._take.fps = 1.0 / float(np.median(steps))
+            if self._measured:
+                for r in good:
+                    self._measured.add(float(r["t_capture"]))
+                self._take.fps = self._measured.fps or self._take.fps
         if self._take.frames > self.frames_written:
             replace_atomically(self.path, self._take.write)
             with self._written:

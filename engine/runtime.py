@@ -60,6 +60,7 @@ from engine.motion import VELOCITY, Normalizer, align_heading, camera_joints, de
 from engine.observations import BODY_LANDMARKS
 from engine.pose_frame import PoseFrame
 from engine.rotations import matrix_to_axis_angle, matrix_to_quat
+from streamer.frame_rate import FrameRate
 from streamer.packets import LandmarkPacket
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ FLOOR_RATE = 0.2               # share of the planted feet's height error correc
 # follows smoothly and still ends with the foot where it was planted.
 LOCK_RATE = 0.3
 TRAINED_FPS = 30.0             # the frame rate of the training data: the model's idea of time
-RATE_WINDOW = 30               # capture intervals the rate of a source that tells none is taken over
+RATE_WINDOW = 30               # capture intervals a measured input rate is the median of
 
 
 @dataclass
@@ -159,8 +160,8 @@ class LiveEngine:
         self.steps, self.lag, self.prompt = cfg.steps, cfg.lag, cfg.prompt
         self.fps = fps                # the source's rate; None: measured from the packets
         self.measure_rate = False     # a camera: its packets' capture times over its told rate
-        self._intervals: deque[float] = deque(maxlen=RATE_WINDOW)
-        self._told_substeps = 1
+        self._measured = FrameRate(RATE_WINDOW)
+        self._k = 1                   # model frames per input frame, as the last packet was taken
         self._text_encoder = text_encoder
         self._text_failed = False
         self._gen = torch.Generator(device="cpu").manual_seed(seed)
@@ -180,14 +181,17 @@ class LiveEngine:
         self._smooth_state = None
 
     @property
+    def timed_by_capture(self) -> bool:
+        """Whether the input's rate is measured from its capture times: a camera, or a source that
+        tells no rate."""
+        return self.measure_rate or not self.fps
+
+    @property
     def rate(self) -> float:
-        """Input frames per second: the median of the last packets' capture intervals (once there
-        are RATE_WINDOW // 3 of them) for a camera or a source that tells no rate, else the
-        source's own, else TRAINED_FPS."""
-        measured = 1.0 / float(np.median(self._intervals)) if len(self._intervals) >= RATE_WINDOW // 3 else None
-        if self.fps and not (self.measure_rate and measured):
-            return self.fps
-        return measured or TRAINED_FPS
+        """Input frames per second: measured (streamer.frame_rate) when timed_by_capture and
+        measured yet, else the source's own, else TRAINED_FPS."""
+        measured = self._measured.fps if self.timed_by_capture else None
+        return measured or self.fps or TRAINED_FPS
 
     # Control (the WebSocket's messages and the CLI call these).
     def set_prompt(self, prompt: str | None) -> None:
@@ -216,27 +220,24 @@ class LiveEngine:
         """Add frames (oldest first); return the poses now due, oldest first."""
         for p in packets:
             last = self._slots[-1].packet if self._slots else None
-            if last is not None and 0 < p.t_capture - last.t_capture < 1:
-                self._intervals.append(p.t_capture - last.t_capture)
-            k = self._substeps()
-            if k != self._told_substeps:
+            self._measured.add(p.t_capture)
+            rate = self.rate
+            k = substeps_for(rate) if self.cfg.match_fps else 1
+            if k != self._k:
                 log.info("input at %.1f fps: %d model frames per input frame (%d interpolated), so the model sees "
-                         "motion at the speed it trained on", self.rate, k, k - 1)
-                self._told_substeps = k
+                         "motion at the speed it trained on", rate, k, k - 1)
+                self._k = k
             span = k if last is not None else 1
             for j in range(1, span):
-                self._add_slot(between(last, p, j / span), span=0, dt=1.0 / (k * self.rate))
-            self._pending.append(self._add_slot(p, span=span, dt=1.0 / (k * self.rate)))
+                self._add_slot(between(last, p, j / span), span=0, dt=1.0 / (k * rate))
+            self._pending.append(self._add_slot(p, span=span, dt=1.0 / (k * rate)))
         # Kept: the window, the frames waiting for their lag, and a window of emitted history.
-        while len(self._slots) > 2 * self.window + self.lag * self._substeps():
+        while len(self._slots) > 2 * self.window + self.lag * self._k:
             self._slots.popleft()
         due = []
         while len(self._pending) > self.lag:
             due.append(self._pending.popleft())
         return self._emit(due)
-
-    def _substeps(self) -> int:
-        return substeps_for(self.rate) if self.cfg.match_fps else 1
 
     def _add_slot(self, p: LandmarkPacket, span: int, dt: float) -> _Slot:
         cond = packet_conditions(p)

@@ -102,3 +102,17 @@ def test_the_ingest_process_ends_when_the_engine_is_killed():
     else:
         os.kill(child, signal.SIGKILL)
         pytest.fail("the ingest process outlived its engine")
+
+
+def test_a_frame_rate_is_the_median_interval_and_ignores_late_frames_and_pauses():
+    from streamer.frame_rate import FrameRate
+
+    rate = FrameRate(window=30)
+    times = list(np.arange(10) / 15.0) + [10.0 + i / 15.0 for i in range(10)]  # a 9 s pause
+    times[5] += 0.03
+    for t in times[:10]:
+        rate.add(t)
+    assert rate.fps is None  # 9 intervals: not yet
+    for t in times[10:]:
+        rate.add(t)
+    assert rate.fps == pytest.approx(15.0)
