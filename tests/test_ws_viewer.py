@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gc
 import json
 import logging
 import socket
@@ -121,6 +122,20 @@ class EngineLoop:
         self._thread.join(10)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def frozen_heap():
+    """The heap the test session built before these tests moved out of the collector's way. By
+    this module a full `make test` holds half a million objects, and a full collection scanning
+    them stops every thread for 150-300 ms (measured with gc.callbacks): the server's queue
+    (QUEUE_FRAMES, 267 ms at 30 fps) overflows, and a reading client loses frames for it. The live
+    pipeline runs its full collections only while it loads (none in 40 s of streaming, measured the
+    same way), so these tests would otherwise time the test session's heap, not the server."""
+    gc.collect()
+    gc.freeze()
+    yield
+    gc.unfreeze()
+
+
 @pytest.fixture
 def stream():
     """(server, engine loop) on 127.0.0.1, a free port, no token."""
@@ -152,11 +167,13 @@ def request(ws, message: dict) -> dict:
     return recv_reply(ws)
 
 
-def pose_frames(ws, seconds: float) -> list:
-    """Pose frames (JSON dicts or decoded binary) received in the next `seconds`."""
+def pose_frames(ws, seconds: float, until: int | None = None) -> list:
+    """Pose frames (JSON dicts or decoded binary) received in the next `seconds`, or as soon as
+    `until` of them have come: a busy machine may hold the stream up for a while, which a test
+    of whether frames flow must not take for a stopped stream."""
     frames = []
     deadline = time.time() + seconds
-    while (left := deadline - time.time()) > 0:
+    while (left := deadline - time.time()) > 0 and (until is None or len(frames) < until):
         try:
             message = ws.recv(timeout=left)
         except TimeoutError:
@@ -213,13 +230,18 @@ def test_a_reading_client_gets_every_frame_and_can_switch_format(stream):
     with connect(server.url) as ws:
         recv_json(ws)
         frames = pose_frames(ws, 3.0)
+        [stats] = server.client_stats()
         assert request(ws, {"type": "subscribe", "format": "binary"}) == \
             {"type": "ack", "command": "subscribe", "format": "binary"}
-        after = pose_frames(ws, 0.5)
+        after = pose_frames(ws, 10.0, until=5)
     ids = [f["frame_id"] for f in frames]
     assert ids == sorted(ids) and len(ids) >= 0.9 * 3.0 * FPS
+    missing = ids[-1] - ids[0] + 1 - len(set(ids))
     delivered = len(set(ids)) / (ids[-1] - ids[0] + 1)
-    assert delivered >= 0.99, f"{delivered:.1%} of the frames in the client's window arrived"
+    # A busy machine may stall the server's loop past its queue (QUEUE_FRAMES) and drop a frame or
+    # two by design; a frame lost any other way is a bug.
+    assert missing <= stats["dropped"], f"{missing} frames missing, {stats['dropped']} dropped"
+    assert delivered >= 0.98, f"{delivered:.1%} of the frames in the client's window arrived"
     assert after and all(isinstance(f["root"], np.ndarray) for f in after)  # decoded binary
     print(f"\n{len(ids)} frames, {delivered:.1%} delivered; publish() p50 "
           f"{np.median(loop.publish_s) * 1e6:.0f} µs, max {max(loop.publish_s) * 1e3:.2f} ms")
@@ -246,11 +268,13 @@ def test_every_control_message_is_acknowledged_and_changes_the_state(stream):
         ack({"type": "recenter"})
         assert loop.engine.recentered == 1
         ack({"type": "pause"}, paused=True)
-        time.sleep(0.2)  # frames already on their way
-        pose_frames(ws, 0.1)
-        assert len(pose_frames(ws, 0.5)) == 0, "frames kept coming while paused"
+        published = len(loop.frames)
+        while_paused = pose_frames(ws, 0.5)
+        assert len(loop.frames) == published, "the engine loop kept publishing while paused"
+        assert all(f["frame_id"] < published for f in while_paused), "frames kept coming while paused"
         ack({"type": "resume"}, paused=False)
-        assert len(pose_frames(ws, 0.5)) >= 10
+        resumed = pose_frames(ws, 10.0, until=10)
+        assert len(resumed) == 10 and resumed[0]["frame_id"] >= published
         # ids are any JSON value, echoed
         assert request(ws, {"type": "state", "id": [1, {"a": None}]})["id"] == [1, {"a": None}]
         # what the engine refuses comes back as an error, the state unchanged
@@ -279,7 +303,7 @@ def test_malformed_and_unknown_messages_get_errors_and_the_connection_carries_on
             assert reply["type"] == "error" and reply["message"], (message, reply)
         assert request(ws, {"type": "set_steps", "steps": 1.0})["type"] == "error"
         assert request(ws, {"type": "state"})["type"] == "ack"
-        assert len(pose_frames(ws, 0.5)) >= 10
+        assert len(pose_frames(ws, 10.0, until=10)) == 10
 
 
 def test_a_token_server_wants_the_token_before_anything_else():
@@ -289,7 +313,7 @@ def test_a_token_server_wants_the_token_before_anything_else():
     try:
         with connect(server.url + "?token=s3cret") as ws:
             assert recv_json(ws)["type"] == "hello"
-            assert pose_frames(ws, 0.3)
+            assert pose_frames(ws, 10.0, until=1)
         with connect(server.url) as ws:
             ws.send(json.dumps({"type": "auth", "token": "s3cret"}))
             assert recv_json(ws)["type"] == "hello"
@@ -447,7 +471,9 @@ def test_fifty_clients_a_reader_that_stops_and_a_garbage_sender_do_not_slow_the_
     assert len(per_client) == ROBUST_CLIENTS + 2
     assert len(dropping) == 1, dropping
     assert all(c["dropped"] <= 0.02 * c["sent"] for c in per_client if c not in dropping)
-    assert caplog.text.count("is not keeping up") == 1
+    # logged once for each client that lost frames: the non-reader, and any reader a stall cost one
+    assert caplog.text.count("is not keeping up") == sum(c["dropped"] > 0 for c in per_client)
+    assert f"{dropping[0]['name']} is not keeping up" in caplog.text
     # the garbage sender got an error for every message (but the last, when the stop cut it), and its frames
     garbage = result["garbage"]
     assert garbage["errors"] == garbage["replies"] >= max(garbage["sent"] - 1, ROBUST_S * 5)
