@@ -34,9 +34,10 @@ It measured half the acceleration error against ground truth for 4 mm of MPJPE (
 
 Trajectory. The pelvis is integrated frame by frame from the emitted frames' heading-frame
 velocities (engine.motion), skipped passes included. Foot lock: while the contact head says a foot
-is planted, the root is shifted (LOCK_RATE of the slide per frame, at most FOOT_LOCK_MAX_M) so that
-foot keeps its place on the ground, and the height is pulled towards the planted feet's rest height
-(the floor).
+is planted, the root is shifted (LOCK_RATE of the slide per 1/TRAINED_FPS s, at most
+FOOT_LOCK_MAX_M in that time) so that foot keeps its place on the ground, and the height is pulled
+towards the planted feet's rest height (the floor). In seconds, not frames: an emitted frame of a
+slower source takes back as much as the frames of a 30 fps source would in the same time.
 """
 from __future__ import annotations
 
@@ -66,9 +67,10 @@ from streamer.packets import LandmarkPacket
 log = logging.getLogger(__name__)
 
 FOOT_JOINTS = (7, 8, 10, 11)   # SMPL left/right ankle, left/right foot = the first 4 contacts
-FOOT_LOCK_MAX_M = 0.05         # largest root shift per frame, so a wrong contact cannot teleport
-FLOOR_RATE = 0.2               # share of the planted feet's height error corrected per frame
-# Share of the planted feet's slide taken back per frame: all of it at once moved the root with every
+# The foot lock's constants, per 1/TRAINED_FPS s (follow_rate and the frame rate make them per frame).
+FOOT_LOCK_MAX_M = 0.05         # largest root shift, so a wrong contact cannot teleport
+FLOOR_RATE = 0.2               # share of the planted feet's height error corrected
+# Share of the planted feet's slide taken back: all of it at once moved the root with every
 # wobble of a planted foot (most of the jitter of a seated person: bench/README.md); a share of it
 # follows smoothly and still ends with the foot where it was planted.
 LOCK_RATE = 0.3
@@ -136,6 +138,12 @@ def substeps_for(fps: float) -> int:
     """Model frames per input frame for a source at `fps`: the whole number that brings its rate
     nearest TRAINED_FPS (15 and 20 fps -> 2, 24 and above -> 1)."""
     return max(1, round(TRAINED_FPS / fps))
+
+
+def follow_rate(rate: float, frames: float) -> float:
+    """The share of an error a first-order follower takes back over `frames` TRAINED_FPS frames
+    (fractional for a source at another rate) when it takes back `rate` of it per frame."""
+    return 1.0 - (1.0 - rate) ** frames
 
 
 def packet_conditions(p: LandmarkPacket) -> dict[str, np.ndarray]:
@@ -471,11 +479,13 @@ class LiveEngine:
                 errors.append(self._locks[i] - foot[[0, 2]])
             else:
                 self._locks[i] = foot[[0, 2]].copy()
+        frames = TRAINED_FPS / self.rate  # of the time the constants are given for, in this frame
         if errors:
-            d = LOCK_RATE * np.mean(errors, 0)
+            d = follow_rate(LOCK_RATE, frames) * np.mean(errors, 0)
             n = np.linalg.norm(d)
-            shift[[0, 2]] = d * min(1.0, FOOT_LOCK_MAX_M / max(n, 1e-9))
+            shift[[0, 2]] = d * min(1.0, FOOT_LOCK_MAX_M * frames / max(n, 1e-9))
         if planted:
-            shift[1] = FLOOR_RATE * float(np.mean(rest_y[planted] - joints[[FOOT_JOINTS[i] for i in planted], 1]))
+            shift[1] = follow_rate(FLOOR_RATE, frames) * float(
+                np.mean(rest_y[planted] - joints[[FOOT_JOINTS[i] for i in planted], 1]))
         self._offset += shift
         return root + shift, joints + shift

@@ -271,6 +271,20 @@ def test_the_foot_lock_does_not_pass_a_planted_foot_s_wobble_to_the_body(parts):
     assert np.abs(np.diff(feet[-10:, :, 0], axis=0)).max() < 1e-3
 
 
+def test_the_foot_lock_follows_in_seconds_whatever_the_frame_rate(parts):
+    """A planted foot that slid takes as long to be taken back from a 15 fps source as from a
+    30 fps one: by a share (a 1 cm slide) and at the capped speed (a 1 m one)."""
+    def root_x(fps: float, dx: float, seconds: float) -> float:
+        engine = make(parts)
+        engine.fps = fps
+        roots, _ = _planted(engine, [0.0] + [dx] * round(seconds * fps))
+        return roots[0, 0] - roots[-1, 0]  # the root moves back by what it takes back
+
+    for dx, seconds, taken in ((0.01, 1 / 3, 0.01 * (1 - 0.7 ** 10)), (1.0, 0.2, 6 * 0.05)):
+        assert root_x(30.0, dx, seconds) == pytest.approx(taken, abs=1e-9)
+        assert root_x(15.0, dx, seconds) == pytest.approx(taken, abs=1e-9)
+
+
 def test_mirror_averaging_makes_the_live_engine_mirror_equivariant(parts):
     """With engine.mirror_average the whole live engine (window, trajectory, foot lock, filter)
     answers the mirror image of a video with the mirror image of its answer: joints x -> -x and
