@@ -22,6 +22,7 @@ from configs.config import DEFAULT_CONFIG_PATH, ConfigError, leaf_fields, load_c
 log = logging.getLogger("genmo-live")
 # Where `genmo-live train --model ARCH` writes without --out; `eval --model per-frame` reads there.
 TRAIN_OUT = {"denoiser": "runs/default", "per-frame": "runs/per-frame"}
+CAPTION_CACHE = "captions.pt"  # in the data cache: the training captions, encoded (genmo-live data captions)
 # Processes rendering a rendered set at once: two on a 2-core machine render 1.7x as fast as one
 # (MediaPipe alone does not fill both cores); each holds about 1 GB.
 RENDER_WORKERS = min(os.cpu_count() or 1, 8)
@@ -400,7 +401,7 @@ def cmd_train(args, cfg) -> int:
                      rendered=args.rendered or "", rendered_share=args.rendered_share, text_share=args.text_share,
                      clip_caption_share=args.clip_caption_share, text_drop_observations=args.text_drop_observations,
                      mix_share=args.mix_share, precision=args.precision, tail_frames=args.tail_frames,
-                     tail_weight=args.tail_weight)
+                     tail_weight=args.tail_weight, minutes=args.minutes, caption_cache=str(cache / CAPTION_CACHE))
     if args.model == "per-frame":
         if sizes.keys() - {"width", "layers"}:
             raise ConfigError("--heads and --mlp size the denoiser; the per-frame lifter takes --width and --layers")
@@ -419,6 +420,22 @@ def cmd_train(args, cfg) -> int:
     except CheckpointError as e:
         raise ConfigError(f"train --from: {e}") from None
     print(f"wrote {path}")
+    return 0
+
+
+def cmd_data_captions(args, cfg) -> int:
+    from configs.config import resolve_path
+    from engine.body import load_body
+    from engine.dataset import load_clips
+    from engine.train import encode_captions
+
+    cache = resolve_path(cfg.data.cache_dir)
+    _ensure_cache(resolve_path(cfg.data.mocap_dir), cache, load_body(cfg.body), resolve_path(cfg.data.cmu_index))
+    path = cache / CAPTION_CACHE
+    bank = encode_captions(load_clips(cache, "train"), "cpu", path)
+    if bank is None:
+        raise ConfigError("the text encoder is not installed here: nothing to encode the captions with")
+    print(f"{len(bank.index)} training captions encoded in {path}")
     return 0
 
 
@@ -605,6 +622,10 @@ def build_parser() -> argparse.ArgumentParser:
     _clip_set_args(compare)
     compare.add_argument("--report", metavar="FILE", help="write the full report (JSON) here")
     compare.set_defaults(handler=cmd_data_compare_obs)
+    captions = data_sub.add_parser("captions", parents=[parent],
+                                   help=f"encode the training captions into <data.cache_dir>/{CAPTION_CACHE}, for "
+                                        "training where the text model is not installed (a lent GPU)")
+    captions.set_defaults(handler=cmd_data_captions)
     preview = data_sub.add_parser("preview", parents=[parent], help="draw a clip on our skeleton")
     preview.add_argument("clip", help="a cached clip id (or a unique part of one), or a mocap file")
     preview.add_argument("--out", required=True, metavar="FILE", help="output .mp4 or .png")
@@ -645,6 +666,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="checkpoint folder (git-ignored; default runs/default, per-frame: runs/per-frame)")
     tr.add_argument("--steps", type=int, default=3000)
     tr.add_argument("--batch", type=int, default=24, help="windows of 120 frames per step")
+    tr.add_argument("--minutes", type=float, default=0.0, metavar="M",
+                    help="stop after M minutes of training steps, the schedule ending there (0: no limit)")
     tr.add_argument("--lr", type=float, default=4e-4)
     tr.add_argument("--warmup", type=int, default=200, help="steps of linear warm-up of the learning rate")
     tr.add_argument("--seed", type=int, default=0)

@@ -15,7 +15,8 @@ Text (GEM_NOTES §2.6, §5.2): every clip, as augmented, is captioned from its o
 right swapped when mirrored). A `text_share` of the windows carry text, each span over its own
 frames in the window (multi-text), or now and then the clip's caption over the whole window; the
 other windows are the unconditional branch of classifier-free guidance. Every caption is encoded
-once at start (engine.text, all-MiniLM-L6-v2); without the text extra, training goes on without text.
+once at start (engine.text, all-MiniLM-L6-v2), or read from `caption_cache` where an earlier run
+wrote it (genmo-live data captions); without either, training goes on without text.
 
 Each step is dual-mode (GEM_NOTES §3, §5): an estimation pass (zeros at the last step) and a
 generation pass (a random step, with the observations of some windows dropped entirely, and those
@@ -114,6 +115,14 @@ class TrainConfig:
     # float32). auto: where bfloat16 is native (engine.device.native_bf16): on this project's AMX
     # CPU a step takes 1/1.36 (denoiser) and 1/1.75 (lifter) of the float32 time (bench train).
     precision: str = "auto"
+    # A time budget for this run's training steps, in minutes (0: none), for a lent GPU's lease:
+    # the warm-up and cosine schedule run to whichever of `steps` and the minutes comes first, and
+    # the run stops there with a checkpoint. Setup (observations, captions) comes on top; a resumed
+    # run counts its own minutes.
+    minutes: float = 0.0
+    # The training captions encoded once and kept (engine.train.encode_captions), so training needs
+    # the text model only where that file was written: "" keeps none.
+    caption_cache: str = ""
     seed: int = 0
     log_every: int = 25
     save_every: int = 50           # steps between checkpoints: a killed run loses fewer
@@ -232,17 +241,30 @@ class CaptionBank:
     mask: torch.Tensor
 
 
-def encode_captions(clips: list[Clip], device) -> CaptionBank | None:
+def encode_captions(clips: list[Clip], device, cache: Path | str = "") -> CaptionBank | None:
     """engine.captions.CAPTIONS and the clips' own captions, mirrored ones included, through the
-    text encoder in one go (a few hundred strings; the text model is not kept). None, with a
-    warning, when the text extra is not installed."""
+    text encoder in one go (a few hundred strings; the text model is not kept). With `cache`, a
+    file written by an earlier call for the same captions stands in for the text model (a machine
+    without it), and a fresh encoding is written there. None, with a warning, when there is neither
+    such a file nor the text extra."""
     own = {c.caption for c in clips if c.caption}
     prompts = sorted(set(CAPTIONS) | own | {mirror_caption(c) for c in own})
+    cache = Path(cache) if cache else None
+    if cache is not None and cache.is_file():
+        saved = torch.load(cache, map_location=device, weights_only=True)
+        if saved["prompts"] == prompts:
+            log.info("text: %d captions from %s", len(prompts), cache)
+            return CaptionBank({p: i for i, p in enumerate(prompts)}, saved["tokens"], saved["mask"])
+        log.info("%s holds other captions than these clips': encoding them anew", cache)
     try:
         tokens, mask = TextEncoder(device).tokens(prompts)
     except TextEncoderUnavailable as e:
         log.warning("training without text conditioning: %s", e)
         return None
+    if cache is not None:
+        tmp = cache.with_suffix(".tmp")
+        torch.save({"prompts": prompts, "tokens": tokens.cpu(), "mask": mask.cpu()}, tmp)
+        tmp.replace(cache)
     return CaptionBank({p: i for i, p in enumerate(prompts)}, tokens, mask)
 
 
@@ -514,7 +536,7 @@ def train(clips: list[Clip], body: Body, out_dir: Path, cfg: TrainConfig, model_
         rendered = prepare_rendered([load_job(p) for p in sorted(Path(cfg.rendered).glob("*.npz"))], clips, body)
         log.info("mixing %d rendered jobs (real MediaPipe output) into %.0f %% of the windows",
                  len(rendered), 100 * cfg.rendered_share)
-    bank = encode_captions(clips, device) if denoiser and cfg.text_share > 0 else None
+    bank = encode_captions(clips, device, cfg.caption_cache) if denoiser and cfg.text_share > 0 else None
     if bank is not None:
         captioned = sum(e - s for p in prepared for s, e, _ in p.spans) / sum(len(p.x) for p in prepared)
         log.info("text: %d captions encoded; motion captions cover %.0f %% of the frames; %.0f %% of the "
@@ -526,11 +548,19 @@ def train(clips: list[Clip], body: Body, out_dir: Path, cfg: TrainConfig, model_
     started = time.time()
     bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step")
     model.train()
+    budget_s = 60 * cfg.minutes
+    first_step = step
+
+    def progress() -> float:
+        """How far along the schedule this run is, 0..1: by steps, or by time where that is further."""
+        by_steps = (step - cfg.schedule_start) / (cfg.steps - cfg.schedule_start)
+        return max(by_steps, (time.time() - started) / budget_s) if budget_s else by_steps
+
     while step < cfg.steps:
-        if step and step % cfg.refresh == 0:
+        if step % cfg.refresh == 0 and step != first_step:  # the first round is observed above
             prepared = observe(step // cfg.refresh)
-        done, span = step - cfg.schedule_start, cfg.steps - cfg.schedule_start
-        lr = cfg.lr * min(1.0, (done + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * done / span))
+        done = step - cfg.schedule_start
+        lr = cfg.lr * min(1.0, (done + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * min(progress(), 1.0)))
         for group in opt.param_groups:
             group["lr"] = lr
         x, c, contacts, valid, focal, size = sample_windows(prepared, cfg.batch, cfg.window, rng, device,
@@ -546,10 +576,14 @@ def train(clips: list[Clip], body: Body, out_dir: Path, cfg: TrainConfig, model_
             log.info("step %d loss %.4f (estimation: joints %.1f mm rms, x0 %.3f%s)", step, total.item(),
                      parts["joints"].sqrt().item() * 1000, parts["x0"].item(),
                      f"; generation: joints {gen['joints'].sqrt().item() * 1000:.1f} mm" if gen else "")
-        if step % cfg.save_every == 0 or step == cfg.steps:
+        out_of_time = budget_s and progress() >= 1.0
+        if step % cfg.save_every == 0 or step == cfg.steps or out_of_time:
             save_checkpoint(ckpt, model, norm, opt, step, cfg,
                             {"clips": len(clips), "frames": int(sum(len(c.pose) for c in clips)),
                              "seconds": round(time.time() - started, 1), "device": device})
+        if out_of_time:
+            log.info("stopped at step %d: the %g minutes of training are spent", step, cfg.minutes)
+            break
     bar.close()
     return ckpt
 

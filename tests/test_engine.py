@@ -1,6 +1,7 @@
 """The engine's pieces: motion representation round trip, diffusion samplers against an analytic
 model, the denoiser's masks (a text only reaches its window, RoPE is relative, the sliding window),
 conditions from landmarks, save/load, and a tiny training run that lowers the loss."""
+import logging
 from dataclasses import replace
 
 import numpy as np
@@ -324,6 +325,21 @@ def test_training_steps_lower_the_loss(arch, bf16):
         totals.append(total.item())
     assert totals[-1] < totals[0] / 5
     assert all(np.isfinite(totals))
+
+
+@pytest.mark.slow
+def test_a_time_budget_stops_training_with_a_checkpoint(tmp_path, caplog):
+    """train --minutes: a run told far more steps than its minutes allow stops when they are spent
+    (the schedule ending there) and leaves its last step in the checkpoint."""
+    from engine.train import TrainConfig, load_model, train
+
+    cfg = TrainConfig(steps=10**6, batch=2, window=30, refresh=3, warmup=2, log_every=3, save_every=10**6,
+                      minutes=0.01)
+    with caplog.at_level(logging.INFO, logger="engine.train"):
+        path = train(toy_clips(2), load_default_body(), tmp_path, cfg, ModelConfig(width=32, layers=1, heads=2, mlp=64))
+    step = load_model(path)[2]["step"]
+    assert 1 <= step < 10**6
+    assert f"stopped at step {step}: the 0.01 minutes of training are spent" in caplog.text
 
 
 @pytest.mark.slow

