@@ -377,9 +377,7 @@ def _print_and_save(text: str, report: dict, path: str | None) -> None:
 def cmd_train(args, cfg) -> int:
     import torch
 
-    from configs.config import resolve_path
     from engine.body import load_body
-    from engine.dataset import load_clips
     from engine.device import select_device
     from engine.lifter import LifterConfig
     from engine.model import ModelConfig
@@ -392,9 +390,7 @@ def cmd_train(args, cfg) -> int:
             raise ConfigError("train --from keeps the checkpoint's sizes; only a denoiser's --layers can grow")
         deepen_to = sizes.pop("layers", None)
     body = load_body(cfg.body)
-    cache = resolve_path(cfg.data.cache_dir)
-    _ensure_cache(resolve_path(cfg.data.mocap_dir), cache, body, resolve_path(cfg.data.cmu_index))
-    clips = load_clips(cache, "train")
+    cache, _, clips = _dataset_split(argparse.Namespace(data=None, split="train"), cfg, body)
     device = str(select_device(cfg.device))
     torch.set_num_threads(args.threads)
     tc = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, warmup=args.warmup, seed=args.seed,
@@ -424,15 +420,12 @@ def cmd_train(args, cfg) -> int:
 
 
 def cmd_data_captions(args, cfg) -> int:
-    from configs.config import resolve_path
     from engine.body import load_body
-    from engine.dataset import load_clips
     from engine.train import encode_captions
 
-    cache = resolve_path(cfg.data.cache_dir)
-    _ensure_cache(resolve_path(cfg.data.mocap_dir), cache, load_body(cfg.body), resolve_path(cfg.data.cmu_index))
+    cache, _, clips = _dataset_split(argparse.Namespace(data=None, split="train"), cfg, load_body(cfg.body))
     path = cache / CAPTION_CACHE
-    bank = encode_captions(load_clips(cache, "train"), "cpu", path)
+    bank = encode_captions(clips, "cpu", path)
     if bank is None:
         raise ConfigError("the text encoder is not installed here: nothing to encode the captions with")
     print(f"{len(bank.index)} training captions encoded in {path}")

@@ -249,12 +249,13 @@ def encode_captions(clips: list[Clip], device, cache: Path | str = "") -> Captio
     such a file nor the text extra."""
     own = {c.caption for c in clips if c.caption}
     prompts = sorted(set(CAPTIONS) | own | {mirror_caption(c) for c in own})
+    index = {p: i for i, p in enumerate(prompts)}
     cache = Path(cache) if cache else None
     if cache is not None and cache.is_file():
         saved = torch.load(cache, map_location=device, weights_only=True)
         if saved["prompts"] == prompts:
             log.info("text: %d captions from %s", len(prompts), cache)
-            return CaptionBank({p: i for i, p in enumerate(prompts)}, saved["tokens"], saved["mask"])
+            return CaptionBank(index, saved["tokens"], saved["mask"])
         log.info("%s holds other captions than these clips': encoding them anew", cache)
     try:
         tokens, mask = TextEncoder(device).tokens(prompts)
@@ -265,7 +266,7 @@ def encode_captions(clips: list[Clip], device, cache: Path | str = "") -> Captio
         tmp = cache.with_suffix(".tmp")
         torch.save({"prompts": prompts, "tokens": tokens.cpu(), "mask": mask.cpu()}, tmp)
         tmp.replace(cache)
-    return CaptionBank({p: i for i, p in enumerate(prompts)}, tokens, mask)
+    return CaptionBank(index, tokens, mask)
 
 
 def window_texts(p: Prepared, start: int, window: int, rng: np.random.Generator,
