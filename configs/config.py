@@ -58,6 +58,8 @@ class EngineConfig:
                          min=1, max=50)
     lag: int = setting(0, "output lag in frames: each pose waits for this many newer frames (smoother, later)",
                        min=0, max=60)
+    window: int = setting(120, "frames each estimation pass sees, the newest last (at most the model's 120): "
+                               "fewer is faster and a little less accurate", min=16, max=120)
     warm_start_step: int = setting(500, "with steps > 1: the diffusion step the previous window's estimate "
                                         "is noised to as the next window's start", min=1, max=999)
     prompt: str = setting("a person stands still", "text that drives the motion while the person is not seen")
@@ -213,4 +215,9 @@ def load_config(path: Path | str | None = None, overrides: dict | None = None) -
         raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
     for key, value in (overrides or {}).items():
         _set_dotted(data, key, value)
-    return _build(Config, data)
+    cfg = _build(Config, data)
+    if cfg.engine.lag > cfg.engine.window // 2:
+        # The lagged frame must stay inside the pass that estimates it, far enough from its edge.
+        raise ConfigError(f"config key 'engine.lag': {cfg.engine.lag} frames is more than half of "
+                          f"engine.window ({cfg.engine.window})")
+    return cfg

@@ -163,24 +163,34 @@ class Denoiser(nn.Module):
         self.x0_head = Mlp(D, D, MOTION_DIM)
         self.contact_head = Mlp(D, D, NUM_CONTACTS)
 
-    def embed_conditions(self, c: Conditions) -> torch.Tensor:
-        """(B, L, width): the sum of the per-frame condition embeddings."""
+    def embed_frames(self, c: Conditions) -> torch.Tensor:
+        """(B, L, width): the landmark and box embeddings of each frame, which depend on that frame
+        alone (a caller that slides a window over a stream can keep each frame's)."""
         lm = torch.where(c.visible[..., None], self.landmark(c.keypoints), self.missing)
         f = self.landmarks(lm.flatten(-2))
-        f = f + self.box(torch.cat([c.box * c.has_box[..., None], c.has_box[..., None].float()], -1))
+        return f + self.box(torch.cat([c.box * c.has_box[..., None], c.has_box[..., None].float()], -1))
+
+    def embed_conditions(self, c: Conditions, frames: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L, width): the sum of the per-frame condition embeddings; `frames`, when given, is
+        embed_frames(c) already made."""
+        f = self.embed_frames(c) if frames is None else frames
         if c.text is not None:
             f = f + self.text_present * c.text_frames.any(1)[..., None]
         return f
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, c: Conditions) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, c: Conditions | None,
+                frames: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """x_t (B, L, 144) noisy normalised motion at steps t (B,) -> x0 (B, L, 144), contact
-        logits (B, L, 6)."""
+        logits (B, L, 6). frames: (B, L, width) embed_frames of the window's conditions, when the
+        caller keeps each frame's (the live engine); c's landmark and box fields are then not read,
+        and c may be None (no text)."""
         B, L, _ = x_t.shape
-        f = self.embed_conditions(c) + self.time(sinusoid(t, self.cfg.width))[:, None]
+        f = frames if c is None else self.embed_conditions(c, frames)
+        f = f + self.time(sinusoid(t, self.cfg.width))[:, None]
         h = self.inp(torch.cat([x_t, f], -1))
         cos, sin = rope(L, self.cfg.width // self.cfg.heads, h.device)
         mask = window_mask(L, self.cfg.window, h.device)
-        use_text = c.text is not None and self.text_blocks is not None and bool(c.text_frames.any())
+        use_text = c is not None and c.text is not None and self.text_blocks is not None and bool(c.text_frames.any())
         text = self.text_proj(c.text) if use_text else None
         for i, block in enumerate(self.blocks):
             if use_text:

@@ -5,7 +5,7 @@
         ...                               # engine.pose_frame.PoseFrame
 
 Estimation. Every push runs the denoiser once over a rolling window of the last `window` frames
-(a partial window from the very first frame): estimation mode for 1 step, DDIM for more, warm-
+(at most the model's own window; a partial window from the very first frame): estimation mode for 1 step, DDIM for more, warm-
 started from the previous window's estimate noised to `warm_start_step`. Several packets arriving
 together (the engine fell behind) share one pass, and each still gets its pose. With `lag` > 0
 a frame's pose is emitted once that many newer frames have arrived, so it sees some future.
@@ -60,7 +60,7 @@ from engine.model import Conditions, Denoiser
 from engine.motion import VELOCITY, Normalizer, align_heading, camera_joints, decode, heading, shift_rows
 from engine.observations import BODY_LANDMARKS
 from engine.pose_frame import PoseFrame
-from engine.rotations import matrix_to_axis_angle, matrix_to_quat
+from engine.rotations import matrix_to_quat, quat_to_axis_angle
 from streamer.frame_rate import FrameRate
 from streamer.packets import LandmarkPacket
 
@@ -92,6 +92,7 @@ class _Slot:
     t: float
     span: int = 1
     x: torch.Tensor | None = None
+    embedding: torch.Tensor | None = None  # (width,) the denoiser's embed_frames of cond, made once
 
 
 @dataclass
@@ -164,7 +165,8 @@ class LiveEngine:
         self.rest = body.rest_joints.to(self.device)
         self._foot_rest_y = body.rest_joints[list(FOOT_JOINTS), 1].double().numpy()  # (4,) metres
         self.alpha_bar = cosine_alpha_bar().to(self.device)
-        self.window = model.cfg.window
+        self.window = model.cfg.window  # the model's: generated stretches continue this much history
+        self.estimation_window = min(cfg.window, self.window)
         self.steps, self.lag, self.prompt = cfg.steps, cfg.lag, cfg.prompt
         self.fps = fps                # the source's rate; None: measured from the packets
         self.measure_rate = False     # a camera: its packets' capture times over its told rate
@@ -215,8 +217,8 @@ class LiveEngine:
         self.steps = int(steps)
 
     def set_lag(self, lag: int) -> None:
-        if not 0 <= int(lag) <= self.window // 2:
-            raise ValueError(f"lag must be 0..{self.window // 2} frames, got {lag}")
+        if not 0 <= int(lag) <= self.estimation_window // 2:
+            raise ValueError(f"lag must be 0..{self.estimation_window // 2} frames, got {lag}")
         self.lag = int(lag)
 
     def recenter(self) -> None:
@@ -336,10 +338,24 @@ class LiveEngine:
         """One window's Conditions from its frames' packet_conditions, oldest first."""
         return batch_conditions([{k: np.stack([d[k] for d in conds]) for k in conds[0]}], self.device)
 
+    def _estimator_on(self, slots: list[_Slot]):
+        """The estimator over the window of `slots`: (x_t, t) -> (x0, contact logits). Each frame's
+        landmark and box embedding is made once, when it first enters a window, not again in each
+        of the `window` passes that see it (a tenth of a pass's time on one thread)."""
+        if self._estimator is not self.model or not isinstance(self.model, Denoiser):
+            cond = self._window([s.cond for s in slots])
+            return lambda x_t, t: self._estimator(x_t, t, cond)
+        fresh = [s for s in slots if s.embedding is None]
+        if fresh:
+            for s, e in zip(fresh, self.model.embed_frames(self._window([s.cond for s in fresh]))[0]):
+                s.embedding = e
+        frames = torch.stack([s.embedding for s in slots])[None]
+        return lambda x_t, t: self.model(x_t, t, None, frames)
+
     @torch.inference_mode()
     def _run_estimation(self) -> _Track:
-        slots = list(self._slots)[-self.window:]
-        cond = self._window([s.cond for s in slots])
+        slots = list(self._slots)[-self.estimation_window:]
+        estimator = self._estimator_on(slots)
         shape = (1, len(slots), self.norm.mean.shape[0])
         start = len(self.alpha_bar) - 1
         x = torch.zeros(shape, device=self.device)
@@ -353,7 +369,7 @@ class LiveEngine:
         logits = {}
 
         def model(x_t, t):
-            x0, logits["c"] = self._estimator(x_t, t, cond)
+            x0, logits["c"] = estimator(x_t, t)
             return x0
 
         x0 = ddim(model, x, self.steps, self.alpha_bar, start=start)
@@ -451,9 +467,10 @@ class LiveEngine:
         root, joints = self._foot_lock(root, joints, contacts, first)
         _, joints_cam = camera_joints({k: v[-1] for k, v in motion.items()}, self.rest)
         p = slot.packet
+        quat = matrix_to_quat(local)
         return PoseFrame(frame_id=p.frame_id, t_capture=p.t_capture, t_emit=time.time(),
-                         pose_aa=matrix_to_axis_angle(local).double().cpu().numpy(),
-                         pose_quat=matrix_to_quat(local).double().cpu().numpy(), root=root, joints=joints,
+                         pose_aa=quat_to_axis_angle(quat).double().cpu().numpy(),
+                         pose_quat=quat.double().cpu().numpy(), root=root, joints=joints,
                          contacts=contacts, source=source,
                          confidence=0.0 if source == "generated" else slot.body_seen / len(BODY_LANDMARKS),
                          stature=self.body.stature, joints_cam=joints_cam.double().cpu().numpy())

@@ -40,6 +40,7 @@ def test_overrides_and_coercion(tmp_path):
     ({"body.model": "smplx"}, "config key 'body.model': 'smplx' is not one of"),
     ({"body.betas": [1, "a"]}, r"config key 'body.betas\[1\]': expected float"),
     ({"body": 3}, "config key 'body': expected a mapping"),
+    ({"engine.window": 40, "engine.lag": 21}, r"'engine.lag': 21 frames is more than half of engine.window \(40\)"),
 ])
 def test_bad_values_name_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):

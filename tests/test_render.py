@@ -170,9 +170,10 @@ def test_rendered_set_round_trips_and_resumes(renderer, body, tmp_path):
 
 
 @pytest.mark.slow
-def test_worker_processes_render_what_this_process_renders(body, tmp_path):
+def test_worker_processes_render_what_this_process_renders(renderer, body, tmp_path):
     """Jobs rendered in two worker processes are the jobs rendered here (with a preview, which sees
-    every frame), and sending the body to the workers leaves the caller's arrays of it intact."""
+    every frame), and sending the body to the workers leaves the caller's arrays of it intact.
+    (`renderer` only to skip, like the other rendering tests, where there is no OSMesa.)"""
     clips = [short_clip(6, "test/a"), short_clip(5, "test/b")]
     faces = body.faces.numpy()
     before = faces.copy()

@@ -223,6 +223,43 @@ def test_controls_validate_and_recenter(parts):
     assert abs(f.root[0]) < 0.06 and abs(f.root[2]) < 0.06  # at the origin, up to one foot-lock shift
 
 
+def test_each_frame_is_embedded_once_and_the_poses_are_those_of_whole_passes(parts):
+    """The engine keeps each frame's landmark embedding instead of embedding the whole window on
+    every pass; the poses are what passes over the window's full conditions give."""
+    model = parts[0]
+    kept, whole = make(parts), make(parts)
+    whole._estimator = lambda x_t, t, c: model(x_t, t, c)  # any estimator but the model: no keeping
+    calls = []
+    embed = model.embed_frames
+    model.embed_frames = lambda c: calls.append(c.keypoints.shape[1]) or embed(c)
+    try:
+        a = [f.joints for p in packets(150) for f in kept.push([p])]
+    finally:
+        del model.embed_frames
+    b = [f.joints for p in packets(150) for f in whole.push([p])]
+    assert calls == [1] * 150  # one new frame a pass, never the window again
+    assert np.allclose(a, b, atol=1e-5)
+
+
+def test_a_shorter_estimation_window_sees_only_its_newest_frames(parts):
+    """engine.window: each pass covers that many frames, newest last; what happened before them
+    no longer moves the pose."""
+    def newest(window, first_x):
+        engine = make(parts, window=window)
+        stream = packets(100)
+        stream[0] = dataclasses.replace(stream[0], keypoints=stream[0].keypoints + [first_x, 0])
+        out = [f for p in stream for f in engine.push([p])]
+        return engine, out[-1].pose_aa
+    short, a = newest(40, 0.0)
+    _, b = newest(40, 80.0)
+    assert len(short._estimate.x) == 40 and np.allclose(a, b)
+    _, c = newest(120, 0.0)
+    _, d = newest(120, 80.0)
+    assert not np.allclose(c, d)  # the full window still sees frame 0
+    with pytest.raises(ValueError, match="0..20"):
+        short.set_lag(21)
+
+
 def test_floor_puts_the_feet_on_the_ground(parts):
     engine = make(parts, foot_lock=False)
     f = engine.push(packets(1))[0]
