@@ -5,10 +5,11 @@
         ...                               # engine.pose_frame.PoseFrame
 
 Estimation. Every push runs the denoiser once over a rolling window of the last `window` frames
-(at most the model's own window; a partial window from the very first frame): estimation mode for 1 step, DDIM for more, warm-
-started from the previous window's estimate noised to `warm_start_step`. Several packets arriving
-together (the engine fell behind) share one pass, and each still gets its pose. With `lag` > 0
-a frame's pose is emitted once that many newer frames have arrived, so it sees some future.
+(at most the model's own window; a partial window from the very first frame): estimation mode
+for 1 step, DDIM for more, warm-started from the previous window's estimate noised to
+`warm_start_step`. Several packets arriving together (the engine fell behind) share one pass, and
+each still gets its pose. With `lag` > 0 a frame's pose is emitted once that many newer frames
+have arrived, so it sees some future.
 
 Occlusion. A frame whose body is missing (fewer than `min_body_landmarks` of MediaPipe's 12 body
 landmarks present) for more than `generation_after` frames in a row is *generated*: a plan of
