@@ -168,7 +168,8 @@ class LiveEngine:
         self.alpha_bar = cosine_alpha_bar().to(self.device)
         self.window = model.cfg.window  # the model's: generated stretches continue this much history
         self.estimation_window = min(cfg.window, self.window)
-        self.steps, self.lag, self.prompt = cfg.steps, cfg.lag, cfg.prompt
+        self.steps, self.prompt = cfg.steps, cfg.prompt
+        self.set_lag(cfg.lag)
         self.fps = fps                # the source's rate; None: measured from the packets
         self.measure_rate = False     # a camera: its packets' capture times over its told rate
         self._measured = FrameRate(RATE_WINDOW)
@@ -342,7 +343,8 @@ class LiveEngine:
     def _estimator_on(self, slots: list[_Slot]):
         """The estimator over the window of `slots`: (x_t, t) -> (x0, contact logits). Each frame's
         landmark and box embedding is made once, when it first enters a window, not again in each
-        of the `window` passes that see it (a tenth of a pass's time on one thread)."""
+        of the `window` passes that see it (with stacking the window's conditions, a fifth of a pass's
+        time on one thread: bench/README.md)."""
         if self._estimator is not self.model or not isinstance(self.model, Denoiser):
             cond = self._window([s.cond for s in slots])
             return lambda x_t, t: self._estimator(x_t, t, cond)
