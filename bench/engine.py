@@ -1,7 +1,7 @@
 """Denoiser speed: one 120-frame window, batch 1, the live case, for 1, 2 and 5 DDIM steps (1 =
 estimation mode), for the design size (256 wide, 6 layers) and a smaller one (192 wide, 4 layers)
 side by side in the same run; with a checkpoint, its own size too; and each at 1 step with mirror
-averaging (engine.mirror: the window and its mirror image in one batch of 2). Random weights time
+averaging (engine.model.mirror: the window and its mirror image in one batch of 2). Random weights time
 the same as trained ones. Text blocks are not run: a window with no text skips them.
 
     genmo-live bench engine [--threads 2] [--repeats 50] [--model PATH]
@@ -11,10 +11,10 @@ from __future__ import annotations
 import torch
 
 from bench.timing import median_ms
-from engine.diffusion import cosine_alpha_bar, ddim
-from engine.mirror import mirror_averaged
-from engine.model import Conditions, Denoiser, ModelConfig
-from engine.motion import MOTION_DIM, Normalizer
+from engine.model.denoiser import Conditions, Denoiser, ModelConfig
+from engine.model.diffusion import cosine_alpha_bar, ddim
+from engine.model.mirror import mirror_averaged
+from engine.model.motion import MOTION_DIM, Normalizer
 
 WINDOW = 120
 STEPS = (1, 2, 5)
@@ -31,7 +31,7 @@ def run(repeats: int = 50, model_path: str | None = None) -> list[dict]:
     """Rows of {case, params_m, steps, ms} (median per window)."""
     models = {name: (Denoiser(cfg).eval(), Normalizer()) for name, cfg in SIZES.items()}
     if model_path:
-        from engine.train import load_model
+        from engine.model.checkpoint import load_model
 
         models[f"checkpoint {model_path}"] = load_model(model_path)[:2]
     g = torch.Generator().manual_seed(0)

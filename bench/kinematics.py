@@ -8,9 +8,10 @@ from __future__ import annotations
 import torch
 
 from bench.timing import median_ms
-from engine.body import NUM_JOINTS, SMPL_PARENTS, load_default_body
-from engine.kinematics import forward_kinematics, skin
-from engine.rotations import axis_angle_to_matrix
+from engine.body.body_model import load_default_body
+from engine.body.kinematics import forward_kinematics, skin
+from engine.body.rotations import axis_angle_to_matrix
+from engine.body.skeleton import NUM_JOINTS, SMPL_PARENTS
 
 BATCHES = (1, 120, 1024)
 

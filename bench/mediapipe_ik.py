@@ -6,7 +6,7 @@
 MediaPipe's own 3D answer (its world landmarks, metres, hip-centred) is turned into our 24-joint
 body by analytic inverse kinematics, the way XR Animator, Kalidokit-based apps and the MediaPipe
 VR trackers drive an avatar:
-1. One-Euro filter (engine.filters) on the 33 world landmarks with MediaPipe's published settings
+1. One-Euro filter (engine.live.filters) on the 33 world landmarks with MediaPipe's published settings
    for them (min cutoff 0.1 Hz, beta 40, derivative cutoff 1 Hz; PEERS_AND_PROTOCOLS.md §5). In
    video mode MediaPipe has already filtered them once with these settings; the second pass is
    what a tool adds on top, and it also smooths the frames MediaPipe found by re-detection.
@@ -39,12 +39,14 @@ from collections import deque
 import numpy as np
 import torch
 
-from engine.body import SMPL_JOINT_NAMES, SMPL_PARENTS, Body
-from engine.conditions import assumed_focal
-from engine.filters import one_euro_step
-from engine.kinematics import forward_kinematics
-from engine.observations import BODY_LANDMARKS, L, landmarks_3d
-from engine.retarget import J, local_rotations, sole_height
+from engine.body.body_model import Body
+from engine.body.kinematics import forward_kinematics
+from engine.body.skeleton import SMPL_JOINT_NAMES, SMPL_PARENTS
+from engine.data.observations import landmarks_3d
+from engine.data.retarget import J, local_rotations, sole_height
+from engine.live.filters import one_euro_step
+from engine.model.conditions import assumed_focal
+from streamer.landmarks import BODY_LANDMARKS, L
 
 MEDIAPIPE_WORLD_FILTER = dict(min_cutoff=0.1, beta=40.0, d_cutoff=1.0)
 # The root's depth from a fit to 2D jitters far more than a landmark: FreeMoCap's realtime 3D
@@ -62,7 +64,7 @@ BEND_START, BEND_FULL = 0.2, 0.45
 # ----------------------------------------------------------------------------------------------
 
 # Small 3-vector math in plain numpy: one frame has a few dozen of these, and numpy's general
-# versions (np.cross, the torch-backed engine.rotations) cost more in overhead than in arithmetic.
+# versions (np.cross, the torch-backed engine.body.rotations) cost more in overhead than in arithmetic.
 
 def _unit(v):
     return v / max(float(np.sqrt(v @ v)), 1e-9)
@@ -79,7 +81,7 @@ def _perp(v, axis):
 
 def _frame(primary, side):
     """(3, 3) orthonormal frame, columns (side made perpendicular to primary, primary, their cross),
-    like engine.retarget.frame_from."""
+    like engine.data.retarget.frame_from."""
     y = _unit(primary)
     x = _unit(_perp(side, y))
     return np.stack([x, y, _cross(x, y)], axis=-1)
@@ -137,7 +139,7 @@ def _fraction(R: np.ndarray, f: float) -> np.ndarray:
 
 def rest_landmarks(body: Body) -> np.ndarray:
     """(33, 3) where MediaPipe puts its world landmarks on our body in its T-pose, hips centred
-    (engine.observations' landmark rig, fitted to real MediaPipe on rendered frames): the
+    (engine.data.observations' landmark rig, fitted to real MediaPipe on rendered frames): the
     calibration a tool gets from a user standing in a T-pose. IK measures every rest direction
     here, so a T-pose comes back as exactly our rest pose."""
     rest = body.rest_joints.double().numpy()[None]
@@ -181,7 +183,7 @@ def solve_ik(world: np.ndarray, rest: np.ndarray) -> np.ndarray:
         def limb(joint, parent, direction, hint, weight):
             G[J[f"{s}_{joint}"]] = limb_rotation(G[parent], direction[0], hint[0], direction[1], hint[1], weight)
 
-        # Arm: the elbow bends forward in the upper arm's frame (engine.retarget's canonical twist),
+        # Arm: the elbow bends forward in the upper arm's frame (engine.data.retarget's canonical twist),
         # the hand's index-pinky line (its thumb side) points forward in the palms-down T-pose.
         G[J[f"{s}_collar"]] = G[J["spine3"]]
         upper, fore = bone("shoulder", "elbow"), bone("elbow", "wrist")
@@ -255,7 +257,7 @@ class MediapipeIK:
         return (x, None) if settings is None else one_euro_step(x, t, state, **settings)
 
     def _sole(self, yup: np.ndarray) -> float:
-        """Height of the lowest sole (engine.retarget.sole_height) of one frame's (24, 3) joints."""
+        """Height of the lowest sole (engine.data.retarget.sole_height) of one frame's (24, 3) joints."""
         return float(sole_height(yup[None], self.rest)[0])
 
     def step(self, world, keypoints, visibility, width: int, height: int, t: float):
@@ -289,9 +291,9 @@ class MediapipeIK:
 
 def predictor(body: Body, filter_settings: dict | None = MEDIAPIPE_WORLD_FILTER, root_filter: dict | None = ROOT_FILTER,
               fps: float = 30.0):
-    """The baseline as an engine.evaluate Predictor: one MediapipeIK over each test sequence. Needs
+    """The baseline as an engine.evaluate.protocol Predictor: one MediapipeIK over each test sequence. Needs
     MediaPipe's world landmarks, which only real detector output has (`--obs rendered`)."""
-    from engine.evaluate import Prediction
+    from engine.evaluate.protocol import Prediction
 
     def predict(item) -> Prediction:
         obs = item.obs

@@ -5,13 +5,13 @@
 Two parts, every system fed the same frames in the same run:
 1. Real video (every clip in ../shared/data/video/, no ground truth). One MediaPipe pass per clip
    (the product's detector, streamer.pose), then per frame both systems: genmo-live's live engine
-   (engine.runtime.LiveEngine, the default settings, as `genmo-live run` streams it) and the
+   (engine.live.engine.LiveEngine, the default settings, as `genmo-live run` streams it) and the
    `mediapipe-ik` baseline (bench.mediapipe_ik). Measured: jitter on still segments (where the 2D
    landmarks say the person is still), foot skate, ground penetration, left/right swaps, bone-length
    variation (also of MediaPipe's own 3D landmarks), and capture->pose latency (MediaPipe's time on
    the frame plus the system's). Clips over 45 frames/s are taken at every other frame (a 30 fps
    camera). Plots: joint trajectories of both systems, and a strip of frames with both skeletons.
-2. Ground truth (engine.evaluate's protocol): on the rendered test set (real MediaPipe on rendered
+2. Ground truth (engine.evaluate.protocol's protocol): on the rendered test set (real MediaPipe on rendered
    bodies) genmo-live live, genmo-live over each whole clip (`genmo-live-offline`, the eval
    protocol's pass), the per-frame lifter and mediapipe-ik; on the synthetic test set the models.
 
@@ -35,9 +35,10 @@ from tqdm import tqdm
 from bench import video_metrics as vm
 from bench.mediapipe_ik import MediapipeIK
 from clients.live import percentiles
-from engine.body import SMPL_PARENTS, Body
-from engine.conditions import assumed_focal
-from engine.rendered import VIDEO_ROOT
+from engine.body.body_model import Body
+from engine.body.skeleton import SMPL_PARENTS
+from engine.data.rendered import VIDEO_ROOT
+from engine.model.conditions import assumed_focal
 from streamer.packets import LandmarkPacket
 
 log = logging.getLogger(__name__)
@@ -259,9 +260,9 @@ HEADLINE = ("mpjpe_mm", "pa_mpjpe_mm", "accel_err_mm_s2", "jitter_mm_s3", "foot_
 
 
 def ground_truth(predictors: dict, items: list, out_dir: Path, tag: str) -> dict:
-    """engine.evaluate over `items` for each named predictor; the full reports go to
+    """engine.evaluate.protocol over `items` for each named predictor; the full reports go to
     out_dir/<tag>_<name>.json, the figures without per-clip rows are returned by name."""
-    from engine.evaluate import evaluate, write_report
+    from engine.evaluate.protocol import evaluate, write_report
 
     tables = {}
     for name, predict in predictors.items():

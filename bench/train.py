@@ -11,10 +11,10 @@ from __future__ import annotations
 import torch
 
 from bench.timing import median_ms
-from engine.diffusion import cosine_alpha_bar
-from engine.lifter import LifterConfig, PerFrameLifter
-from engine.model import TEXT_DIM, Conditions, Denoiser, ModelConfig
-from engine.motion import MOTION_DIM, Normalizer
+from engine.model.denoiser import TEXT_DIM, Conditions, Denoiser, ModelConfig
+from engine.model.diffusion import cosine_alpha_bar
+from engine.model.lifter import LifterConfig, PerFrameLifter
+from engine.model.motion import MOTION_DIM, Normalizer
 from engine.train import TrainConfig, train_step
 
 BATCH, WINDOW, TEXT_TOKENS = 24, 120, 12
@@ -40,7 +40,7 @@ def _batch(g: torch.Generator) -> dict:
 
 def run(repeats: int = 20) -> list[dict]:
     """Rows of {case, precision, ms} (median per step), float32 and bfloat16 for each model."""
-    from engine.body import load_default_body
+    from engine.body.body_model import load_default_body
 
     rest = load_default_body().rest_joints
     g = torch.Generator().manual_seed(0)

@@ -1,7 +1,7 @@
 """Quality measures for motion without ground truth (real video): small pure-numpy functions.
 
 Joint sequences are (T, 24, 3) metres in a y-up world with the floor at y = 0 (SMPL joint order,
-engine.body); 2D landmarks are MediaPipe's (T, 33, 2) pixels. Every function returns plain floats
+engine.body.body_model); 2D landmarks are MediaPipe's (T, 33, 2) pixels. Every function returns plain floats
 or arrays, in the unit its name says.
 """
 from __future__ import annotations
@@ -10,10 +10,10 @@ import warnings
 
 import numpy as np
 
-from engine import metrics
-from engine.body import SMPL_PARENTS
-from engine.observations import BODY_LANDMARKS, L
-from engine.retarget import J, sole_height
+from engine.body.skeleton import SMPL_PARENTS
+from engine.data.retarget import J, sole_height
+from engine.evaluate import metrics
+from streamer.landmarks import BODY_LANDMARKS, L
 
 STILL_SPEED = 0.15      # body heights per second below which the person is still
 STILL_MIN_S = 0.4       # shortest still segment, seconds
@@ -60,7 +60,7 @@ def still_frames(keypoints: np.ndarray, visibility: np.ndarray, fps: float) -> n
 
 
 def penetration_mm(joints: np.ndarray, rest_joints: np.ndarray) -> float:
-    """Mean depth of the lowest sole (engine.retarget.sole_height) below the floor (0 on frames
+    """Mean depth of the lowest sole (engine.data.retarget.sole_height) below the floor (0 on frames
     where it is above), mm."""
     return float(np.maximum(-sole_height(joints, rest_joints), 0.0).mean() * 1000)
 

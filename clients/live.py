@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.pose_frame import PoseFrame
+from engine.live.pose_frame import PoseFrame
 
 log = logging.getLogger("genmo-live.run")
 STATUS_EVERY_S = 5.0
@@ -157,11 +157,11 @@ def load_engine(cfg):
     """The LiveEngine for the configured weights, warmed up before any frame arrives: the first pass
     of a torch model is slow, and the text model takes a few seconds to load."""
     from configs.config import ConfigError, resolve_path
-    from engine.body import load_body
-    from engine.device import select_device
+    from engine.body.loading import load_body
+    from engine.live.engine import LiveEngine
+    from engine.model.checkpoint import load_model
+    from engine.model.device import select_device
     from engine.paths import WEIGHTS_PATH
-    from engine.runtime import LiveEngine
-    from engine.train import load_model
     from streamer.packets import LandmarkPacket
 
     path = resolve_path(cfg.engine.weights) if cfg.engine.weights else WEIGHTS_PATH

@@ -7,9 +7,9 @@ Formats, chosen by the path's suffix:
   seconds, source (T,) str, confidence (T,), all as published (float64); and the take's fps,
   stature (metres), joint_names (24,), parents (24,), rest_joints (24, 3) metres.
   `export` turns one into a BVH.
-- .bvh: the body's 24-joint SMPL skeleton, joints named as in engine.body.SMPL_JOINT_NAMES and
+- .bvh: the body's 24-joint SMPL skeleton, joints named as in engine.body.skeleton.SMPL_JOINT_NAMES and
   written depth-first (so the channel columns are not in SMPL joint order). Y up, in METRES, the
-  pose frame's world (engine.pose_frame): Blender's importer reads units as they are (scale 1.0 by
+  pose frame's world (engine.live.pose_frame): Blender's importer reads units as they are (scale 1.0 by
   default), so the body opens 1.7 m tall there; tools that assume centimetres (MotionBuilder)
   need a scale of 100 on import. OFFSETs are the rest T-pose's bones, the root's its rest
   position; the root has "Xposition Yposition Zposition Zrotation Xrotation Yrotation", every
@@ -45,9 +45,9 @@ from pathlib import Path
 import numpy as np
 
 from clients.live import Output
-from engine.pose_frame import PoseFrame
-from engine.retarget import CONTACT_JOINTS
-from engine.rotations import axis_angle_to_matrix
+from engine.body.rotations import axis_angle_to_matrix
+from engine.body.skeleton import CONTACT_JOINTS
+from engine.live.pose_frame import PoseFrame
 from streamer.frame_rate import FrameRate
 
 log = logging.getLogger("genmo-live.recorder")
@@ -68,7 +68,7 @@ _GIMBAL_LOCK_COS = 1e-8
 def matrix_to_euler_zxy(m: np.ndarray) -> np.ndarray:
     """(..., 3, 3) rotation matrices -> (..., 3) radians (z, x, y) with m = Rz(z) @ Rx(x) @ Ry(y),
     x in [-pi/2, pi/2], z and y in (-pi, pi]; at gimbal lock y = 0. The inverse of
-    engine.mocap_io.euler_to_matrix(degrees, "ZXY")."""
+    engine.data.mocap_io.euler_to_matrix(degrees, "ZXY")."""
     cos_x = np.hypot(m[..., 2, 0], m[..., 2, 2])
     x = np.arctan2(m[..., 2, 1], cos_x)
     locked = cos_x < _GIMBAL_LOCK_COS
@@ -258,7 +258,7 @@ def stack_frames(rows: list[dict]) -> dict:
 class Recorder(Output):
     """Record the published poses to `path` (.npz or .bvh, module docstring) while streaming.
 
-    body: engine.body.Body (names, parents, rest_joints, stature). fps: the source's frame rate:
+    body: engine.body.body_model.Body (names, parents, rest_joints, stature). fps: the source's frame rate:
     the take's (the BVH's frame time), and one second of frames is when the file is next rewritten.
     timed_by_capture: a camera's take, whose rate is its frames' (streamer.frame_rate, over the last
     TIMING_FRAMES), not the told one. Attributes: frames_written (on disk now),

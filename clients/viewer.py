@@ -30,7 +30,7 @@ import numpy as np
 from aiohttp import web
 
 from configs.config import ConfigError
-from engine.body import Body
+from engine.body.body_model import Body
 from streamer.server_thread import ServerThread, http_url
 
 log = logging.getLogger(__name__)

@@ -3,8 +3,8 @@ VRM4U / VMC4UE / VMCLiveLink (Unreal). genmo-live is the *Performer*, the receiv
 the default port is 39539. Spec: https://protocol.vmc.info (english.markdown); our notes are in
 ../shared/design/PEERS_AND_PROTOCOLS.md §2.1 and §3.
 
-    sender = VmcSender("127.0.0.1", 39539, body, rate_hz=0)   # body: engine.body.Body
-    sender.publish(frame)                                     # engine.pose_frame.PoseFrame
+    sender = VmcSender("127.0.0.1", 39539, body, rate_hz=0)   # body: engine.body.body_model.Body
+    sender.publish(frame)                                     # engine.live.pose_frame.PoseFrame
     sender.close()
 
 Messages of one frame, in this order (OSC types in brackets; f = float32):
@@ -28,12 +28,12 @@ Frames and values:
 - The engine's world (PoseFrame) has the person who faces the camera facing −z. VTuber apps look at
   an avatar that faces +z, so the world is first given a half turn about +y (x, z -> −x, −z; the
   "viewer turn"): facing the camera, the avatar faces the app's camera, and its right hand is on the
-  same side of the picture as in the webcam image. Then engine.conventions converts SMPL -> Unity.
+  same side of the picture as in the webcam image. Then engine.body.conventions converts SMPL -> Unity.
 - Bone rotations are LOCAL rotations relative to the T-pose, in a rig whose bone frames are all
   world-aligned in the T-pose (VRM 0.x "normalised"): the Unity rotation of an SMPL local rotation
-  (engine.conventions.smpl_pose_to_unity). Hips holds the body's global orientation (identity when
+  (engine.body.conventions.smpl_pose_to_unity). Hips holds the body's global orientation (identity when
   the person faces the camera in T-pose).
-- Bone positions are the rest offsets of the body (engine.body.Body) from each bone's parent, in
+- Bone positions are the rest offsets of the body (engine.body.body_model.Body) from each bone's parent, in
   Unity axes; Hips' is the rest pelvis relative to the root, which stands on the floor.
 - Root: rotation identity, position = the pelvis' world position minus the rest pelvis offset, so
   Root + Hips position = the pelvis. All translation is in the root, so receivers that keep their
@@ -63,12 +63,13 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 
 from clients.live import Output
 from configs.config import ConfigError
-from engine.body import NUM_JOINTS, Body
-from engine.conventions import (MAPPED_BONES, bone_for_unity, position_to_unity, quat_from_unity,
-                                quat_to_unity, smpl_pose_to_unity)
-from engine.kinematics import bone_offsets
-from engine.pose_frame import PoseFrame
-from engine.rotations import quat_multiply, quat_normalize
+from engine.body.body_model import Body
+from engine.body.conventions import (MAPPED_BONES, bone_for_unity, position_to_unity, quat_from_unity, quat_to_unity,
+                                     smpl_pose_to_unity)
+from engine.body.kinematics import bone_offsets
+from engine.body.rotations import quat_multiply, quat_normalize
+from engine.body.skeleton import NUM_JOINTS
+from engine.live.pose_frame import PoseFrame
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ VRChat listens on UDP 9000 (127.0.0.1:9000 on the same PC); enable OSC in its Ac
 (Options -> OSC -> Enabled), then calibrate full-body tracking as with any trackers.
 
     trackers = VrchatTrackers("127.0.0.1", 9000, ["hip", "left_foot", "right_foot"], body)
-    trackers.publish(frame)                                   # engine.pose_frame.PoseFrame
+    trackers.publish(frame)                                   # engine.live.pose_frame.PoseFrame
     trackers.close()
 
 Per frame, one OSC bundle (time tag "immediately", under 1500 bytes) holding, for each configured
@@ -30,7 +30,7 @@ Frames: Unity's (left-handed, +y up, metres), after the same half turn as the VM
 (clients/vmc.py: facing the camera is facing +z). Rotations are in the T-pose-normalised sense (a
 tracker on a body in T-pose facing +z reads (0, 0, 0)); VRChat's calibration measures each
 tracker's offset to its bone, so only their consistency matters. Euler angles follow Unity:
-rotate about Z, then X, then Y, all about the fixed axes (engine.conventions.unity_euler_degrees);
+rotate about Z, then X, then Y, all about the fixed axes (engine.body.conventions.unity_euler_degrees);
 x in [-90, 90], y and z in (-180, 180]. Positions are the pose's metres, for a person of the body's
 stature: set body.stature to the user's real height.
 
@@ -44,10 +44,10 @@ import numpy as np
 
 from clients.vmc import OscSender, osc_message, pack_bundles, world_position_to_unity, world_rotation_to_unity
 from configs.config import ConfigError
-from engine.body import Body
-from engine.conventions import bone_for_smpl, unity_euler_degrees
-from engine.pose_frame import PoseFrame
-from engine.rotations import matrix_to_quat
+from engine.body.body_model import Body
+from engine.body.conventions import bone_for_smpl, unity_euler_degrees
+from engine.body.rotations import matrix_to_quat
+from engine.live.pose_frame import PoseFrame
 
 DEFAULT_PORT = 9000
 

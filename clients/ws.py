@@ -23,7 +23,7 @@ The server's first message is the hello:
 
     {"type": "hello", "schema": 1, "formats": ["json", "binary"], "format": "json"}
 
-`schema` is engine.pose_frame.SCHEMA_VERSION, which both pose formats follow.
+`schema` is engine.live.pose_frame.SCHEMA_VERSION, which both pose formats follow.
 
 Pose frames
 -----------
@@ -34,10 +34,10 @@ JSON (the default): one text message per pose, PoseFrame.to_dict() plus "type": 
      "pose_aa": [[x, y, z] * 24], "pose_quat": [[w, x, y, z] * 24], "joints": [[x, y, z] * 24],
      "contacts": [6 floats], "stature": 1.7, "betas": []}
 
-Units and frames as in engine.pose_frame: metres, y up, seconds of time.time() on the server's
+Units and frames as in engine.live.pose_frame: metres, y up, seconds of time.time() on the server's
 clock (t_emit - t_capture is the capture-to-pose latency; comparing either with a client's clock
-is meaningless across machines). Joint order: engine.body.SMPL_JOINT_NAMES. Contacts: ankles, feet,
-wrists (engine.retarget.CONTACT_JOINTS). About 3 kB a frame.
+is meaningless across machines). Joint order: engine.body.skeleton.SMPL_JOINT_NAMES. Contacts: ankles, feet,
+wrists (engine.body.skeleton.CONTACT_JOINTS). About 3 kB a frame.
 
 Binary (`?format=binary` or `{"type": "subscribe", "format": "binary"}`): one binary message per
 pose, little-endian, 748 bytes plus 4 per beta; `decode_binary` reads it.
@@ -116,7 +116,7 @@ from websockets.frames import CloseCode
 
 from clients.live import Control, Output
 from configs.config import ConfigError
-from engine.pose_frame import SCHEMA_VERSION, SOURCES, PoseFrame
+from engine.live.pose_frame import SCHEMA_VERSION, SOURCES, PoseFrame
 from streamer.server_thread import ServerThread, http_url
 
 log = logging.getLogger(__name__)

@@ -5,17 +5,17 @@
 Data: the train split of the dataset cache, posed on the default body. Every `refresh` steps each
 clip is seen anew: a `mix_share` of them with the upper body (spine up) of another clip over their
 own legs and root, mirrored or not, played 0.8-1.25x as fast, through a new synthetic webcam with
-new detector noise and occlusion events (engine.observations), so the model never sees the same
-observation twice. The webcam stands at a random azimuth about the person (engine.observations
+new detector noise and occlusion events (engine.data.observations), so the model never sees the same
+observation twice. The webcam stands at a random azimuth about the person (engine.data.observations
 .sample_camera), which is the random heading: the motion is encoded relative to the camera and the
 person's own heading. Windows of `window` frames are cut from those.
 
 Text (GEM_NOTES §2.6, §5.2): every clip, as augmented, is captioned from its own motion
-(engine.captions: spans like "a person walks forward") and keeps its dataset caption (with left and
+(engine.data.captions: spans like "a person walks forward") and keeps its dataset caption (with left and
 right swapped when mirrored). A `text_share` of the windows carry text, each span over its own
 frames in the window (multi-text), or now and then the clip's caption over the whole window; the
 other windows are the unconditional branch of classifier-free guidance. Every caption is encoded
-once at start (engine.text, all-MiniLM-L6-v2), or read from `caption_cache` where an earlier run
+once at start (engine.model.text, all-MiniLM-L6-v2), or read from `caption_cache` where an earlier run
 wrote it (genmo-live data captions); without either, training goes on without text.
 
 Each step is dual-mode (GEM_NOTES §3, §5): an estimation pass (zeros at the last step) and a
@@ -24,7 +24,7 @@ of the text's frames in more windows with text, so the model learns to generate,
 there is one), both predicting clean motion and both told the text; losses on the motion vector,
 root-relative joints in the camera frame (forward kinematics), their 2D reprojection in the person's
 box, the world trajectory (velocities integrated along the true heading) and the contacts.
-The per-frame lifter (engine.lifter, `train --model per-frame`), the baseline, trains in this same
+The per-frame lifter (engine.model.lifter, `train --model per-frame`), the baseline, trains in this same
 loop on the same data and losses, the estimation pass only: it has no generation mode and reads no text.
 Checkpoints (model and its architecture, optimiser, normaliser, step) are written atomically to
 <out>/last.pt.
@@ -35,7 +35,7 @@ import logging
 import math
 import re
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,20 +43,22 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from engine.body import SMPL_JOINT_NAMES, SMPL_PARENTS, Body
-from engine.captions import CAPTIONS, motion_captions
-from engine.conditions import assumed_focal, landmark_conditions
-from engine.dataset import Clip
-from engine.device import resolve_precision
-from engine.diffusion import NUM_STEPS, cosine_alpha_bar, q_sample
-from engine.lifter import LifterConfig, PerFrameLifter
-from engine.mirror import MIRROR_CONTACTS, MIRROR_JOINTS
-from engine.model import Conditions, Denoiser, ModelConfig, deepen
-from engine.motion import VELOCITY, Normalizer, camera_joints, decode, encode, integrate
-from engine.observations import NoiseModel, observe_clip
-from engine.retarget import change_speed, contact_labels
-from engine.rotations import axis_angle_to_matrix
-from engine.text import TextEncoder, TextEncoderUnavailable
+from engine.body.body_model import Body
+from engine.body.rotations import axis_angle_to_matrix
+from engine.body.skeleton import SMPL_JOINT_NAMES, SMPL_PARENTS
+from engine.data.captions import CAPTIONS, motion_captions
+from engine.data.dataset import Clip
+from engine.data.observations import NoiseModel, observe_clip
+from engine.data.retarget import change_speed, contact_labels
+from engine.model.checkpoint import ARCHS, CheckpointError, read_checkpoint, save_checkpoint
+from engine.model.conditions import assumed_focal, landmark_conditions
+from engine.model.denoiser import Conditions, Denoiser, ModelConfig, deepen
+from engine.model.device import resolve_precision
+from engine.model.diffusion import NUM_STEPS, cosine_alpha_bar, q_sample
+from engine.model.lifter import LifterConfig, PerFrameLifter
+from engine.model.mirror import MIRROR_CONTACTS, MIRROR_JOINTS
+from engine.model.motion import VELOCITY, Normalizer, camera_joints, decode, encode, integrate
+from engine.model.text import TextEncoder, TextEncoderUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -70,14 +72,6 @@ def _descends_from(joint: int, ancestor: int) -> bool:
 # The joints whose rotations body mixing takes from the other clip: spine1 and all that hangs on it
 # (spine, neck, head, arms, hands).
 UPPER_BODY = [j for j in range(len(SMPL_PARENTS)) if _descends_from(j, SMPL_JOINT_NAMES.index("spine1"))]
-
-
-class CheckpointError(ValueError):
-    """A checkpoint to start from that is missing or holds another kind of model."""
-
-
-# The architectures a checkpoint can hold, by the name it stores (and `genmo-live train --model` takes).
-ARCHS = {"denoiser": (Denoiser, ModelConfig), "per-frame": (PerFrameLifter, LifterConfig)}
 
 
 @dataclass
@@ -112,7 +106,7 @@ class TrainConfig:
     tail_frames: int = 8
     tail_weight: float = 0.0
     # Mixed precision: the model's forward passes in bfloat16 (weights, losses and optimiser in
-    # float32). auto: where bfloat16 is native (engine.device.native_bf16): on this project's AMX
+    # float32). auto: where bfloat16 is native (engine.model.device.native_bf16): on this project's AMX
     # CPU a step takes 1/1.36 (denoiser) and 1/1.75 (lifter) of the float32 time (bench train).
     precision: str = "auto"
     # A time budget for this run's training steps, in minutes (0: none), for a lent GPU's lease:
@@ -153,7 +147,7 @@ def mix_bodies(lower: Clip, upper: Clip, body: Body, rng: np.random.Generator):
     """The legs and root of `lower` under the upper body (UPPER_BODY, local rotations) of `upper`:
     (pose (T, 24, 3) axis-angle, root (T, 3), contacts (T, 6)), T the shorter clip's length, each
     clip cut at a random start. The feet keep `lower`'s contacts; the hands' are read off the mixed
-    pose (engine.retarget.contact_labels), since they now move with the other clip's arms."""
+    pose (engine.data.retarget.contact_labels), since they now move with the other clip's arms."""
     T = min(len(lower.pose), len(upper.pose))
     a = int(rng.integers(0, len(lower.pose) - T + 1))
     b = int(rng.integers(0, len(upper.pose) - T + 1))
@@ -170,7 +164,7 @@ def mix_bodies(lower: Clip, upper: Clip, body: Body, rng: np.random.Generator):
 class Prepared:
     """One clip as the model sees it: targets x (T, 144) raw, conditions (numpy, T frames),
     contacts (T, 6), the told camera (focal, width, height) for the 2D loss, and its texts: the
-    motion-caption spans [(start, end, caption)] (engine.captions, frames [start, end)) and the
+    motion-caption spans [(start, end, caption)] (engine.data.captions, frames [start, end)) and the
     clip's own caption or None."""
 
     x: np.ndarray
@@ -185,7 +179,7 @@ class Prepared:
 def as_prepared(pose: np.ndarray, root: np.ndarray, contacts: np.ndarray, obs, spans: list,
                 caption: str | None) -> Prepared:
     """A clip's motion (pose (T, 24, 3) axis-angle, root (T, 3)), what a camera saw of it
-    (engine.observations.Observation, synthetic or rendered) and its texts as training targets and
+    (engine.data.observations.Observation, synthetic or rendered) and its texts as training targets and
     conditions."""
     cam = obs.camera
     focal = assumed_focal(cam.width)
@@ -219,7 +213,7 @@ def prepare(clip: Clip, body: Body, noise: NoiseModel, seed: int, rng: np.random
 
 
 def prepare_rendered(rendered: list, clips: list[Clip], body: Body) -> list[Prepared]:
-    """The jobs of a rendered set (engine.rendered.RenderedItem): the real MediaPipe's output on
+    """The jobs of a rendered set (engine.data.rendered.RenderedItem): the real MediaPipe's output on
     rendered frames of the clips, with their true motion (unaugmented) as targets."""
     by_name = {c.clip: c for c in clips}
     spans = {}  # per clip: a clip has several jobs (cameras)
@@ -234,7 +228,7 @@ def prepare_rendered(rendered: list, clips: list[Clip], body: Body) -> list[Prep
 @dataclass
 class CaptionBank:
     """Every text training can tell, encoded once and kept on the training device: row
-    index[caption] of tokens (N, Lt, 384) and mask (N, Lt) (engine.text.TextEncoder.tokens)."""
+    index[caption] of tokens (N, Lt, 384) and mask (N, Lt) (engine.model.text.TextEncoder.tokens)."""
 
     index: dict[str, int]
     tokens: torch.Tensor
@@ -242,7 +236,7 @@ class CaptionBank:
 
 
 def encode_captions(clips: list[Clip], device, cache: Path | str = "") -> CaptionBank | None:
-    """engine.captions.CAPTIONS and the clips' own captions, mirrored ones included, through the
+    """engine.data.captions.CAPTIONS and the clips' own captions, mirrored ones included, through the
     text encoder in one go (a few hundred strings; the text model is not kept). With `cache`, a
     file written by an earlier call for the same captions stands in for the text model (a machine
     without it), and a fresh encoding is written there. None, with a warning, when there is neither
@@ -438,33 +432,6 @@ def fit_normalizer(prepared: list[Prepared]) -> Normalizer:
     return Normalizer.fit(torch.from_numpy(np.concatenate([p.x for p in prepared])))
 
 
-def save_checkpoint(path: Path, model: Denoiser | PerFrameLifter, norm: Normalizer, opt, step: int, cfg: TrainConfig,
-                    meta: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    arch = next(name for name, (cls, _) in ARCHS.items() if isinstance(model, cls))
-    torch.save({"arch": arch, "model": model.state_dict(), "model_config": model.config_dict(),
-                "normalizer": norm.state_dict(), "optimizer": opt.state_dict() if opt is not None else None,
-                "step": step, "train_config": asdict(cfg), "meta": meta}, tmp)
-    tmp.replace(path)
-
-
-def _read_checkpoint(path: Path | str, device) -> tuple[Denoiser | PerFrameLifter, Normalizer, dict]:
-    ck = torch.load(path, map_location=device, weights_only=False)
-    cls, config = ARCHS[ck.get("arch", "denoiser")]  # checkpoints from before the lifter hold denoisers
-    model = cls(config(**ck["model_config"])).to(device)
-    model.load_state_dict(ck["model"])
-    norm = Normalizer().to(device)
-    norm.load_state_dict(ck["normalizer"])
-    return model, norm, ck
-
-
-def load_model(path: Path | str, device="cpu") -> tuple[Denoiser | PerFrameLifter, Normalizer, dict]:
-    """A trained model (a Denoiser or a PerFrameLifter, as the checkpoint says), its normaliser and
-    the checkpoint's metadata."""
-    model, norm, ck = _read_checkpoint(path, device)
-    return model.eval(), norm, {k: ck[k] for k in ("step", "train_config", "meta") if k in ck}
-
-
 def train(clips: list[Clip], body: Body, out_dir: Path, cfg: TrainConfig, model_cfg: ModelConfig | LifterConfig,
           device: str = "cpu", resume: bool = False, start_from: Path | str | None = None,
           deepen_to: int | None = None) -> Path:
@@ -475,7 +442,7 @@ def train(clips: list[Clip], body: Body, out_dir: Path, cfg: TrainConfig, model_
     normaliser and step, and its optimiser state where it has one (exports have none: a fresh
     AdamW), with a warm-up and cosine schedule of its own from that step to `cfg.steps`. It must
     hold `model_cfg`'s kind of model. `deepen_to`: a denoiser from `start_from` gets this many
-    layers (engine.model.deepen: the new ones start as the identity) and a fresh AdamW. With
+    layers (engine.model.denoiser.deepen: the new ones start as the identity) and a fresh AdamW. With
     `resume`, <out>/last.pt wins once it exists, so the same command restarts a fine-tune where it
     stopped."""
     torch.manual_seed(cfg.seed)
@@ -500,7 +467,7 @@ def train(clips: list[Clip], body: Body, out_dir: Path, cfg: TrainConfig, model_
     if source is not None:
         if not Path(source).is_file():
             raise CheckpointError(f"no checkpoint at {source}")
-        model, norm, ck = _read_checkpoint(source, device)
+        model, norm, ck = read_checkpoint(source, device)
         if not isinstance(model, cls):
             raise CheckpointError(f"{source} holds a {ck.get('arch', 'denoiser')} model, not the one asked for")
         grow = deepen_to is not None and not resuming and deepen_to != model.cfg.layers
@@ -532,7 +499,7 @@ def train(clips: list[Clip], body: Body, out_dir: Path, cfg: TrainConfig, model_
              sum(p.numel() for p in model.parameters()) / 1e6, " (the checkpoint's sizes)" if source and not grow else "")
     rendered = []
     if cfg.rendered:
-        from engine.rendered import load_job
+        from engine.data.rendered import load_job
 
         rendered = prepare_rendered([load_job(p) for p in sorted(Path(cfg.rendered).glob("*.npz"))], clips, body)
         log.info("mixing %d rendered jobs (real MediaPipe output) into %.0f %% of the windows",
@@ -587,20 +554,3 @@ def train(clips: list[Clip], body: Body, out_dir: Path, cfg: TrainConfig, model_
             break
     bar.close()
     return ckpt
-
-
-def export_weights(checkpoint: Path | str, out: Path | str) -> Path:
-    """A training checkpoint -> the weights the product loads (engine.paths.WEIGHTS_PATH): model
-    (float16, half the size; loaded back as float32), normaliser, configs and metadata, without
-    the optimiser state."""
-    ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    slim = {**{k: ck[k] for k in ("model_config", "normalizer", "step", "train_config", "meta")},
-            "arch": ck.get("arch", "denoiser"),
-            "model": {k: v.half() if v.is_floating_point() else v for k, v in ck["model"].items()},
-            "optimizer": None}
-    tmp = out.with_name(out.name + ".tmp")
-    torch.save(slim, tmp)
-    tmp.replace(out)
-    return out

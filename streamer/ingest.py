@@ -53,9 +53,10 @@ def _put_latest(packets, data: bytes) -> bool:
 
 def run_ingest(options: IngestOptions, packets, events, stop) -> None:
     """Process entry point: read the source until it ends, fails, or `stop` (an Event) is set."""
+    from streamer.frames import SourceError
     from streamer.packets import LandmarkPacket
     from streamer.pose import PoseDetector
-    from streamer.sources import SourceError, VideoFileSource, open_source
+    from streamer.sources import VideoFileSource, open_source
 
     # Ctrl-C and a service manager's stop reach the whole process group; the engine decides when
     # this process ends (`stop`), so it can still count what it read, and a dead engine is noticed.

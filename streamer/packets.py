@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-NUM_LANDMARKS = 33
+from streamer.landmarks import NUM_LANDMARKS
+
 _HEADER = struct.Struct("<qdHHf")
 PACKET_BYTES = _HEADER.size + NUM_LANDMARKS * 3 * 4
 

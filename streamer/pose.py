@@ -22,7 +22,6 @@ import numpy as np
 POSE_SETTINGS = dict(static_image_mode=False, model_complexity=1, smooth_landmarks=True,
                      enable_segmentation=False, min_detection_confidence=0.5,
                      min_tracking_confidence=0.5)
-NUM_LANDMARKS = 33
 REDETECT_FRAMES = 60   # how long after the last sighting a crop is tried (2 s at 30 frames/s)
 CROP_SCALE = 2.2       # the crop's side, in multiples of the last box's longer side
 SCAN_TILE = 0.5        # the scan's square tiles, side as a fraction of the image's shorter side

@@ -1,6 +1,6 @@
 """Where frames come from: a webcam, a video file, the bundled sample clip (and WebRTC, in
-streamer.webrtc). Each source is an iterator of Frame with explicit open/close; a source that
-cannot start raises SourceError with a message a user can act on.
+streamer.webrtc). Each source is an iterator of Frame with explicit open/close (streamer.frames); a
+source that cannot start raises SourceError with a message a user can act on.
 
     with open_source("sample", loop=True) as src:
         for frame in src:          # Frame(rgb (H, W, 3) uint8, t_capture, index)
@@ -11,51 +11,16 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
+from streamer.frames import Frame, Source, SourceError
+
 log = logging.getLogger(__name__)
 
 SAMPLE_CLIP = Path(__file__).resolve().parents[1] / "assets" / "sample" / "webcam_sample.mp4"
-
-
-class SourceError(RuntimeError):
-    """A source that cannot be opened or read (no camera, unreadable file, wrong format)."""
-
-
-@dataclass
-class Frame:
-    """One captured frame. rgb: (H, W, 3) uint8, C-contiguous. t_capture: time.time() seconds when
-    it was captured (for a file: when it was due at its frame rate). index: 0, 1, ... per source."""
-
-    rgb: np.ndarray
-    t_capture: float
-    index: int
-
-
-class Source:
-    """Base: a named iterator of frames with a nominal frame rate (None when unknown). `live`: a
-    camera, whose capture times are the truth of its rate (a webcam in a dim room delivers 15 fps
-    while its driver still reports 30); a file's frames are timed by the file."""
-
-    name = "source"
-    fps: float | None = None
-    live = False
-
-    def __iter__(self) -> Iterator[Frame]:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def _bgr_to_rgb(bgr: np.ndarray) -> np.ndarray:

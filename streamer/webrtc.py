@@ -37,8 +37,8 @@ from aiohttp import web
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
+from streamer.frames import Frame, Source, SourceError
 from streamer.server_thread import ServerThread, http_url
-from streamer.sources import Frame, Source, SourceError
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ def dataset_cache(tmp_path_factory) -> Path:
         return cache
     if not MOCAP.is_dir():
         pytest.skip("no ../shared/data/mocap here")
-    from engine.body import load_default_body
-    from engine.dataset import build
+    from engine.body.body_model import load_default_body
+    from engine.data.dataset import build
 
     cache = tmp_path_factory.mktemp("data_cache")
     build(MOCAP, cache, load_default_body(), REPO.parent / "shared" / "data" / "cmu_index" / "cmu_mocap_index.csv")

@@ -26,7 +26,7 @@ import mediapipe as mp
 import numpy as np
 from tqdm import tqdm
 
-from engine.metrics import robust_std
+from engine.evaluate.metrics import robust_std
 from streamer.pose import POSE_SETTINGS, PoseDetector
 
 VIDEO_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "video"

@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Measure MediaPipe's detection rate with and without re-detection in a crop (dev tool).
 
-Renders jobs of a rendered set exactly as `genmo-live data render` does (engine.rendered: the same
+Renders jobs of a rendered set exactly as `genmo-live data render` does (engine.data.rendered: the same
 seeded cameras, scenes and events, so frame for frame what the cached set was made from) and runs
 two streamer.pose.PoseDetector on every frame, in order, one pair per job: PoseDetector(redetect=
 False), the tracker alone, and PoseDetector(), the tracker with re-detection in a crop. Both see the
 same frames, and re-detection never changes what the tracker does, so the difference is the crop's.
 
-Reported on the frames where the person is fully in view (engine.rendered.fully_in_view): the
+Reported on the frames where the person is fully in view (engine.data.rendered.fully_in_view): the
 detection rate, overall, by person height (fraction of the image height) and in the second after
 a missing span; on the frames without the person (missing spans), how often something is
 detected anyway; how far the detected landmarks are from the true ones (median over body
@@ -30,11 +30,12 @@ import numpy as np
 from tqdm import tqdm
 
 from configs.config import load_config, resolve_path
-from engine.body import load_default_body
-from engine.dataset import load_clips
-from engine.observations import BODY_LANDMARKS, NoiseModel, landmarks_3d
-from engine.render import Renderer, vertex_regions
-from engine.rendered import fully_in_view, load_background_bank, make_job, person_height, render_frames
+from engine.body.body_model import load_default_body
+from engine.data.dataset import load_clips
+from engine.data.observations import NoiseModel, landmarks_3d
+from engine.data.render import Renderer, vertex_regions
+from engine.data.rendered import fully_in_view, load_background_bank, make_job, person_height, render_frames
+from streamer.landmarks import BODY_LANDMARKS
 from streamer.pose import PoseDetector
 
 HEIGHT_BINS = (0.0, 0.2, 0.3, 0.4, np.inf)

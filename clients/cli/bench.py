@@ -1,0 +1,120 @@
+"""genmo-live bench TARGET: the benchmarks in bench/, each beside its baseline in one run."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from clients.cli.clip_sets import dataset_split, render_body, rendered_set
+from configs.config import ConfigError
+
+
+def _bench_quality(args, cfg) -> int:
+    """genmo-live bench quality: bench.quality with the configured weights, the committed lifter,
+    the rendered and synthetic test sets (built when missing)."""
+    import torch
+
+    from bench import mediapipe_ik, quality
+    from configs.config import resolve_path
+    from engine.body.loading import load_body
+    from engine.data.rendered import load_rendered_set
+    from engine.evaluate.protocol import build_test_set, live_predictor, model_predictor, rendered_test_set
+    from engine.live.engine import LiveEngine
+    from engine.model.checkpoint import load_model
+    from engine.model.text import TextEncoder
+    from engine.paths import LIFTER_PATH, WEIGHTS_PATH
+    from streamer.packets import LandmarkPacket
+    from streamer.pose import PoseDetector
+
+    torch.set_num_threads(args.threads)
+    weights = Path(args.model) if args.model else (resolve_path(cfg.engine.weights) if cfg.engine.weights else WEIGHTS_PATH)
+    lifter = Path(args.lifter) if args.lifter else LIFTER_PATH
+    for what, path in (("weights", weights), ("per-frame lifter", lifter))[:1 if args.no_ground_truth else 2]:
+        if not path.is_file():
+            raise ConfigError(f"bench quality: no {what} at {path}")
+    clips = quality.video_clips()
+    if not clips:
+        raise ConfigError(f"bench quality: no clips in {quality.VIDEO_ROOT}")
+    clips = clips[:args.clips] if args.clips else clips
+    body = load_body(cfg.body)
+    model, norm, _ = load_model(weights)
+    text = TextEncoder()
+
+    def engine_factory(fps: float = 30.0):
+        return LiveEngine(model, norm, body, cfg.engine, text_encoder=text, fps=fps)
+
+    warm = engine_factory()  # the first pass of a torch model and the text model's load, not timed
+    warm.load_prompt()
+    warm.push([LandmarkPacket.empty(0, 0.0, 640, 480)])
+    rendered = synthetic = None
+    predictors = {}
+    if not args.no_ground_truth:
+        cache, split, test_clips = dataset_split(argparse.Namespace(data=None, split="test"), cfg, body)
+        out = rendered_set(argparse.Namespace(seed=0, cameras=3), cfg, render_body(cfg), cache, split, test_clips)
+        rendered = rendered_test_set(load_rendered_set(out, test_clips, 3), test_clips)[:args.gt_items or None]
+        synthetic = build_test_set(test_clips, body, 0)[:args.gt_items or None]
+        models = {"genmo-live": live_predictor(weights, body, cfg.engine), "genmo-live-offline": model_predictor(weights, body),
+                  "per-frame": model_predictor(lifter, body)}
+        predictors = {"rendered": {**models, "mediapipe-ik": mediapipe_ik.predictor(body)}, "synthetic": models}
+    out_dir = Path(args.out)
+    command = "genmo-live " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("genmo-live") else "genmo-live bench quality"
+    print(f"genmo-live bench quality: {len(clips)} real clips, weights {weights}, lifter {lifter}, "
+          f"{args.threads} torch threads; results in {out_dir}")
+    summary = quality.run(body, engine_factory, predictors, rendered, synthetic, out_dir, clips, PoseDetector, command)
+    text_md = (out_dir / "summary.md").read_text()
+    print(text_md)
+    if args.readme:
+        prefix = Path(os.path.relpath(out_dir, Path(args.readme).parent)).as_posix() + "/"
+        quality.put_in_readme(Path(args.readme), quality.summary_markdown(summary, out_dir, prefix))
+        print(f"updated the results section of {args.readme}")
+    return 0
+
+
+def cmd_bench(args, cfg) -> int:
+    import torch
+
+    from bench import engine, kinematics, train
+
+    if args.target == "quality":
+        return _bench_quality(args, cfg)
+    if args.target == "live":
+        from bench import live
+        from streamer.sources import SAMPLE_CLIP
+
+        clip = args.clip or str(SAMPLE_CLIP)
+        print(f"genmo-live bench live on {clip}: engine {cfg.engine.threads} torch thread(s), MediaPipe in the "
+              f"ingest process")
+        rows = live.run(cfg, clip)
+        print(json.dumps(rows, indent=2) if args.json else live.format_rows(rows))
+        return 0
+    torch.set_num_threads(args.threads)
+    print(f"genmo-live bench {args.target}: {args.threads} torch threads, median of {args.repeats} runs")
+    if args.target == "engine":
+        rows, fmt = engine.run(args.repeats, args.model), engine.format_rows
+    elif args.target == "train":
+        rows, fmt = train.run(args.repeats), train.format_rows
+    else:
+        rows, fmt = kinematics.run(args.repeats), kinematics.format_rows
+    print(json.dumps(rows, indent=2) if args.json else fmt(rows))
+    return 0
+
+
+def add_commands(sub, parent) -> None:
+    """Register this module's subcommands on `sub`, each with the shared config options `parent`."""
+    bench = sub.add_parser("bench", parents=[parent], help="benchmark speed against a baseline")
+    bench.add_argument("target", choices=["kinematics", "engine", "train", "live", "quality"], help="what to benchmark")
+    bench.add_argument("--clip", metavar="PATH", help="live: the video (default: the bundled sample clip)")
+    bench.add_argument("--model", metavar="PATH", help="engine: also time this checkpoint; quality: the weights "
+                                                       "(default: the configured ones)")
+    bench.add_argument("--lifter", metavar="PATH", help="quality: the per-frame lifter (default assets/per_frame_lifter.pt)")
+    bench.add_argument("--out", metavar="DIR", default="bench/results", help="quality: where results go")
+    bench.add_argument("--readme", metavar="PATH", help="quality: put the summary into this README's results section")
+    bench.add_argument("--clips", type=int, help="quality: only the first N real clips")
+    bench.add_argument("--gt-items", type=int, help="quality: only the first N ground-truth sequences of each set")
+    bench.add_argument("--no-ground-truth", action="store_true", help="quality: the real clips only")
+    bench.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    bench.add_argument("--repeats", type=int, default=50, help="timed runs per case (median reported)")
+    bench.add_argument("--json", action="store_true", help="print the rows as JSON")
+    bench.set_defaults(handler=cmd_bench)

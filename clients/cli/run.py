@@ -1,0 +1,70 @@
+"""genmo-live run: the live pipeline (source -> MediaPipe -> engine -> outputs) until stopped."""
+from __future__ import annotations
+
+import dataclasses
+import signal
+import threading
+from pathlib import Path
+
+
+def cmd_run(args, cfg) -> int:
+    from clients.live import format_run_report, run_live, write_run_report
+    from clients.outputs import validate as validate_outputs
+
+    source = dataclasses.replace(cfg.source, **{k: v for k, v in {
+        "source": args.source, "realtime": False if args.no_realtime else None, "loop": True if args.loop else None,
+    }.items() if v is not None})
+    engine = dataclasses.replace(cfg.engine, **{k: v for k, v in {
+        "steps": args.steps, "prompt": args.prompt, "lag": args.lag}.items() if v is not None})
+    outputs = dataclasses.replace(cfg.outputs, **{k: v for k, v in {
+        "ws": args.ws, "vmc": args.vmc, "vrchat": args.vrchat, "record": args.record, "viewer": args.viewer,
+    }.items() if v is not None})
+    if args.headless:
+        outputs = dataclasses.replace(outputs, viewer="")
+    cfg = dataclasses.replace(cfg, source=source, engine=engine, outputs=outputs)
+    validate_outputs(cfg)
+
+    def make_outputs(live_engine, control):
+        from clients.outputs import build_outputs
+
+        return build_outputs(cfg, control, live_engine.body, live_engine.rate, camera=live_engine.timed_by_capture)
+
+    def stop_on_term(signum, frame):
+        # A service manager's stop: end as on Ctrl-C, report and flush. `timeout make run` delivers
+        # it twice (make passes it on): the repeat must not break into that shutdown.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+        signal.signal(signal.SIGTERM, stop_on_term)
+    report = run_live(cfg, duration=args.duration, make_outputs=make_outputs)
+    print(format_run_report(report))
+    if args.report:
+        write_run_report(report, Path(args.report))
+        print(f"wrote {args.report}")
+    return 1 if report["errors"] and not report["poses_out"] else 0
+
+
+def add_commands(sub, parent) -> None:
+    """Register this module's subcommands on `sub`, each with the shared config options `parent`."""
+    rn = sub.add_parser("run", parents=[parent], help="run the live pipeline: webcam, video file, the sample clip "
+                                                      "or WebRTC -> MediaPipe -> engine -> outputs")
+    rn.add_argument("--source", help="webcam | sample | webrtc | PATH (default: the webcam if there is one, "
+                                     "else the sample clip in a loop)")
+    rn.add_argument("--steps", type=int, help="denoising steps per window (1 = estimation mode)")
+    rn.add_argument("--prompt", help="text that drives the motion while you are not seen")
+    rn.add_argument("--lag", type=int, help="output lag, frames")
+    rn.add_argument("--no-realtime", action="store_true", help="read a video file as fast as possible")
+    rn.add_argument("--loop", action="store_true", help="play a video file again at its end")
+    rn.add_argument("--headless", action="store_true", help="no viewer")
+    rn.add_argument("--duration", type=float, metavar="S", help="stop S seconds after the first frame")
+    rn.add_argument("--report", metavar="FILE", help="write the run's measurements as JSON")
+    rn.add_argument("--ws", action="append", metavar="HOST:PORT", help="WebSocket pose stream and control")
+    rn.add_argument("--viewer", metavar="HOST:PORT", help="serve the browser viewer (uses the first --ws, "
+                                                         "or starts one on 127.0.0.1:8765)")
+    rn.add_argument("--vmc", action="append", metavar="HOST:PORT", help="send VMC protocol (VSeeFace, Warudo, "
+                                                                       "VNyan, EVMC4U; they listen on 39539)")
+    rn.add_argument("--vrchat", action="append", metavar="HOST:PORT", help="send VRChat OSC trackers "
+                                                                          "(VRChat listens on 127.0.0.1:9000)")
+    rn.add_argument("--record", action="append", metavar="PATH", help="record the take: PATH.npz and/or PATH.bvh")
+    rn.set_defaults(handler=cmd_run)

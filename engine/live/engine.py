@@ -1,0 +1,511 @@
+"""The live engine: landmark packets in, one pose frame per input frame out.
+
+    engine = LiveEngine(model, normalizer, body, cfg.engine)
+    for pose in engine.push(packets):     # streamer.packets.LandmarkPacket, oldest first
+        ...                               # engine.live.pose_frame.PoseFrame
+
+Estimation. Every push runs the denoiser once over a rolling window of the last `window` frames
+(at most the model's own window; a partial window from the very first frame): estimation mode
+for 1 step, DDIM for more, warm-started from the previous window's estimate noised to
+`warm_start_step`. Several packets arriving together (the engine fell behind) share one pass, and
+each still gets its pose. With `lag` > 0 a frame's pose is emitted once that many newer frames
+have arrived, so it sees some future.
+
+Occlusion. A frame whose body is missing (fewer than `min_body_landmarks` of MediaPipe's 12 body
+landmarks present) for more than `generation_after` frames in a row is *generated*: a plan of
+`generation_horizon` frames is sampled with the active text prompt (DDIM, classifier-free
+guidance on the text only), inpainted onto the frames already emitted so it continues them, and
+re-planned when used up; a plan's new frames are turned to the emitted heading and joined onto
+the emitted frames. When the person returns the output cross-fades back to estimation over
+`blend_s` seconds (*blended* frames, eased out), rotations on SO(3) (engine.model.motion.shift_rows).
+
+Frame rate. The model knows motion at TRAINED_FPS; a slower source (a 15 or 20 fps webcam, most
+video files) would look 1.5-2x as fast to it. So each input frame becomes `substeps` model frames
+(round(TRAINED_FPS / fps), at least 1; `match_fps`): the ones before it interpolated from the
+landmarks of the frame before, the last its own. `fps` is the source's own rate; a camera
+(`measure_rate`) or a source that tells none is timed by its packets' capture times. Every model frame is in the window
+and in the trajectory; only the input frames are emitted, one pose each. Counts told in frames
+(`lag`, `generation_after`) are input frames; the window, the generated horizon and its smoothing
+are model frames.
+
+Smoothing. Each emitted frame's motion row goes through a One-Euro filter (engine.live.filters;
+`smooth_min_cutoff`, `smooth_beta`): a one-pass estimate sees its newest frame at the window's
+edge, with no future, and wobbles; the filter steadies a still pose and lets fast motion through.
+It measured half the acceleration error against ground truth for 4 mm of MPJPE (bench/README.md).
+
+Trajectory. The pelvis is integrated frame by frame from the emitted frames' heading-frame
+velocities (engine.model.motion), skipped passes included. Foot lock: while the contact head says a foot
+is planted, the root is shifted (LOCK_RATE of the slide per 1/TRAINED_FPS s, at most
+FOOT_LOCK_MAX_M in that time) so that foot keeps its place on the ground, and the height is pulled
+towards the planted feet's rest height (the floor). In seconds, not frames: an emitted frame of a
+slower source takes back as much as the frames of a 30 fps source would in the same time.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from engine.body.body_model import Body
+from engine.body.kinematics import forward_kinematics
+from engine.body.rotations import matrix_to_quat, quat_to_axis_angle
+from engine.live.filters import one_euro_step
+from engine.live.pose_frame import PoseFrame
+from engine.model.conditions import assumed_focal, batch_conditions, landmark_conditions
+from engine.model.denoiser import Conditions, Denoiser
+from engine.model.diffusion import cosine_alpha_bar, ddim, guided, q_sample
+from engine.model.mirror import mirror_averaged
+from engine.model.motion import VELOCITY, Normalizer, align_heading, camera_joints, decode, heading, shift_rows
+from streamer.frame_rate import FrameRate
+from streamer.landmarks import BODY_LANDMARKS
+from streamer.packets import LandmarkPacket
+
+log = logging.getLogger(__name__)
+
+FOOT_JOINTS = (7, 8, 10, 11)   # SMPL left/right ankle, left/right foot = the first 4 contacts
+# The foot lock's constants, per 1/TRAINED_FPS s (follow_rate and the frame rate make them per frame).
+FOOT_LOCK_MAX_M = 0.05         # largest root shift, so a wrong contact cannot teleport
+FLOOR_RATE = 0.2               # share of the planted feet's height error corrected
+# Share of the planted feet's slide taken back: all of it at once moved the root with every
+# wobble of a planted foot (most of the jitter of a seated person: bench/README.md); a share of it
+# follows smoothly and still ends with the foot where it was planted.
+LOCK_RATE = 0.3
+TRAINED_FPS = 30.0             # the frame rate of the training data: the model's idea of time
+RATE_WINDOW = 30               # capture intervals a measured input rate is the median of
+
+
+@dataclass
+class _Slot:
+    """One model frame: its packet (an input frame's, or one interpolated between two), conditions,
+    how many body landmarks are present, its time (seconds), how many model frames it is on from
+    the input frame before it (`span`; 0 for an interpolated frame, which is never emitted), and
+    (once emitted) its normalised motion row."""
+
+    seq: int
+    packet: LandmarkPacket
+    cond: dict
+    body_seen: int
+    t: float
+    span: int = 1
+    x: torch.Tensor | None = None
+    embedding: torch.Tensor | None = None  # (width,) the denoiser's embed_frames of cond, made once
+
+
+@dataclass
+class _Track:
+    """A sampled stretch of motion: rows (L, 144) normalised and contact logits (L, 6), row 0
+    being arrival number `first`."""
+
+    x: torch.Tensor
+    logits: torch.Tensor
+    first: int
+
+    def has(self, seq: int) -> bool:
+        return 0 <= seq - self.first < len(self.x)
+
+    def rows(self, seq: int, span: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x of frames seq - span .. seq, (span + 1, D); contact logits of frame seq). Before the
+        track's start the rows are its first, and past its end the track holds its last rows."""
+        i = min(seq - self.first, len(self.x) - 1)
+        return self.x[[max(i - d, 0) for d in range(span, -1, -1)]], self.logits[i]
+
+
+def smooth_in_time(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(L, D) rows filtered along L with a Gaussian of `sigma` frames (ends padded by repetition)."""
+    if sigma <= 0 or len(x) < 2:
+        return x
+    r = int(math.ceil(3 * sigma))
+    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, device=x.device, dtype=x.dtype) / sigma) ** 2)
+    padded = torch.cat([x[:1].expand(r, -1), x, x[-1:].expand(r, -1)])
+    return torch.nn.functional.conv1d(padded.T[:, None], (k / k.sum())[None, None])[:, 0].T
+
+
+def between(a: LandmarkPacket, b: LandmarkPacket, w: float) -> LandmarkPacket:
+    """The packet `w` (0..1) of the way from frame a to frame b, in b's image: landmarks moved
+    linearly, each as visible as the less visible of its two (NaN, not seen, where either frame
+    lacks it). A browser's camera may change resolution between frames: a's pixels are scaled
+    to b's image first."""
+    scale = np.array([b.width / a.width, b.height / a.height], np.float32)
+    return LandmarkPacket(b.frame_id, a.t_capture + w * (b.t_capture - a.t_capture), b.width, b.height,
+                          ((1 - w) * a.keypoints * scale + w * b.keypoints).astype(np.float32),
+                          np.minimum(a.visibility, b.visibility))
+
+
+def substeps_for(fps: float) -> int:
+    """Model frames per input frame for a source at `fps`: the whole number that brings its rate
+    nearest TRAINED_FPS (15 and 20 fps -> 2, 24 and above -> 1)."""
+    return max(1, round(TRAINED_FPS / fps))
+
+
+def follow_rate(rate: float, frames: float) -> float:
+    """The share of an error a first-order follower takes back over `frames` TRAINED_FPS frames
+    (fractional for a source at another rate) when it takes back `rate` of it per frame."""
+    return 1.0 - (1.0 - rate) ** frames
+
+
+def packet_conditions(p: LandmarkPacket) -> dict[str, np.ndarray]:
+    """One frame's fields of engine.model.denoiser.Conditions (engine.model.conditions.landmark_conditions, the
+    focal length assumed from the image width)."""
+    cond = landmark_conditions(p.keypoints[None], p.visibility[None], p.width, p.height, assumed_focal(p.width))
+    return {k: v[0] for k, v in cond.items()}
+
+
+class LiveEngine:
+    """The rolling window and everything it carries between frames."""
+
+    def __init__(self, model: Denoiser, norm: Normalizer, body: Body, cfg, text_encoder=None,
+                 fps: float | None = None, seed: int = 0):
+        self.model, self.norm, self.body, self.cfg = model.eval(), norm, body, cfg
+        self._estimator = mirror_averaged(self.model, norm) if cfg.mirror_average else self.model
+        self.device = next(model.parameters()).device
+        self.rest = body.rest_joints.to(self.device)
+        self._foot_rest_y = body.rest_joints[list(FOOT_JOINTS), 1].double().numpy()  # (4,) metres
+        self.alpha_bar = cosine_alpha_bar().to(self.device)
+        self.window = model.cfg.window  # the model's: generated stretches continue this much history
+        self.estimation_window = min(cfg.window, self.window)
+        self.steps, self.prompt = cfg.steps, cfg.prompt
+        self.set_lag(cfg.lag)
+        self.fps = fps                # the source's rate; None: measured from the packets
+        self.measure_rate = False     # a camera: its packets' capture times over its told rate
+        self._measured = FrameRate(RATE_WINDOW)
+        self._k = 1                   # model frames per input frame, as the last packet was taken
+        self._text_encoder = text_encoder
+        self._text_failed = False
+        self._gen = torch.Generator(device="cpu").manual_seed(seed)
+        self._slots: deque[_Slot] = deque()
+        self._seq = 0
+        self._clock = 0.0            # model time of the newest slot, seconds
+        self._pending: deque[_Slot] = deque()
+        self._estimate: _Track | None = None
+        self._plan: _Track | None = None
+        self._missing_run = 0
+        self._generating = False
+        self._since_return = 0
+        self._root = None            # last integrated pelvis position (3,), GV metres
+        self._offset = np.zeros(3)   # foot lock / floor / re-centre correction added to the root
+        self._locks: dict[int, np.ndarray] = {}
+        self._recenter = False
+        self._smooth_state = None
+
+    @property
+    def timed_by_capture(self) -> bool:
+        """Whether the input's rate is measured from its capture times: a camera, or a source that
+        tells no rate."""
+        return self.measure_rate or not self.fps
+
+    @property
+    def rate(self) -> float:
+        """Input frames per second: measured (streamer.frame_rate) when timed_by_capture and
+        measured yet, else the source's own, else TRAINED_FPS."""
+        measured = self._measured.fps if self.timed_by_capture else None
+        return measured or self.fps or TRAINED_FPS
+
+    # Control (the WebSocket's messages and the CLI call these).
+    def set_prompt(self, prompt: str | None) -> None:
+        self.prompt = prompt or self.cfg.prompt
+
+    def load_prompt(self) -> None:
+        """Encode the active prompt now (loading the text model), not at the first occlusion."""
+        self._text(torch.ones(1, 1, dtype=torch.bool, device=self.device))
+
+    def set_steps(self, steps: int) -> None:
+        if not 1 <= int(steps) <= 50:
+            raise ValueError(f"steps must be 1..50, got {steps}")
+        self.steps = int(steps)
+
+    def set_lag(self, lag: int) -> None:
+        if not 0 <= int(lag) <= self.estimation_window // 2:
+            raise ValueError(f"lag must be 0..{self.estimation_window // 2} frames, got {lag}")
+        self.lag = int(lag)
+
+    def recenter(self) -> None:
+        """Put the world origin under the person at the next frame."""
+        self._recenter = True
+
+    # The stream.
+    def push(self, packets: list[LandmarkPacket]) -> list[PoseFrame]:
+        """Add frames (oldest first); return the poses now due, oldest first."""
+        for p in packets:
+            last = self._slots[-1].packet if self._slots else None
+            self._measured.add(p.t_capture)
+            rate = self.rate
+            k = substeps_for(rate) if self.cfg.match_fps else 1
+            if k != self._k:
+                log.info("input at %.1f fps: %d model frames per input frame (%d interpolated), so the model sees "
+                         "motion at the speed it trained on", rate, k, k - 1)
+                self._k = k
+            span = k if last is not None else 1
+            for j in range(1, span):
+                self._add_slot(between(last, p, j / span), span=0, dt=1.0 / (k * rate))
+            self._pending.append(self._add_slot(p, span=span, dt=1.0 / (k * rate)))
+        # Kept: the window, the frames waiting for their lag, and a window of emitted history.
+        while len(self._slots) > 2 * self.window + self.lag * self._k:
+            self._slots.popleft()
+        due = []
+        while len(self._pending) > self.lag:
+            due.append(self._pending.popleft())
+        return self._emit(due)
+
+    def _add_slot(self, p: LandmarkPacket, span: int, dt: float) -> _Slot:
+        cond = packet_conditions(p)
+        if self._slots:
+            self._clock += dt
+        slot = _Slot(self._seq, p, cond, int(cond["visible"][list(BODY_LANDMARKS)].sum()), self._clock, span)
+        self._seq += 1
+        self._slots.append(slot)
+        return slot
+
+    def flush(self) -> list[PoseFrame]:
+        """The poses still held back by the lag, oldest first: the stream has ended, no newer
+        frames will come (a file's last `lag` frames would otherwise never be emitted)."""
+        due = list(self._pending)
+        self._pending.clear()
+        return self._emit(due)
+
+    def _emit(self, due: list[_Slot]) -> list[PoseFrame]:
+        """The poses of the arrived frames `due` (oldest first), from one estimation pass over the
+        window as it is now and the plans of generated stretches."""
+        if not due:
+            return []
+        sources = [self._source_of(s) for s in due]
+        if any(src != "generated" for src, _ in sources):
+            self._estimate = self._run_estimation()
+        out = []
+        for slot, (src, weight) in zip(due, sources):
+            if src == "estimated":
+                self._plan = None
+                rows, logits = self._estimate.rows(slot.seq, slot.span)
+            else:
+                # A blend fades out of the plan it has (held at its end), it does not plan anew.
+                if self._plan is None or (src == "generated" and not self._plan.has(slot.seq)):
+                    self._plan = self._run_generation(slot.seq - max(slot.span - 1, 0))
+                rows, logits = self._plan.rows(slot.seq, slot.span)
+                if src == "blended":
+                    e_rows, e_logits = self._estimate.rows(slot.seq, slot.span)
+                    rows = self._toward(rows, e_rows, weight)
+                    logits = torch.lerp(logits, e_logits, weight)
+            # The frames interpolated before this one keep their rows as history for generation.
+            for i, s in enumerate(self._since_last(slot)):
+                s.x = rows[i + 1]
+            cur = self._smooth(rows[-1], slot.t)
+            slot.x = cur
+            out.append(self._pose_frame(slot, rows, cur, logits, src))
+        return out
+
+    def _since_last(self, slot: _Slot) -> list[_Slot]:
+        """The interpolated slots between `slot` and the input frame before it, oldest first."""
+        i = slot.seq - self._slots[0].seq
+        return [self._slots[j] for j in range(max(i - slot.span + 1, 0), i)]
+
+    def _toward(self, row: torch.Tensor, target: torch.Tensor, weight: float) -> torch.Tensor:
+        """A normalised motion row moved `weight` of the way to `target` (engine.model.motion.shift_rows)."""
+        raw = self.norm.inverse(row)
+        return self.norm(shift_rows(raw, raw, self.norm.inverse(target), weight))
+
+    def _smooth(self, row: torch.Tensor, t: float) -> torch.Tensor:
+        """The One-Euro filtered (144,) normalised motion row of the frame at time `t` (seconds)."""
+        if self.cfg.smooth_min_cutoff <= 0:
+            return row
+        x, self._smooth_state = one_euro_step(row.double().cpu().numpy(), t, self._smooth_state,
+                                              self.cfg.smooth_min_cutoff, self.cfg.smooth_beta)
+        return torch.from_numpy(x).to(row)
+
+    def _source_of(self, slot: _Slot) -> tuple[str, float]:
+        """(source, weight of estimation) for the next frame to emit; updates the occlusion state."""
+        if slot.body_seen < self.cfg.min_body_landmarks:
+            self._missing_run += 1
+            if self._missing_run > self.cfg.generation_after:
+                self._generating, self._since_return = True, 0
+                return "generated", 0.0
+            return ("generated", 0.0) if self._generating else ("estimated", 1.0)
+        self._missing_run = 0
+        if not self._generating:
+            return "estimated", 1.0
+        fade = max(1, round(self.cfg.blend_s * self.rate))
+        self._since_return += 1
+        if self._since_return >= fade:
+            self._generating = False
+            return "estimated", 1.0
+        # Eased out: most of the way is made while the person has just come back, and the avatar
+        # joins the estimate without a kink in its speed (a linear fade adds its whole rate on
+        # top of the person's own motion up to the last blended frame).
+        return "blended", 1.0 - (1.0 - self._since_return / fade) ** 2
+
+    def _window(self, conds: list[dict]) -> Conditions:
+        """One window's Conditions from its frames' packet_conditions, oldest first."""
+        return batch_conditions([{k: np.stack([d[k] for d in conds]) for k in conds[0]}], self.device)
+
+    def _estimator_on(self, slots: list[_Slot]):
+        """The estimator over the window of `slots`: (x_t, t) -> (x0, contact logits). Each frame's
+        landmark and box embedding is made once, when it first enters a window, not again in each
+        of the `window` passes that see it (with stacking the window's conditions, a fifth of a pass's
+        time on one thread: bench/README.md)."""
+        if self._estimator is not self.model or not isinstance(self.model, Denoiser):
+            cond = self._window([s.cond for s in slots])
+            return lambda x_t, t: self._estimator(x_t, t, cond)
+        fresh = [s for s in slots if s.embedding is None]
+        if fresh:
+            for s, e in zip(fresh, self.model.embed_frames(self._window([s.cond for s in fresh]))[0]):
+                s.embedding = e
+        frames = torch.stack([s.embedding for s in slots])[None]
+        return lambda x_t, t: self.model(x_t, t, None, frames)
+
+    @torch.inference_mode()
+    def _run_estimation(self) -> _Track:
+        slots = list(self._slots)[-self.estimation_window:]
+        estimator = self._estimator_on(slots)
+        shape = (1, len(slots), self.norm.mean.shape[0])
+        start = len(self.alpha_bar) - 1
+        x = torch.zeros(shape, device=self.device)
+        prev = self._estimate
+        if self.steps > 1 and prev is not None:
+            # Warm start: last window's estimate, shifted to this window, noised part of the way.
+            rows = [prev.x[min(max(s.seq - prev.first, 0), len(prev.x) - 1)] for s in slots]
+            start = self.cfg.warm_start_step
+            noise = torch.randn(shape, generator=self._gen).to(self.device)
+            x = q_sample(torch.stack(rows)[None], torch.tensor([start], device=self.device), noise, self.alpha_bar)
+        logits = {}
+
+        def model(x_t, t):
+            x0, logits["c"] = estimator(x_t, t)
+            return x0
+
+        x0 = ddim(model, x, self.steps, self.alpha_bar, start=start)
+        return _Track(x0[0], logits["c"][0], slots[0].seq)
+
+    def _text(self, frames: torch.Tensor) -> dict | None:
+        """Text fields of Conditions for the active prompt over `frames` (1, L) bool, or None when
+        the text model is not installed (generation then runs unconditioned)."""
+        if self._text_failed or not self.prompt:
+            return None
+        if self._text_encoder is None:
+            from engine.model.text import TextEncoder
+
+            self._text_encoder = TextEncoder()
+        try:
+            tokens, mask = self._text_encoder.tokens([self.prompt])
+        except ImportError as e:
+            log.warning("no text model (%s): occluded frames are generated without the prompt", e)
+            self._text_failed = True
+            return None
+        return {"text": tokens[None].to(self.device), "text_mask": mask[None].to(self.device),
+                "text_frames": frames[:, None]}
+
+    @torch.inference_mode()
+    def _run_generation(self, seq: int) -> _Track:
+        """A plan starting at arrival `seq`: the emitted frames before it (kept as they were) and
+        `generation_horizon` new ones, sampled with the prompt."""
+        horizon = self.cfg.generation_horizon
+        history = [s for s in self._slots if s.x is not None and s.seq < seq][-(self.window - horizon):]
+        arrived = [s for s in self._slots if s.seq >= seq][:horizon]
+        blank = packet_conditions(LandmarkPacket.empty(-1, 0.0, arrived[0].packet.width, arrived[0].packet.height))
+        conds = [s.cond for s in history] + [s.cond for s in arrived] + [blank] * (horizon - len(arrived))
+        c = self._window(conds)
+        L, H = len(conds), len(history)
+        frames = torch.arange(L, device=self.device)[None] >= H
+        text = self._text(frames)
+        c_text = Conditions(c.keypoints, c.visible, c.box, c.has_box, **text) if text else c
+        logits = {}
+
+        def conditional(x_t, t):
+            x0, logits["c"] = self.model(x_t, t, c_text)
+            return x0
+
+        model = conditional
+        if text and self.cfg.guidance != 1.0:
+            model = guided(conditional, lambda x_t, t: self.model(x_t, t, c)[0], self.cfg.guidance)
+        D = self.norm.mean.shape[0]
+        x = torch.randn((1, L, D), generator=self._gen).to(self.device)
+        known = mask = None
+        if H:
+            known = torch.zeros(1, L, D, device=self.device)
+            known[0, :H] = torch.stack([s.x for s in history])
+            mask = torch.zeros_like(known)
+            mask[0, :H] = 1
+        x0 = ddim(model, x, self.cfg.generation_steps, self.alpha_bar, known=known, known_mask=mask)[0]
+        if H:
+            # A few-step sample holds the known frames only loosely: its first new frame can face
+            # elsewhere and stand in another pose. Turn the new frames to the emitted heading (for
+            # good: a generated heading means nothing) and fade in the rest of the difference.
+            raw = self.norm.inverse(x0)
+            last, first = raw[H - 1], raw[H]
+            new = align_heading(raw[H:], first, last)
+            fade = torch.exp(-torch.arange(1, L - H + 1, device=x0.device) / (3 * max(self.cfg.generation_smooth, 1.0)))
+            x0[H:] = self.norm(shift_rows(new, new[0], last, fade))
+        # It also wobbles from frame to frame; smoothing it in time (the emitted history included,
+        # then put back) removes that.
+        x0 = smooth_in_time(x0, self.cfg.generation_smooth)
+        if H:
+            x0[:H] = known[0, :H]
+        return _Track(x0, smooth_in_time(logits["c"][0], self.cfg.generation_smooth), seq - H)
+
+    def _pose_frame(self, slot: _Slot, rows: torch.Tensor, cur: torch.Tensor, logits: torch.Tensor,
+                    source: str) -> PoseFrame:
+        """The pose of input frame `slot`: `cur` its emitted row; rows (span + 1, D) the model
+        frames since the input frame before it, whose velocities carry the root here."""
+        raw = self.norm.inverse(torch.cat([rows[:-1], cur[None]]))
+        motion = decode(raw)
+        root_gv = motion["root_gv"]
+        first = self._root is None
+        if first:
+            self._root = np.zeros(3)
+        else:
+            step = heading(root_gv[:-1]) @ raw[:-1, VELOCITY, None]
+            self._root = self._root + step.sum(0)[:, 0].double().cpu().numpy()
+        local = motion["local_rot"][-1]
+        contacts = torch.sigmoid(logits).double().cpu().numpy()
+        if self._recenter:
+            self._offset[[0, 2]] = -self._root[[0, 2]]
+            self._locks.clear()
+            self._recenter = False
+        root = self._root + self._offset
+        joints, _ = forward_kinematics(local.double(), self.rest.double(), self.body.parents,
+                                       torch.from_numpy(root).to(self.device))
+        joints = joints.cpu().numpy()
+        root, joints = self._foot_lock(root, joints, contacts, first)
+        _, joints_cam = camera_joints({k: v[-1] for k, v in motion.items()}, self.rest)
+        p = slot.packet
+        quat = matrix_to_quat(local)
+        return PoseFrame(frame_id=p.frame_id, t_capture=p.t_capture, t_emit=time.time(),
+                         pose_aa=quat_to_axis_angle(quat).double().cpu().numpy(),
+                         pose_quat=quat.double().cpu().numpy(), root=root, joints=joints,
+                         contacts=contacts, source=source,
+                         confidence=0.0 if source == "generated" else slot.body_seen / len(BODY_LANDMARKS),
+                         stature=self.body.stature, joints_cam=joints_cam.double().cpu().numpy())
+
+    def _foot_lock(self, root: np.ndarray, joints: np.ndarray, contacts: np.ndarray, first: bool):
+        """Shift the root so planted feet stay put and rest on the floor. Returns (root, joints)."""
+        rest_y = self._foot_rest_y
+        planted = [i for i in range(len(FOOT_JOINTS)) if contacts[i] > self.cfg.contact_threshold]
+        if first:  # stand the lowest foot joint at its rest height
+            lift = float(np.max(rest_y - joints[list(FOOT_JOINTS), 1]))
+            self._offset[1] += lift
+            root, joints = root + [0, lift, 0], joints + [0, lift, 0]
+        if not self.cfg.foot_lock:
+            return root, joints
+        for i in list(self._locks):
+            if i not in planted:
+                del self._locks[i]
+        shift = np.zeros(3)
+        errors = []
+        for i in planted:
+            foot = joints[FOOT_JOINTS[i]]
+            if i in self._locks:
+                errors.append(self._locks[i] - foot[[0, 2]])
+            else:
+                self._locks[i] = foot[[0, 2]].copy()
+        frames = TRAINED_FPS / self.rate  # of the time the constants are given for, in this frame
+        if errors:
+            d = follow_rate(LOCK_RATE, frames) * np.mean(errors, 0)
+            n = np.linalg.norm(d)
+            shift[[0, 2]] = d * min(1.0, FOOT_LOCK_MAX_M * frames / max(n, 1e-9))
+        if planted:
+            shift[1] = follow_rate(FLOOR_RATE, frames) * float(
+                np.mean(rest_y[planted] - joints[[FOOT_JOINTS[i] for i in planted], 1]))
+        self._offset += shift
+        return root + shift, joints + shift
