@@ -20,10 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from configs.config import check_setting
 from engine.live.pose_frame import PoseFrame
 
 log = logging.getLogger("genmo-live.run")
 STATUS_EVERY_S = 5.0
+MAX_ERROR_KINDS = 10  # distinct engine errors kept for the report (every one is counted)
 
 
 class Output:
@@ -47,6 +49,9 @@ class Control:
     """
 
     COMMANDS = ("set_prompt", "set_steps", "set_lag", "recenter", "pause", "resume", "state")
+    # The setting each value-carrying command changes: its value is checked as the config's own
+    # (configs.config.check_setting), once, before it reaches the engine.
+    SETTINGS = {"set_prompt": "engine.prompt", "set_steps": "engine.steps", "set_lag": "engine.lag"}
 
     def __init__(self):
         self._queue: queue.Queue = queue.Queue()
@@ -54,8 +59,13 @@ class Control:
 
     def submit(self, command: str, *args) -> Future:
         future: Future = Future()
-        if command not in self.COMMANDS:
-            future.set_exception(ValueError(f"unknown command {command!r}; known: {', '.join(self.COMMANDS)}"))
+        try:
+            if command not in self.COMMANDS:
+                raise ValueError(f"unknown command {command!r}; known: {', '.join(self.COMMANDS)}")
+            if command in self.SETTINGS and args and args[0] is not None:
+                args = (check_setting(self.SETTINGS[command], args[0]),)
+        except ValueError as e:  # ConfigError included
+            future.set_exception(e)
         else:
             self._queue.put((command, args, future))
         return future
@@ -101,6 +111,8 @@ class RunStats:
     engine_ms: list = field(default_factory=list)
     first_frame_t: float | None = None
     errors: list = field(default_factory=list)
+    engine_failures: int = 0
+    engine_errors: list = field(default_factory=list)  # the first of each kind, at most MAX_ERROR_KINDS
 
     def note(self, kind: str, payload) -> bool:
         """Take an ingest event: errors are logged and kept, the end's counts read. True at the end."""
@@ -110,6 +122,16 @@ class RunStats:
         elif kind == "end":
             self.frames_in, self.dropped = payload["frames_in"], payload["dropped"]
         return kind == "end"
+
+    def engine_failed(self, error: Exception, packets: list) -> None:
+        """One engine push that raised: counted; the first of each kind logged in one line and
+        reported. The run goes on with the next frames."""
+        self.engine_failures += 1
+        kind = f"{type(error).__name__}: {error}"
+        if kind not in self.engine_errors and len(self.engine_errors) < MAX_ERROR_KINDS:
+            self.engine_errors.append(kind)
+            log.error("the engine failed on frames %d-%d (%s); going on with the next frames",
+                      packets[0].frame_id, packets[-1].frame_id, kind)
 
     def add(self, frame: PoseFrame) -> None:
         self.poses.append((frame.t_capture, frame.t_emit, frame.source))
@@ -140,6 +162,8 @@ class RunStats:
             "engine_ms": pct(self.engine_ms),
             "sources": counts,
             "errors": self.errors,
+            "engine_failures": self.engine_failures,
+            "engine_errors": self.engine_errors,
         }
 
 
@@ -245,7 +269,11 @@ def run_live(cfg, outputs: list[Output] = (), duration: float | None = None, con
                 if stats.first_frame_t is None:
                     stats.first_frame_t = packets[0].t_capture
                 t0 = time.perf_counter()
-                poses = engine.push(packets)
+                try:
+                    poses = engine.push(packets)
+                except Exception as e:  # one frame's failure must not end the show
+                    stats.engine_failed(e, packets)
+                    poses = []
                 stats.engine_ms.append((time.perf_counter() - t0) * 1000)
                 stats.keypoint_ms += [p.keypoint_ms for p in packets]
                 emit(poses)
@@ -281,7 +309,9 @@ def format_run_report(report: dict) -> str:
             f"{report['dropped']} dropped, {report['fps_out']} poses/s; first pose {report['first_pose_s']} s "
             f"after the first frame\nlatency capture->pose p50/p95/p99 {lat['p50']}/{lat['p95']}/{lat['p99']} ms; "
             f"MediaPipe {kp['p50']}/{kp['p95']}/{kp['p99']} ms; engine {en['p50']}/{en['p95']}/{en['p99']} ms\n"
-            f"sources: {report['sources']}" + "".join(f"\nerror: {e}" for e in report["errors"]))
+            f"sources: {report['sources']}" + "".join(f"\nerror: {e}" for e in report["errors"])
+            + (f"\nthe engine failed {report['engine_failures']} times: " + "; ".join(report["engine_errors"])
+               if report["engine_failures"] else ""))
 
 
 def write_run_report(report: dict, path: Path) -> None:

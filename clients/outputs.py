@@ -1,12 +1,12 @@
 """The outputs of a run, built from the config (`outputs:` section, or the `run` flags)."""
 from __future__ import annotations
 
-import ipaddress
+import tempfile
 from pathlib import Path
 
 from configs.config import ConfigError
+from streamer.access import is_loopback
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 DEFAULT_WS = "127.0.0.1:8765"
 
 
@@ -20,22 +20,41 @@ def host_port(text: str, what: str) -> tuple[str, int]:
 
 def check_exposure(host: str, token: str, what: str) -> None:
     """Servers listen on loopback unless the user says otherwise, and then only with a token."""
-    if host in LOOPBACK:
-        return
-    try:
-        if ipaddress.ip_address(host).is_loopback:
-            return
-    except ValueError:
-        pass
-    if not token:
+    if not is_loopback(host) and not token:
         raise ConfigError(f"{what} listens on {host}, beyond this machine: set a token (--token SECRET) "
                           f"that clients must present")
 
 
+def check_writable(path: Path, what: str) -> None:
+    """A file the run will write can be: its folder made (if missing) and a file created in it, or
+    ConfigError naming `what`, before the engine loads rather than after."""
+    try:
+        if path.is_dir():
+            raise OSError(f"{path} is a folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".genmo-live-check-"):
+            pass
+    except OSError as e:
+        raise ConfigError(f"{what}: cannot write {path} ({e.strerror or e})") from None
+
+
 def validate(cfg) -> None:
-    """Every address well-formed and every server beyond loopback guarded by a token, checked
-    before anything starts (ConfigError otherwise)."""
+    """Before anything starts (ConfigError otherwise): every address well-formed and every server
+    beyond loopback guarded by a token, a source file readable, every recording writable."""
+    from clients.recorder import FORMATS
+    from streamer.frames import SourceError
+    from streamer.sources import check_source
+
     o = cfg.outputs
+    for spec in o.record:
+        if Path(spec).suffix.lower() not in FORMATS:
+            raise ConfigError(f"outputs.record: cannot record to {spec}: the suffix must be "
+                              f"{' or '.join(FORMATS)}")
+        check_writable(Path(spec), "outputs.record")
+    try:
+        check_source(cfg.source.source)
+    except SourceError as e:
+        raise ConfigError(f"source.source: {e}") from None
     for spec in o.ws:
         check_exposure(host_port(spec, "outputs.ws")[0], cfg.token, "the WebSocket server")
     if o.viewer:

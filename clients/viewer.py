@@ -11,7 +11,8 @@ box that sets the engine's text prompt. The page needs nothing from the internet
 Routes: GET / the page; GET /config.json {"ws": the WebSocket URL}; GET /body.json the body (see
 body_json); GET /viewer.js and /vendor/three.module.min.js the scripts. With a token, the page,
 config.json and body.json need ?token= (403 without); the page passes the token on to the
-WebSocket as its first message. The page's own ?ws= overrides the WebSocket URL.
+WebSocket as its first message. The page's own ?ws= overrides the WebSocket URL. Without a token,
+every request must name this machine as its Host and come from no other site (streamer.access).
 
 The server lives on an asyncio loop in a daemon thread (streamer/server_thread.py), like the
 WebSocket server's.
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hmac
 import json
 import logging
 from pathlib import Path
@@ -31,6 +31,7 @@ from aiohttp import web
 
 from configs.config import ConfigError
 from engine.body.body_model import Body
+from streamer.access import guard, same_token
 from streamer.server_thread import ServerThread, http_url
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ class ViewerServer:
     # --- the loop thread -----------------------------------------------------------------------
 
     async def _serve(self, port: int, ready, stop: asyncio.Event) -> None:
-        app = web.Application()
+        app = web.Application(middlewares=[guard(self.token)])
         app.router.add_get("/", self._page)
         app.router.add_get("/config.json", self._config)
         app.router.add_get("/body.json", self._body_json)
@@ -114,10 +115,7 @@ class ViewerServer:
             await runner.cleanup()
 
     def _allowed(self, request: web.Request) -> bool:
-        if self.token is None:
-            return True
-        presented = request.query.get("token", "")
-        return hmac.compare_digest(presented.encode(), self.token.encode())
+        return self.token is None or same_token(request.query.get("token"), self.token)
 
     def _forbidden(self) -> web.Response:
         return web.Response(status=403, text="missing or wrong token: open the viewer at the URL genmo-live logged\n")

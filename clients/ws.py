@@ -16,8 +16,10 @@ With a token set (any server beyond loopback has one), the client presents it ei
 (`?token=`) or as its first message, `{"type": "auth", "token": "SECRET"}`, within 10 s. Nothing is
 sent before that check; a missing or wrong token closes the connection with code 1008 (policy
 violation). An unknown `format` in the URL is refused at the handshake (HTTP 400). Without a
-token, a browser page may connect only if it comes from this machine (its Origin is localhost or
-127.x): other pages get HTTP 403, so a web site open in the user's browser cannot steer the engine.
+token, a client must ask for this machine by name (Host: an IP literal in 127.0.0.0/8, ::1 or
+localhost) and a browser page may connect only if it comes from this machine (its Origin the same):
+other pages get HTTP 403, so a web site open in the user's browser cannot steer the engine
+(streamer.access).
 
 The server's first message is the hello:
 
@@ -100,7 +102,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hmac
 import itertools
 import json
 import logging
@@ -117,6 +118,7 @@ from websockets.frames import CloseCode
 from clients.live import Control, Output
 from configs.config import ConfigError
 from engine.live.pose_frame import SCHEMA_VERSION, SOURCES, PoseFrame
+from streamer.access import request_refusal, same_token
 from streamer.server_thread import ServerThread, http_url
 
 log = logging.getLogger(__name__)
@@ -241,12 +243,6 @@ class _Client:
         return {"name": self.name, "format": self.format, "sent": self.sent, "dropped": self.dropped}
 
 
-def loopback_origin(origin: str) -> bool:
-    """Whether a browser's Origin header names a page served from this machine."""
-    host = urlsplit(origin).hostname or ""
-    return host in ("localhost", "::1") or host.startswith("127.")
-
-
 class WebSocketServer(Output):
     """Serves ws://HOST:PORT/ (see the module docstring) from construction until close().
 
@@ -320,12 +316,10 @@ class WebSocketServer(Output):
         fmt = parse_qs(urlsplit(request.path).query, keep_blank_values=True).get("format", ["json"])[-1]
         if fmt not in FORMATS:
             return ws.respond(HTTPStatus.BAD_REQUEST, f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}\n")
-        origin = request.headers.get("Origin")
-        if self.token is None and origin and not loopback_origin(origin):
-            # Without a token anything that reaches the port may connect: a web page open in the
-            # user's browser must not be able to, so pages are only welcome from this machine.
-            return ws.respond(HTTPStatus.FORBIDDEN, f"connections from pages at {origin} need the server's token\n")
-        return None
+        # Without a token anything that reaches the port may connect: a web page open in the user's
+        # browser must not be able to, so pages are only welcome from this machine (streamer.access).
+        refusal = request_refusal(request.headers.get_all("Host"), request.headers.get_all("Origin"), self.token)
+        return ws.respond(HTTPStatus.FORBIDDEN, refusal + "\n") if refusal else None
 
     async def _handle(self, ws: ServerConnection) -> None:
         # Linux grows a socket's send buffer to megabytes, a minute of poses for a client that has
@@ -362,7 +356,7 @@ class WebSocketServer(Output):
             except (MessageError, asyncio.TimeoutError):
                 return False
             presented = msg["token"] if msg["type"] == "auth" else None
-        return presented is not None and hmac.compare_digest(presented.encode(), self.token.encode())
+        return same_token(presented, self.token)
 
     async def _send_frames(self, client: _Client) -> None:
         try:

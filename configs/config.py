@@ -21,10 +21,15 @@ class ConfigError(ValueError):
     """A configuration file or override that does not fit the schema."""
 
 
-def setting(default, help: str, *, min=None, max=None):
-    """A config field with its help text (shown by `--help`) and an optional numeric range."""
+# The longest text a setting takes unless it says otherwise (paths, addresses, tokens).
+MAX_TEXT = 4096
+
+
+def setting(default, help: str, *, min=None, max=None, max_len=MAX_TEXT):
+    """A config field with its help text (shown by `--help`), an optional numeric range and, for
+    text, a length cap."""
     factory = {"default_factory": lambda: list(default)} if isinstance(default, list) else {"default": default}
-    return field(metadata={"help": help, "min": min, "max": max}, **factory)
+    return field(metadata={"help": help, "min": min, "max": max, "max_len": max_len}, **factory)
 
 
 @dataclass
@@ -62,7 +67,8 @@ class EngineConfig:
                                "fewer is faster and a little less accurate", min=16, max=120)
     warm_start_step: int = setting(500, "with steps > 1: the diffusion step the previous window's estimate "
                                         "is noised to as the next window's start", min=1, max=999)
-    prompt: str = setting("a person stands still", "text that drives the motion while the person is not seen")
+    prompt: str = setting("a person stands still", "text that drives the motion while the person is not seen",
+                          max_len=200)
     guidance: float = setting(6.0, "classifier-free guidance scale of the prompt (1 = none)", min=0.0, max=10.0)
     generation_steps: int = setting(4, "DDIM steps of a generated stretch", min=1, max=50)
     generation_horizon: int = setting(30, "frames generated ahead at a time while the person is not seen",
@@ -151,11 +157,37 @@ def _check_value(key: str, value, tp, meta: dict):
         value = float(value)
     if not isinstance(value, tp) or (tp is not bool and isinstance(value, bool)):
         raise ConfigError(f"config key '{key}': expected {tp.__name__}, got {value!r}")
+    if tp is str:
+        check_text(key, value, meta.get("max_len") or MAX_TEXT)
     if meta.get("min") is not None and value < meta["min"]:
         raise ConfigError(f"config key '{key}': {value} is below the minimum {meta['min']}")
     if meta.get("max") is not None and value > meta["max"]:
         raise ConfigError(f"config key '{key}': {value} is above the maximum {meta['max']}")
     return value
+
+
+def check_text(key: str, text: str, max_len: int) -> None:
+    """Text from outside (YAML, a flag, a control message) is valid Unicode, holds no NUL and is at
+    most `max_len` characters; else ConfigError naming the key. A lone surrogate (an undecodable
+    byte in a flag, or a "\\udc80" escape in JSON) would fail later, deep in whatever encodes it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ConfigError(f"config key '{key}': not valid text (an undecodable character at position {e.start})") \
+            from None
+    if "\0" in text:
+        raise ConfigError(f"config key '{key}': a NUL character is not allowed")
+    if len(text) > max_len:
+        raise ConfigError(f"config key '{key}': {len(text)} characters, at most {max_len}")
+
+
+def check_setting(key: str, value):
+    """One setting checked as the config loader checks it (type, range, text), by dotted key, for
+    values that arrive one at a time (a control message); the value, lightly coerced."""
+    for name, tp, f in leaf_fields():
+        if name == key:
+            return _check_value(key, value, tp, f.metadata)
+    raise ConfigError(f"unknown config key '{key}'")
 
 
 def _build(cls, data: dict, prefix: str = ""):

@@ -125,6 +125,13 @@ class VideoFileSource(Source):
         self._cap.release()
 
 
+def check_source(spec: str) -> None:
+    """Raise open_source's own SourceError now for a video file that is missing or unreadable: the
+    ingest process would find out only after the engine has loaded."""
+    if spec not in ("auto", "webcam", "sample", "webrtc"):
+        VideoFileSource(spec, realtime=False).close()
+
+
 def open_source(spec: str, realtime: bool = True, loop: bool = False, webcam_index: int = 0, **webrtc) -> Source:
     """A source from the CLI's --source: `webcam`, `sample`, `webrtc`, `auto` (webcam if present,
     else the sample clip looped) or a video file path."""

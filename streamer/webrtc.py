@@ -15,14 +15,15 @@ replaces the connected peer.
 
 Loopback only by default: the server listens on 127.0.0.1, ICE uses 127.0.0.1 alone, and the
 browser's other candidates are dropped from its offer, so nothing leaves the machine. Another
-`host` (LAN use) needs a `token`, which the page URL carries and POST /offer must present.
+`host` (LAN use) needs a `token`, which the page URL carries and POST /offer must present. Without
+a token, a request must name this machine as its Host and come from no other site
+(streamer.access), so a web page cannot hang up the camera; and an offer replaces the connected
+browser only once it has been answered.
 """
 from __future__ import annotations
 
 import asyncio
 import contextvars
-import hmac
-import ipaddress
 import json
 import logging
 import queue
@@ -37,6 +38,7 @@ from aiohttp import web
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
+from streamer.access import guard, is_loopback, same_token
 from streamer.frames import Frame, Source, SourceError
 from streamer.server_thread import ServerThread, http_url
 
@@ -61,16 +63,6 @@ def _host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
 
 
 aioice.ice.get_host_addresses = _host_addresses
-
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` (an IP address or "localhost") is this machine's loopback."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def loopback_candidates_only(sdp: str) -> str:
@@ -103,13 +95,12 @@ def parse_offer(body: bytes, query_token: str | None, token: str | None) -> RTCS
     with a `token` set, the body's or the query's token must equal it (403 otherwise)."""
     try:
         msg = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested thousands deep
         raise OfferError("the body is not JSON") from None
     if not isinstance(msg, dict):
         raise OfferError("the body must be a JSON object {sdp, type}")
     if token is not None:
-        presented = msg.get("token", query_token)
-        if not isinstance(presented, str) or not hmac.compare_digest(presented.encode(), token.encode()):
+        if not same_token(msg.get("token", query_token), token):
             raise OfferError("missing or wrong token: open the page at the URL the server logged", 403)
     sdp, kind = msg.get("sdp"), msg.get("type")
     if kind != "offer":
@@ -196,7 +187,7 @@ class WebRTCSource(Source):
     # --- the server's side (on the loop thread) ------------------------------------------------
 
     async def _serve(self, ready, stop: asyncio.Event) -> None:
-        app = web.Application()
+        app = web.Application(middlewares=[guard(self.token)])
         app.router.add_get("/", self._page)
         app.router.add_post("/offer", self._offer)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
@@ -233,15 +224,11 @@ class WebRTCSource(Source):
         if self._loopback_ice:
             offer = RTCSessionDescription(sdp=loopback_candidates_only(offer.sdp), type="offer")
 
-        if self._peer is not None:
-            log.info("a new browser connected: closing the previous one")
-            await self._hang_up(self._peer)
         self._peer_count += 1
         peer_id = self._peer_count
         # No ICE servers: aiortc would otherwise ask a public STUN server, and a local capture tool
         # has no business calling out (nor can it, on a machine without a network).
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self._peer = pc
 
         @pc.on("track")
         def on_track(track) -> None:
@@ -259,8 +246,14 @@ class WebRTCSource(Source):
             await pc.setRemoteDescription(offer)
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as e:  # noqa: BLE001 - aiortc raises many types on an SDP it cannot use
+            # The connected browser, if any, keeps streaming: an offer that cannot be answered
+            # replaces nothing.
             await self._hang_up(pc)
             return web.json_response({"error": f"unusable offer: {e}"}, status=400)
+        if self._peer is not None:
+            log.info("a new browser connected: closing the previous one")
+            await self._hang_up(self._peer)
+        self._peer = pc
         return web.json_response({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
 
     async def _read(self, track, peer_id: int) -> None:

@@ -28,7 +28,11 @@ def _config_parent() -> argparse.ArgumentParser:
 
 
 def _load(args):
+    """The config file, with the --section.key flags and then a subcommand's own flags that stand
+    for settings (its `overrides(args)`) over it, validated together."""
     overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg:") and v is not None}
+    if hasattr(args, "overrides"):
+        overrides.update(args.overrides(args))
     return load_config(args.config, overrides)
 
 

@@ -1,28 +1,29 @@
 """genmo-live run: the live pipeline (source -> MediaPipe -> engine -> outputs) until stopped."""
 from __future__ import annotations
 
-import dataclasses
 import signal
 import threading
 from pathlib import Path
 
 
+def run_overrides(args) -> dict:
+    """The run flags as the settings they stand for, so they pass the config's own checks
+    (configs.config) with every other setting: {dotted key: value} for the flags given."""
+    flags = {"source.source": args.source, "source.realtime": False if args.no_realtime else None,
+             "source.loop": True if args.loop else None, "engine.steps": args.steps, "engine.prompt": args.prompt,
+             "engine.lag": args.lag, "outputs.ws": args.ws, "outputs.vmc": args.vmc, "outputs.vrchat": args.vrchat,
+             "outputs.record": args.record, "outputs.viewer": "" if args.headless else args.viewer}
+    return {key: value for key, value in flags.items() if value is not None}
+
+
 def cmd_run(args, cfg) -> int:
     from clients.live import format_run_report, run_live, write_run_report
+    from clients.outputs import check_writable
     from clients.outputs import validate as validate_outputs
 
-    source = dataclasses.replace(cfg.source, **{k: v for k, v in {
-        "source": args.source, "realtime": False if args.no_realtime else None, "loop": True if args.loop else None,
-    }.items() if v is not None})
-    engine = dataclasses.replace(cfg.engine, **{k: v for k, v in {
-        "steps": args.steps, "prompt": args.prompt, "lag": args.lag}.items() if v is not None})
-    outputs = dataclasses.replace(cfg.outputs, **{k: v for k, v in {
-        "ws": args.ws, "vmc": args.vmc, "vrchat": args.vrchat, "record": args.record, "viewer": args.viewer,
-    }.items() if v is not None})
-    if args.headless:
-        outputs = dataclasses.replace(outputs, viewer="")
-    cfg = dataclasses.replace(cfg, source=source, engine=engine, outputs=outputs)
     validate_outputs(cfg)
+    if args.report:
+        check_writable(Path(args.report), "--report")
 
     def make_outputs(live_engine, control):
         from clients.outputs import build_outputs
@@ -67,4 +68,4 @@ def add_commands(sub, parent) -> None:
     rn.add_argument("--vrchat", action="append", metavar="HOST:PORT", help="send VRChat OSC trackers "
                                                                           "(VRChat listens on 127.0.0.1:9000)")
     rn.add_argument("--record", action="append", metavar="PATH", help="record the take: PATH.npz and/or PATH.bvh")
-    rn.set_defaults(handler=cmd_run)
+    rn.set_defaults(handler=cmd_run, overrides=run_overrides)

@@ -77,6 +77,7 @@ FLOOR_RATE = 0.2               # share of the planted feet's height error correc
 LOCK_RATE = 0.3
 TRAINED_FPS = 30.0             # the frame rate of the training data: the model's idea of time
 RATE_WINDOW = 30               # capture intervals a measured input rate is the median of
+PROMPT_CACHE = 32              # prompts kept encoded: users may send any number of them
 
 
 @dataclass
@@ -176,6 +177,7 @@ class LiveEngine:
         self._k = 1                   # model frames per input frame, as the last packet was taken
         self._text_encoder = text_encoder
         self._text_failed = False
+        self._failed_prompt: str | None = None  # the last prompt the text model could not encode
         self._gen = torch.Generator(device="cpu").manual_seed(seed)
         self._slots: deque[_Slot] = deque()
         self._seq = 0
@@ -380,18 +382,24 @@ class LiveEngine:
 
     def _text(self, frames: torch.Tensor) -> dict | None:
         """Text fields of Conditions for the active prompt over `frames` (1, L) bool, or None when
-        the text model is not installed (generation then runs unconditioned)."""
-        if self._text_failed or not self.prompt:
+        the text model is not installed or cannot encode the prompt (generation then runs
+        unconditioned)."""
+        if self._text_failed or not self.prompt or self.prompt == self._failed_prompt:
             return None
         if self._text_encoder is None:
             from engine.model.text import TextEncoder
 
-            self._text_encoder = TextEncoder()
+            self._text_encoder = TextEncoder(cache_size=PROMPT_CACHE)
         try:
             tokens, mask = self._text_encoder.tokens([self.prompt])
         except ImportError as e:
             log.warning("no text model (%s): occluded frames are generated without the prompt", e)
             self._text_failed = True
+            return None
+        except Exception as e:  # a prompt the tokenizer rejects: the frames are still generated
+            log.warning("the text model cannot encode the prompt %r (%s): generating without it",
+                        self.prompt[:60], e)
+            self._failed_prompt = self.prompt
             return None
         return {"text": tokens[None].to(self.device), "text_mask": mask[None].to(self.device),
                 "text_frames": frames[:, None]}

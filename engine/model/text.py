@@ -16,6 +16,7 @@ fixed caption set without loading the model at all.
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -55,12 +56,15 @@ class TextEncoder:
 
     State: the model (loaded on first use) and a cache prompt -> (token embeddings (n, 384) of its
     n <= MAX_TOKENS real tokens, pooled sentence embedding (384,)), both float32 on `device`.
+    cache_size: the most prompts kept, the least recently used dropped first (None: all, as
+    training keeps every caption; a live engine's prompts come from its users).
     """
 
-    def __init__(self, device: torch.device | str = "cpu"):
+    def __init__(self, device: torch.device | str = "cpu", cache_size: int | None = None):
         self.device = torch.device(device)
+        self.cache_size = cache_size
         self._model = None
-        self._cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._cache: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
 
     def tokens(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-token embeddings for cross-attention.
@@ -106,9 +110,14 @@ class TextEncoder:
 
     def _lookup(self, prompts: list[str]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         new = list(dict.fromkeys(p for p in prompts if p not in self._cache))
-        if new:
-            self._cache.update(zip(new, self._encode(new)))
-        return [self._cache[p] for p in prompts]
+        found = dict(zip(new, self._encode(new))) if new else {}
+        for p in dict.fromkeys(prompts):
+            found.setdefault(p, self._cache.get(p))
+            self._cache[p] = found[p]
+            self._cache.move_to_end(p)
+        while self.cache_size is not None and len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return [found[p] for p in prompts]
 
     def _encode(self, prompts: list[str]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Run the model once on `prompts`: [(token embeddings (n_i, 384), sentence (384,))]."""

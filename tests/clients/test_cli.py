@@ -49,6 +49,26 @@ def test_run_refuses_bad_addresses_and_unguarded_servers_before_starting(flags, 
     assert out.returncode == 2 and message in out.stderr
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--steps", "0"], "config key 'engine.steps': 0 is below the minimum 1"),
+    (["--lag", "100"], "config key 'engine.lag': 100 is above the maximum 60"),
+    (["--prompt", b"walk\xff"], "config key 'engine.prompt': not valid text"),  # not UTF-8
+    (["--prompt", "a" * 201], "config key 'engine.prompt': 201 characters, at most 200"),
+    (["--record", "take.mp4"], "outputs.record: cannot record to take.mp4: the suffix must be .npz or .bvh"),
+    (["--record", "/dev/null/take.npz"], "outputs.record: cannot write /dev/null/take.npz"),
+    (["--report", "/dev/null/run.json"], "--report: cannot write /dev/null/run.json"),
+    (["--source", "no/such/clip.mp4"], "source.source: video file no/such/clip.mp4 does not exist"),
+    (["--source", "pyproject.toml"], "source.source: pyproject.toml is not a video OpenCV can read"),
+])
+def test_run_refuses_bad_flags_with_one_line_before_loading_the_engine(flags, message):
+    """Every run flag passes the config's checks, and files are checked before the engine loads:
+    on main these were tracebacks, some of them after a 10 s engine load."""
+    out = run_cli("run", "--headless", *flags)
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr and "Traceback" not in out.stderr
+    assert out.stderr.strip().count("\n") == 0, out.stderr  # one line: no engine loaded, nothing started
+
+
 def test_train_from_weights_refuses_new_sizes_other_than_more_layers():
     out = run_cli("train", "--from", "assets/genmo_live.pt", "--width", "256")
     assert out.returncode == 2 and "train --from keeps the checkpoint's sizes" in out.stderr

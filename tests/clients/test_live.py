@@ -121,8 +121,35 @@ def test_return_from_occlusion_is_smooth(occlusion_run, clean_jump):
 ])
 def test_a_bad_source_is_reported_not_a_crash(tmp_path, capsys, caplog, make_bad, message):
     bad = make_bad(tmp_path)
-    assert main(["run", "--source", str(bad), "--headless"]) == 1
-    assert message in capsys.readouterr().out + caplog.text
+    with pytest.raises(SystemExit) as refused:  # `run` checks a file before the engine loads
+        main(["run", "--source", str(bad), "--headless"])
+    assert refused.value.code == 2 and message in capsys.readouterr().err
+    report = run_live(config(str(bad)))  # one that fails inside the ingest is reported
+    assert report["poses_out"] == 0 and any(message in e for e in report["errors"])
+
+
+def test_one_failed_engine_pass_costs_its_frames_not_the_run(monkeypatch, caplog):
+    """A fault injected into one engine pass (the real engine has no failure to call up on demand):
+    the run logs one line, reports it, and every later frame still gets its pose. On main the
+    exception ended the run, its outputs and its report."""
+    from engine.live.engine import LiveEngine
+
+    push, calls = LiveEngine.push, []
+
+    def failing_push(self, packets):
+        calls.append(len(packets))
+        if len(calls) == 30:
+            raise RuntimeError("injected fault")
+        return push(self, packets)
+
+    monkeypatch.setattr(LiveEngine, "push", failing_push)
+    out = Collect()
+    with caplog.at_level("ERROR", logger="genmo-live.run"):
+        report = run_live(config(str(SAMPLE_CLIP)), outputs=[out])
+    assert report["engine_failures"] == 1 and report["engine_errors"] == ["RuntimeError: injected fault"]
+    assert caplog.text.count("the engine failed on frames") == 1
+    assert report["frames_in"] == 187 and report["poses_out"] == 187 - calls[29]
+    assert max(f.frame_id for f in out.frames) == 186
 
 
 def test_a_stopped_run_still_reports_and_flushes(tmp_path):

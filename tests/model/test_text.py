@@ -139,3 +139,20 @@ def test_cached_embeddings_can_feed_a_trained_layer(encoder):
     layer = torch.nn.Linear(EMBED_DIM, 4)
     layer(emb).sum().backward()  # would fail on inference-mode tensors
     assert layer.weight.grad.abs().sum() > 0
+
+
+def test_a_bounded_cache_keeps_the_most_recent_prompts(model):
+    """A live engine's prompts come from its users: its cache keeps the last few (on main every
+    prompt stayed, +4 MB/min under a flood); training's encoder keeps all its captions."""
+    enc = TextEncoder(cache_size=2)
+    enc._model = model
+    a, _ = enc.tokens(["a person walks"])
+    enc.tokens(["a person runs"])
+    enc.tokens(["a person walks"])  # used again: now the newest
+    enc.tokens(["a person sits"])
+    assert list(enc._cache) == ["a person walks", "a person sits"]
+    assert torch.equal(enc.tokens(["a person walks"])[0], a)
+    for i in range(10):
+        enc.tokens([f"prompt number {i}", "a person sits"])
+    assert len(enc._cache) == 2
+    assert len(TextEncoder()._cache) == 0 and TextEncoder().cache_size is None

@@ -41,10 +41,11 @@ def sample_y4m(tmp_path_factory):
     return path
 
 
-def http(url: str, body: bytes | None = None) -> tuple[int, bytes]:
-    """(status, body) of a GET, or of a POST when `body` is given; HTTP errors are returned too."""
+def http(url: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, bytes]:
+    """(status, body) of a GET, or of a POST when `body` is given, with `headers` added (a Host
+    among them replaces urllib's); HTTP errors are returned too."""
     req = urllib.request.Request(url, data=body, method="POST" if body is not None else "GET",
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json", **(headers or {})})
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
             return r.status, r.read()
@@ -168,6 +169,47 @@ def test_malformed_offers_get_400_and_the_server_keeps_serving():
             assert json.loads(reply)["error"]
         status, page = http(src.url)
         assert status == 200 and b"RTCPeerConnection" in page
+
+
+def test_other_sites_cannot_post_offers_or_read_the_page_without_a_token():
+    """A web page open in the user's browser (or one that points its own name at 127.0.0.1) could
+    POST /offer as text/plain without asking, and hang up the user's camera; on main it could."""
+    with WebRTCSource(port=0) as src:
+        offer = json.dumps({"sdp": aiortc_offer(), "type": "offer"}).encode()
+        for headers in ({"Origin": "https://evil.example", "Content-Type": "text/plain"},
+                        {"Origin": "http://127.0.0.1.evil.example"},
+                        {"Host": f"rebind.evil.example:{src.port}", "Origin": f"http://rebind.evil.example:{src.port}"}):
+            status, reply = http(offer_url(src), offer, headers)
+            assert status == 403 and b"token" in reply, headers
+            assert http(src.url, headers=headers)[0] == 403
+        assert http(offer_url(src), offer, {"Origin": f"http://127.0.0.1:{src.port}"})[0] == 200
+        assert http(offer_url(src), offer, {"Origin": f"http://localhost:{src.port}"})[0] == 200
+
+
+def test_an_offer_nested_thousands_deep_or_a_token_no_encoder_can_hold_is_refused_cleanly():
+    with WebRTCSource(host="0.0.0.0", port=0, token="s3cret") as src:
+        assert http(offer_url(src), b"[" * 100_000 + b"]" * 100_000)[0] == 400  # was a RecursionError, 500
+        body = '{"sdp": "m=video", "type": "offer", "token": "s3cret\\udc80"}'.encode()
+        assert http(offer_url(src), body)[0] == 403  # was a UnicodeEncodeError, 500
+
+
+def test_an_offer_that_cannot_be_answered_leaves_the_connected_camera_streaming(caplog):
+    if not aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=False):
+        pytest.skip("no non-loopback IPv4 address here to stand for a browser's")
+    unusable = {"sdp": "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n", "type": "offer"}  # no ICE, no DTLS
+    with caplog.at_level(logging.INFO, logger="streamer.webrtc"), WebRTCSource(port=0) as src, \
+            AiortcCamera(offer_url(src)):
+        watchdog = threading.Timer(3 * FIRST_FRAME_TIMEOUT_S, src.close)
+        watchdog.start()
+        try:
+            frames = iter(src)
+            assert all(next(frames, None) is not None for _ in range(5))
+            status, reply = http(offer_url(src), json.dumps(unusable).encode())
+            assert status == 400 and json.loads(reply)["error"].startswith("unusable offer")
+            assert all(next(frames, None) is not None for _ in range(20)), "the camera was hung up"
+        finally:
+            watchdog.cancel()
+    assert "closing the previous one" not in caplog.text
 
 
 def test_the_answer_stays_on_loopback():
