@@ -5,7 +5,9 @@
 The engine loop takes every packet that has arrived (several at once when it fell behind: they
 share one denoiser pass), emits one pose per frame to every output, and measures. A source that
 fails is reported and the engine keeps serving its outputs until the run ends (duration, Ctrl-C,
-or the end of a file that does not loop).
+or the end of a file that does not loop). An ingest process that dies (MediaPipe killed, a driver
+crash) is started again, at once and then with a growing back-off while it keeps dying; a pass of
+the engine that fails costs its frames, not the run. Both are counted in the report.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import json
 import logging
 import queue
 import time
+from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +29,10 @@ from engine.live.pose_frame import PoseFrame
 log = logging.getLogger("genmo-live.run")
 STATUS_EVERY_S = 5.0
 MAX_ERROR_KINDS = 10  # distinct engine errors kept for the report (every one is counted)
+SAMPLE_SIZE = 2 ** 17  # values kept for a run's percentiles (73 min at 30 fps), 1 MB each
+RECENT_POSES = 4096    # poses the status line looks back over (more than STATUS_EVERY_S at 240 fps)
+RESTART_DELAYS_S = (0.0, 1.0, 2.0, 4.0, 8.0)  # before each restart of an ingest process that keeps dying
+HEALTHY_S = 30.0       # an ingest process that has run this long starts its restarts over
 
 
 class Output:
@@ -100,27 +107,62 @@ def percentiles(values) -> dict:
     return {"p50": round(float(p[0]), 2), "p95": round(float(p[1]), 2), "p99": round(float(p[2]), 2)}
 
 
+class Sample:
+    """At most `size` values of a long series, for its percentiles: every value while they fit,
+    then a uniform random sample of all seen (reservoir sampling, seeded), so a run's memory stays
+    the same however long it lasts; the count is exact."""
+
+    def __init__(self, size: int = SAMPLE_SIZE, seed: int = 0):
+        self._values = np.empty(size)
+        self._rng = np.random.default_rng(seed)
+        self.count = 0
+
+    def add(self, value: float) -> None:
+        slot = self.count if self.count < len(self._values) else int(self._rng.integers(self.count + 1))
+        if slot < len(self._values):
+            self._values[slot] = value
+        self.count += 1
+
+    def extend(self, values) -> None:
+        for value in values:
+            self.add(value)
+
+    @property
+    def values(self) -> np.ndarray:
+        """(min(count, size),) the values kept."""
+        return self._values[:min(self.count, len(self._values))]
+
+
 @dataclass
 class RunStats:
-    """What a run measured; `report()` is what `--report` writes."""
+    """What a run measured, in bounded memory; `report()` is what `--report` writes. Percentiles
+    are exact while a run's poses fit a Sample (SAMPLE_SIZE: over an hour at 30 fps)."""
 
     frames_in: int = 0
     dropped: int = 0
-    poses: list = field(default_factory=list)        # (t_capture, t_emit, source) per pose
-    keypoint_ms: list = field(default_factory=list)
-    engine_ms: list = field(default_factory=list)
+    poses_out: int = 0
+    first_emit: float | None = None
+    last_emit: float | None = None
+    sources: dict = field(default_factory=lambda: dict.fromkeys(("estimated", "generated", "blended"), 0))
+    latency_ms: Sample = field(default_factory=Sample)
+    keypoint_ms: Sample = field(default_factory=Sample)
+    engine_ms: Sample = field(default_factory=Sample)
+    # (t_emit, latency ms, source) of the newest poses, for the status line
+    recent: deque = field(default_factory=lambda: deque(maxlen=RECENT_POSES))
     first_frame_t: float | None = None
     errors: list = field(default_factory=list)
     engine_failures: int = 0
     engine_errors: list = field(default_factory=list)  # the first of each kind, at most MAX_ERROR_KINDS
+    ingest_restarts: int = 0
 
     def note(self, kind: str, payload) -> bool:
         """Take an ingest event: errors are logged and kept, the end's counts read. True at the end."""
         if kind == "error":
             log.error("%s", payload)
             self.errors.append(payload)
-        elif kind == "end":
-            self.frames_in, self.dropped = payload["frames_in"], payload["dropped"]
+        elif kind == "end":  # each ingest process's own counts (a restarted source has several)
+            self.frames_in += payload["frames_in"]
+            self.dropped += payload["dropped"]
         return kind == "end"
 
     def engine_failed(self, error: Exception, packets: list) -> None:
@@ -134,36 +176,41 @@ class RunStats:
                       packets[0].frame_id, packets[-1].frame_id, kind)
 
     def add(self, frame: PoseFrame) -> None:
-        self.poses.append((frame.t_capture, frame.t_emit, frame.source))
+        latency = (frame.t_emit - frame.t_capture) * 1000
+        self.poses_out += 1
+        self.first_emit = frame.t_emit if self.first_emit is None else self.first_emit
+        self.last_emit = frame.t_emit
+        self.sources[frame.source] = self.sources.get(frame.source, 0) + 1
+        self.latency_ms.add(latency)
+        self.recent.append((frame.t_emit, latency, frame.source))
 
     def status(self, since: float) -> str:
         """One line on the poses emitted since `since` (time.time())."""
-        recent = [(c, e, s) for c, e, s in self.poses if e >= since]
+        recent = [(latency, source) for t, latency, source in self.recent if t >= since]
         if not recent:
             return "no poses in the last few seconds (is the source delivering frames?)"
-        lat = np.percentile([(e - c) * 1000 for c, e, _ in recent], [50, 95])
-        kinds = {k: sum(1 for *_, s in recent if s == k) for k in ("estimated", "generated", "blended")}
+        lat = np.percentile([latency for latency, _ in recent], [50, 95])
+        kinds = {k: sum(1 for _, s in recent if s == k) for k in ("estimated", "generated", "blended")}
         return (f"{len(recent) / STATUS_EVERY_S:.1f} poses/s, latency p50 {lat[0]:.0f} ms p95 {lat[1]:.0f} ms, "
-                + ", ".join(f"{v} {k}" for k, v in kinds.items() if v) + f"; {len(self.poses)} poses so far")
+                + ", ".join(f"{v} {k}" for k, v in kinds.items() if v) + f"; {self.poses_out} poses so far")
 
     def report(self) -> dict:
-        pct = percentiles
-        emits = [e for _, e, _ in self.poses]
-        span = (emits[-1] - emits[0]) if len(emits) > 1 else 0.0
-        counts = {s: sum(1 for *_, src in self.poses if src == s) for s in ("estimated", "generated", "blended")}
+        span = (self.last_emit - self.first_emit) if self.poses_out > 1 else 0.0
         return {
             "frames_in": self.frames_in,
-            "poses_out": len(self.poses),
+            "poses_out": self.poses_out,
             "dropped": self.dropped,
-            "fps_out": round((len(emits) - 1) / span, 2) if span > 0 else None,
-            "first_pose_s": (round(emits[0] - self.first_frame_t, 3) if emits and self.first_frame_t else None),
-            "latency_ms": pct([(e - c) * 1000 for c, e, _ in self.poses]),
-            "keypoint_ms": pct(self.keypoint_ms),
-            "engine_ms": pct(self.engine_ms),
-            "sources": counts,
+            "fps_out": round((self.poses_out - 1) / span, 2) if span > 0 else None,
+            "first_pose_s": (round(self.first_emit - self.first_frame_t, 3)
+                             if self.poses_out and self.first_frame_t else None),
+            "latency_ms": percentiles(self.latency_ms.values),
+            "keypoint_ms": percentiles(self.keypoint_ms.values),
+            "engine_ms": percentiles(self.engine_ms.values),
+            "sources": dict(self.sources),
             "errors": self.errors,
             "engine_failures": self.engine_failures,
             "engine_errors": self.engine_errors,
+            "ingest_restarts": self.ingest_restarts,
         }
 
 
@@ -224,6 +271,10 @@ def run_live(cfg, outputs: list[Output] = (), duration: float | None = None, con
     source_done = False
     started = None
     last_status = time.time()
+    # The ingest's supervision: a process that dies after its source started is started again,
+    # at once the first time, then after RESTART_DELAYS_S while it keeps dying.
+    restart_at = healthy_from = None
+    failures = received = next_id = 0
 
     def emit(poses) -> None:
         for pose in poses:
@@ -238,19 +289,33 @@ def run_live(cfg, outputs: list[Output] = (), duration: float | None = None, con
             for kind, payload in _events(ingest):
                 source_done |= stats.note(kind, payload)
                 if kind == "started":
-                    started = payload
                     log.info("source: %s%s", payload["name"], f" at {payload['fps']:.0f} fps" if payload["fps"] else "")
                     if payload.get("url"):
                         log.info("open %s in a browser to send your camera", payload["url"])
                     engine.fps = payload["fps"] or engine.fps
                     engine.measure_rate = payload.get("live", False)
-                    if make_outputs:
+                    if make_outputs and started is None:
                         built, services = make_outputs(engine, control)
                         outputs += built
-            if not source_done and not ingest.alive and ingest.events.empty():
-                stats.errors.append(f"the ingest process stopped unexpectedly (exit code {ingest.exitcode})")
-                log.error("%s", stats.errors[-1])
-                source_done = True
+                    started = payload
+            if not source_done and restart_at is None and not ingest.alive and ingest.events.empty():
+                line = f"the ingest process stopped unexpectedly (exit code {ingest.exitcode})"
+                if started is None:  # it never started: there is nothing to go back to
+                    stats.errors.append(line)
+                    log.error("%s", line)
+                    source_done = True
+                else:
+                    delay = RESTART_DELAYS_S[min(failures, len(RESTART_DELAYS_S) - 1)]
+                    log.error("%s: starting it again%s", line, f" in {delay:.0f} s" if delay else "")
+                    stats.frames_in += received  # what it sent; its own counts died with it
+                    stats.ingest_restarts += 1
+                    failures += 1
+                    restart_at = time.time() + delay
+            if restart_at is not None and time.time() >= restart_at:
+                ingest.restart(first_index=next_id)
+                restart_at, received, healthy_from = None, 0, time.time() + HEALTHY_S
+            if healthy_from is not None and time.time() >= healthy_from:
+                failures, healthy_from = 0, None  # it has run a while: a later death starts at once again
             if started is None:
                 if source_done:
                     break
@@ -266,6 +331,8 @@ def run_live(cfg, outputs: list[Output] = (), duration: float | None = None, con
                 pass
             if batch:
                 packets = [LandmarkPacket.from_bytes(b) for b in batch]
+                received += len(packets)
+                next_id = packets[-1].frame_id + 1
                 if stats.first_frame_t is None:
                     stats.first_frame_t = packets[0].t_capture
                 t0 = time.perf_counter()
@@ -274,12 +341,12 @@ def run_live(cfg, outputs: list[Output] = (), duration: float | None = None, con
                 except Exception as e:  # one frame's failure must not end the show
                     stats.engine_failed(e, packets)
                     poses = []
-                stats.engine_ms.append((time.perf_counter() - t0) * 1000)
-                stats.keypoint_ms += [p.keypoint_ms for p in packets]
+                stats.engine_ms.add((time.perf_counter() - t0) * 1000)
+                stats.keypoint_ms.extend(p.keypoint_ms for p in packets)
                 emit(poses)
             elif source_done and not stats.errors:
                 break  # a finished file: every packet is consumed
-            if time.time() - last_status >= STATUS_EVERY_S and stats.poses:
+            if time.time() - last_status >= STATUS_EVERY_S and stats.poses_out:
                 last_status = time.time()
                 log.info("%s", stats.status(last_status - STATUS_EVERY_S))
             if duration is not None and stats.first_frame_t is not None and time.time() - stats.first_frame_t >= duration:

@@ -7,18 +7,23 @@ talks to the engine over two multiprocessing queues:
   counted, so latency stays bounded. An unpaced file waits instead, so every frame is processed.
 - `events`: ("started", {name, fps, live, url}), ("error", message) when the source cannot start or dies,
   ("end", {frames_in, dropped}) when it finishes or is stopped.
+The process ends with its parent, however the parent ends (a watch thread), and a process that
+died is replaced by `Ingest.restart` (the engine loop decides when: clients.live).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing as mp
 import os
 import queue
 import signal
+import threading
 import time
 from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
+PARENT_CHECK_S = 0.25  # how often the ingest process looks for its parent
 
 
 @dataclass
@@ -31,6 +36,7 @@ class IngestOptions:
     webcam_index: int = 0
     webrtc: dict = field(default_factory=dict)
     queue_size: int = 8
+    first_index: int = 0  # the frame id of the first frame (a restarted process numbers on)
 
 
 def _put_latest(packets, data: bytes) -> bool:
@@ -51,8 +57,17 @@ def _put_latest(packets, data: bytes) -> bool:
     return True
 
 
+def _exit_with_parent(parent: int, stop) -> None:
+    """End this process as soon as its parent is gone. A killed engine cannot set `stop`, and a
+    source may wait for good on a frame (a WebRTC page nobody has opened), holding its port."""
+    while not stop.value:
+        time.sleep(PARENT_CHECK_S)
+        if os.getppid() != parent:
+            os._exit(0)  # nobody is left to read what this process would still say
+
+
 def run_ingest(options: IngestOptions, packets, events, stop) -> None:
-    """Process entry point: read the source until it ends, fails, or `stop` (an Event) is set."""
+    """Process entry point: read the source until it ends, fails, or `stop` (a shared flag) is set."""
     from streamer.frames import SourceError
     from streamer.packets import LandmarkPacket
     from streamer.pose import PoseDetector
@@ -62,6 +77,7 @@ def run_ingest(options: IngestOptions, packets, events, stop) -> None:
     # this process ends (`stop`), so it can still count what it read, and a dead engine is noticed.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(), stop), name="parent watch", daemon=True).start()
     frames_in = dropped = 0
     try:
         source = open_source(options.source, realtime=options.realtime, loop=options.loop,
@@ -71,29 +87,25 @@ def run_ingest(options: IngestOptions, packets, events, stop) -> None:
         events.put(("end", {"frames_in": 0, "dropped": 0}))
         return
     waits = isinstance(source, VideoFileSource) and not source.realtime
-    parent = os.getppid()
-
-    def orphaned() -> bool:
-        # A killed engine cannot set `stop`: a live source would then run on with nobody reading.
-        return os.getppid() != parent
     events.put(("started", {"name": source.name, "fps": source.fps, "live": source.live,
                             "url": getattr(source, "url", None)}))
     try:
         with source, PoseDetector() as detector:
             detector.warm_up()
             for frame in source:
-                if stop.is_set() or orphaned():
+                if stop.value:
                     break
                 h, w = frame.rgb.shape[:2]
                 t0 = time.perf_counter()
                 det = detector.detect(frame.rgb)
                 ms = (time.perf_counter() - t0) * 1000
-                packet = (LandmarkPacket(frame.index, frame.t_capture, w, h, det.keypoints.astype("f4"),
+                frame_id = options.first_index + frame.index
+                packet = (LandmarkPacket(frame_id, frame.t_capture, w, h, det.keypoints.astype("f4"),
                                          det.visibility.astype("f4"), ms) if det is not None
-                          else LandmarkPacket.empty(frame.index, frame.t_capture, w, h, ms))
+                          else LandmarkPacket.empty(frame_id, frame.t_capture, w, h, ms))
                 frames_in += 1
                 if waits:
-                    while not stop.is_set() and not orphaned():
+                    while not stop.value:
                         try:
                             packets.put(packet.to_bytes(), timeout=0.2)
                             break
@@ -109,21 +121,36 @@ def run_ingest(options: IngestOptions, packets, events, stop) -> None:
 
 
 class Ingest:
-    """The ingest process and its queues, with an explicit lifetime (start / stop)."""
+    """The ingest process and its queues, with an explicit lifetime (start / stop, and restart
+    when the process has died)."""
 
     def __init__(self, options: IngestOptions):
-        ctx = mp.get_context("spawn")
+        self.options = options
+        self._ctx = mp.get_context("spawn")
+        self._open(options)
+
+    def _open(self, options: IngestOptions) -> None:
+        ctx = self._ctx
         self.packets = ctx.Queue(maxsize=options.queue_size)
         self.events = ctx.Queue()
-        self._stop = ctx.Event()
+        # A flag in shared memory, not an Event: a process killed while it held an Event's lock
+        # would leave that lock taken, and setting the Event would then wait for ever.
+        self._stop = ctx.RawValue("b", 0)
         self._process = ctx.Process(target=run_ingest, args=(options, self.packets, self.events, self._stop),
                                     name="genmo-live ingest", daemon=True)
 
     def start(self) -> None:
         self._process.start()
 
+    def restart(self, first_index: int) -> None:
+        """A new process for the same source, numbering its frames from `first_index`, with new
+        queues: a process killed in the middle of a put may have left the old ones unusable."""
+        self._process.join(0.0)
+        self._open(dataclasses.replace(self.options, first_index=first_index))
+        self.start()
+
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
+        self._stop.value = 1
         self._process.join(timeout)
         if self._process.is_alive():
             log.warning("the ingest process did not stop within %.0f s; killing it", timeout)

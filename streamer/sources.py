@@ -21,6 +21,7 @@ from streamer.frames import Frame, Source, SourceError
 log = logging.getLogger(__name__)
 
 SAMPLE_CLIP = Path(__file__).resolve().parents[1] / "assets" / "sample" / "webcam_sample.mp4"
+MAX_BEHIND_S = 0.25  # a paced file this far behind its own clock has stalled: it goes on from now
 
 
 def _bgr_to_rgb(bgr: np.ndarray) -> np.ndarray:
@@ -105,6 +106,10 @@ class VideoFileSource(Source):
             due = start + index / self.fps
             if self.realtime:
                 delay = due - time.time()
+                if delay < -MAX_BEHIND_S:
+                    # A stall (the machine, or a consumer that stopped reading): go on from now, as a
+                    # camera would, rather than play the missed time at double speed to catch up.
+                    start, due, delay = start - delay, due - delay, 0.0
                 if delay > 0:
                     time.sleep(delay)
                 t = max(due, time.time()) if delay > 0 else time.time()

@@ -38,6 +38,19 @@ def test_a_paced_file_delivers_frames_no_earlier_than_their_time():
     assert time.time() - start >= 5 / 20.0 - 1e-3
 
 
+def test_a_paced_file_goes_on_from_now_after_a_stall_not_at_double_speed():
+    """A camera that stalls misses what happened meanwhile; on main a paced file instead played the
+    missed seconds at once (the frames after a 1 s stall came back to back)."""
+    with VideoFileSource(SAMPLE_CLIP, realtime=True) as src:
+        frames = iter(src)
+        before = [next(frames) for _ in range(3)]
+        time.sleep(1.0)  # the consumer stops reading for 20 frames' time
+        after = [next(frames) for _ in range(10)]
+    assert [f.index for f in before + after] == list(range(13))  # no frame of the file is skipped
+    gaps = np.diff([f.t_capture for f in after])
+    assert gaps.min() >= 1 / 20.0 - 1e-3, gaps  # paced at the file's 20 fps again at once
+
+
 def test_an_unpaced_file_ends_and_a_looped_one_starts_again():
     with VideoFileSource(SAMPLE_CLIP, realtime=False) as src:
         assert sum(1 for _ in src) == 187
