@@ -12,7 +12,8 @@ Routes: GET / the page; GET /config.json {"ws": the WebSocket URL}; GET /body.js
 body_json); GET /viewer.js and /vendor/three.module.min.js the scripts. With a token, the page,
 config.json and body.json need ?token= (403 without); the page passes the token on to the
 WebSocket as its first message. The page's own ?ws= overrides the WebSocket URL. Without a token,
-every request must name this machine as its Host and come from no other site (streamer.access).
+every request must name this machine as its Host and come from no other site (streamer.access);
+with one, wrong tokens from an address are answered one at a time, each later than the last.
 
 The server lives on an asyncio loop in a daemon thread (streamer/server_thread.py), like the
 WebSocket server's.
@@ -31,7 +32,7 @@ from aiohttp import web
 
 from configs.config import ConfigError
 from engine.body.body_model import Body
-from streamer.access import guard, same_token
+from streamer.access import GuessThrottle, guard, same_token
 from streamer.server_thread import ServerThread, http_url
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ class ViewerServer:
 
     def __init__(self, host: str, port: int, ws_url: str, body: Body, token: str | None = None):
         self.host, self.ws_url, self.token = host, ws_url, token or None
+        self._throttle = GuessThrottle()
         self._body = json.dumps(body_json(body), separators=(",", ":")).encode()
         self._server = ServerThread("viewer-server", functools.partial(self._serve, port), what="the viewer",
                                     host=host, port=port, hint="--viewer HOST:PORT", error_type=ConfigError)
@@ -114,26 +116,32 @@ class ViewerServer:
         finally:
             await runner.cleanup()
 
-    def _allowed(self, request: web.Request) -> bool:
-        return self.token is None or same_token(request.query.get("token"), self.token)
+    async def _allowed(self, request: web.Request) -> bool:
+        if self.token is None:
+            return True
+        address = request.remote or ""
+        async with self._throttle.turn(address):
+            ok = same_token(request.query.get("token"), self.token)
+            self._throttle.record(address, ok)
+        return ok
 
     def _forbidden(self) -> web.Response:
         return web.Response(status=403, text="missing or wrong token: open the viewer at the URL genmo-live logged\n")
 
     async def _page(self, request: web.Request) -> web.Response:
-        if not self._allowed(request):
+        if not await self._allowed(request):
             return self._forbidden()
         return web.Response(body=(WEB / "viewer.html").read_bytes(), content_type="text/html",
                             headers={"Cache-Control": "no-store"})
 
     async def _config(self, request: web.Request) -> web.Response:
-        if not self._allowed(request):
+        if not await self._allowed(request):
             return self._forbidden()
         return web.json_response({"ws": browser_ws_url(self.ws_url, request.url.host)},
                                  headers={"Cache-Control": "no-store"})
 
     async def _body_json(self, request: web.Request) -> web.Response:
-        if not self._allowed(request):
+        if not await self._allowed(request):
             return self._forbidden()
         return web.Response(body=self._body, content_type="application/json", headers={"Cache-Control": "no-store"})
 

@@ -15,7 +15,9 @@ Connecting
 With a token set (any server beyond loopback has one), the client presents it either in the URL
 (`?token=`) or as its first message, `{"type": "auth", "token": "SECRET"}`, within 10 s. Nothing is
 sent before that check; a missing or wrong token closes the connection with code 1008 (policy
-violation). An unknown `format` in the URL is refused at the handshake (HTTP 400). Without a
+violation). Wrong tokens from one address are answered one at a time, each later than the last
+(streamer.access.GuessThrottle). An unknown `format` in the URL is refused at the handshake (HTTP
+400), and so is a connection past MAX_CONNECTIONS (HTTP 503). Without a
 token, a client must ask for this machine by name (Host: an IP literal in 127.0.0.0/8, ::1 or
 localhost) and a browser page may connect only if it comes from this machine (its Origin the same):
 other pages get HTTP 403, so a web site open in the user's browser cannot steer the engine
@@ -118,7 +120,7 @@ from websockets.frames import CloseCode
 from clients.live import Control, Output
 from configs.config import ConfigError
 from engine.live.pose_frame import SCHEMA_VERSION, SOURCES, PoseFrame
-from streamer.access import request_refusal, same_token
+from streamer.access import GuessThrottle, request_refusal, same_token
 from streamer.server_thread import ServerThread, http_url
 
 log = logging.getLogger(__name__)
@@ -135,6 +137,7 @@ QUEUE_FRAMES = 8
 AUTH_TIMEOUT_S = 10.0
 COMMAND_TIMEOUT_S = 5.0
 MAX_MESSAGE_BYTES = 2 ** 16
+MAX_CONNECTIONS = 256  # more are refused at the handshake (HTTP 503)
 SEND_BUFFER_BYTES = 2 ** 16
 _CLOSE_TIMEOUT_S = 2.0
 _STOP_TIMEOUT_S = 15.0  # the closing handshakes (2 s) and a command in flight (5 s), with room
@@ -257,6 +260,8 @@ class WebSocketServer(Output):
         self.host, self.control, self.token = host, control, token or None
         self.queue_frames = queue_frames
         self._clients: set[_Client] = set()
+        self._connections = 0  # open connections, those still authenticating included
+        self._throttle = GuessThrottle()
         self._numbers = itertools.count(1)
         self._closed = False
         self._server = ServerThread("ws-server", functools.partial(self._serve, port), what="the WebSocket server",
@@ -319,7 +324,11 @@ class WebSocketServer(Output):
         # Without a token anything that reaches the port may connect: a web page open in the user's
         # browser must not be able to, so pages are only welcome from this machine (streamer.access).
         refusal = request_refusal(request.headers.get_all("Host"), request.headers.get_all("Origin"), self.token)
-        return ws.respond(HTTPStatus.FORBIDDEN, refusal + "\n") if refusal else None
+        if refusal:
+            return ws.respond(HTTPStatus.FORBIDDEN, refusal + "\n")
+        if self._connections >= MAX_CONNECTIONS:
+            return ws.respond(HTTPStatus.SERVICE_UNAVAILABLE, f"the server has its {MAX_CONNECTIONS} connections\n")
+        return None
 
     async def _handle(self, ws: ServerConnection) -> None:
         # Linux grows a socket's send buffer to megabytes, a minute of poses for a client that has
@@ -327,6 +336,7 @@ class WebSocketServer(Output):
         # reaches its queue's drops soon, and reads fresh poses when it comes back.
         ws.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
         query = parse_qs(urlsplit(ws.request.path).query, keep_blank_values=True)
+        self._connections += 1
         try:
             if self.token is not None and not await self._authenticate(ws, query.get("token", [None])[-1]):
                 await ws.close(CloseCode.POLICY_VIOLATION, "missing or wrong token")
@@ -346,6 +356,8 @@ class WebSocketServer(Output):
                 log.info("%s left: %d frames sent, %d dropped", client.name, client.sent, client.dropped)
         except ConnectionClosed:
             pass
+        finally:
+            self._connections -= 1
 
     async def _authenticate(self, ws: ServerConnection, query_token: str | None) -> bool:
         """The token from the URL, or else from an auth first message (within AUTH_TIMEOUT_S)."""
@@ -356,7 +368,11 @@ class WebSocketServer(Output):
             except (MessageError, asyncio.TimeoutError):
                 return False
             presented = msg["token"] if msg["type"] == "auth" else None
-        return same_token(presented, self.token)
+        address = ws.remote_address[0]
+        async with self._throttle.turn(address):
+            ok = same_token(presented, self.token)
+            self._throttle.record(address, ok)
+        return ok
 
     async def _send_frames(self, client: _Client) -> None:
         try:

@@ -15,7 +15,8 @@ replaces the connected peer.
 
 Loopback only by default: the server listens on 127.0.0.1, ICE uses 127.0.0.1 alone, and the
 browser's other candidates are dropped from its offer, so nothing leaves the machine. Another
-`host` (LAN use) needs a `token`, which the page URL carries and POST /offer must present. Without
+`host` (LAN use) needs a `token`, which the page URL carries and POST /offer must present (wrong
+ones from an address answered one at a time, each later than the last). Without
 a token, a request must name this machine as its Host and come from no other site
 (streamer.access), so a web page cannot hang up the camera; and an offer replaces the connected
 browser only once it has been answered.
@@ -38,7 +39,7 @@ from aiohttp import web
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-from streamer.access import guard, is_loopback, same_token
+from streamer.access import GuessThrottle, guard, is_loopback, same_token
 from streamer.frames import Frame, Source, SourceError
 from streamer.server_thread import ServerThread, http_url
 
@@ -90,18 +91,21 @@ class OfferError(ValueError):
         self.status = status
 
 
-def parse_offer(body: bytes, query_token: str | None, token: str | None) -> RTCSessionDescription:
-    """The offer in a POST /offer body (JSON {sdp, type: "offer", token?}), after the token check:
-    with a `token` set, the body's or the query's token must equal it (403 otherwise)."""
+def read_offer(body: bytes) -> dict:
+    """A POST /offer body as its JSON object {sdp, type: "offer", token?}; OfferError (400) for
+    anything else."""
     try:
         msg = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested thousands deep
         raise OfferError("the body is not JSON") from None
     if not isinstance(msg, dict):
         raise OfferError("the body must be a JSON object {sdp, type}")
-    if token is not None:
-        if not same_token(msg.get("token", query_token), token):
-            raise OfferError("missing or wrong token: open the page at the URL the server logged", 403)
+    return msg
+
+
+def parse_offer(msg: dict) -> RTCSessionDescription:
+    """The offer in a body read by read_offer (its token already checked); OfferError (400) when it
+    is not one."""
     sdp, kind = msg.get("sdp"), msg.get("type")
     if kind != "offer":
         raise OfferError(f'"type" must be "offer", not {kind!r}')
@@ -144,6 +148,7 @@ class WebRTCSource(Source):
         self._closed = threading.Event()
         self._peer: RTCPeerConnection | None = None
         self._peer_count = 0
+        self._throttle = GuessThrottle()
         self._readers: dict[RTCPeerConnection, set[asyncio.Task]] = {}
         self._server = ServerThread("webrtc-source", self._serve, what="the WebRTC server", host=host, port=port,
                                     hint="webrtc.port", error_type=SourceError)
@@ -218,7 +223,15 @@ class WebRTCSource(Source):
 
     async def _offer(self, request: web.Request) -> web.Response:
         try:
-            offer = parse_offer(await request.read(), request.query.get("token"), self.token)
+            msg = read_offer(await request.read())
+            if self.token is not None:
+                address = request.remote or ""
+                async with self._throttle.turn(address):
+                    ok = same_token(msg.get("token", request.query.get("token")), self.token)
+                    self._throttle.record(address, ok)
+                if not ok:
+                    raise OfferError("missing or wrong token: open the page at the URL the server logged", 403)
+            offer = parse_offer(msg)
         except OfferError as e:
             return web.json_response({"error": str(e)}, status=e.status)
         if self._loopback_ice:

@@ -409,6 +409,55 @@ def test_text_no_encoder_can_hold_is_refused_where_it_enters(stream):
         assert request(ws, {"type": "set_prompt", "text": "a person waves"})["state"]["prompt"] == "a person waves"
 
 
+def test_token_guesses_are_answered_one_at_a_time_each_later_than_the_last():
+    """On main 300 guesses a second got 300 answers a second; now four parallel guesses from one
+    address take the throttle's growing waits in turn (0.25 + 0.5 + 1 s)."""
+    server = WebSocketServer("127.0.0.1", 0, Control(), "s3cret")
+    try:
+        def guess(closed: list) -> None:
+            with connect(server.url + "?token=guess") as ws:
+                with pytest.raises(ConnectionClosed) as e:
+                    ws.recv(timeout=30)
+                closed.append((time.perf_counter(), e.value.rcvd.code))
+
+        closed = []
+        start = time.perf_counter()
+        guessers = [threading.Thread(target=guess, args=(closed,)) for _ in range(4)]
+        for t in guessers:
+            t.start()
+        for t in guessers:
+            t.join()
+        assert [code for _, code in closed] == [1008] * 4
+        assert max(t for t, _ in closed) - start >= 0.25 + 0.5 + 1.0 - 0.05
+        with connect(server.url + "?token=s3cret") as ws:  # the right token still gets in (after its wait)
+            assert recv_json(ws, timeout=10)["type"] == "hello"
+        with connect(server.url + "?token=s3cret") as ws:  # and clears the address
+            assert recv_json(ws, timeout=1.0)["type"] == "hello"  # the next wait would have been 2 s
+    finally:
+        server.close()
+
+
+def test_connections_past_the_cap_are_refused_at_the_handshake(stream, monkeypatch):
+    server, _ = stream
+    monkeypatch.setattr("clients.ws.MAX_CONNECTIONS", 3)
+    with contextlib.ExitStack() as open_clients:
+        for _ in range(3):
+            ws = open_clients.enter_context(connect(server.url))
+            assert recv_json(ws)["type"] == "hello"
+        with pytest.raises(InvalidStatus) as refused:
+            connect(server.url)
+        assert refused.value.response.status_code == 503
+    deadline = time.time() + 10
+    while True:  # the closed ones free their places
+        try:
+            with connect(server.url) as ws:
+                assert recv_json(ws)["type"] == "hello"
+            break
+        except InvalidStatus:
+            assert time.time() < deadline
+            time.sleep(0.1)
+
+
 def test_control_checks_each_setting_as_the_config_does_before_it_is_queued():
     control = Control()
     for command, value, message in (("set_prompt", "x\udc80y", "not valid text"),
