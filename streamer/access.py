@@ -93,7 +93,7 @@ class GuessThrottle:
     not the server: 300 guesses a second become a few a minute. A right token clears the address.
     Remembers the last MAX_ADDRESSES addresses. On one asyncio loop (a server's).
 
-            async with throttle.turn(address):
+        async with throttle.turn(address):
             ok = same_token(presented, token)
             throttle.record(address, ok)
     """
