@@ -38,23 +38,29 @@ def check_writable(path: Path, what: str) -> None:
         raise ConfigError(f"{what}: cannot write {path} ({e.strerror or e})") from None
 
 
-def validate(cfg) -> None:
-    """Before anything starts (ConfigError otherwise): every address well-formed and every server
-    beyond loopback guarded by a token, a source file readable, every recording writable."""
-    from clients.recorder import FORMATS
+def check_files(cfg) -> None:
+    """Before the engine loads (ConfigError otherwise): a source file readable, every recording in
+    a format the recorder writes and a place it can write."""
+    from clients.recorder import check_recording_path
     from streamer.frames import SourceError
     from streamer.sources import check_source
 
-    o = cfg.outputs
-    for spec in o.record:
-        if Path(spec).suffix.lower() not in FORMATS:
-            raise ConfigError(f"outputs.record: cannot record to {spec}: the suffix must be "
-                              f"{' or '.join(FORMATS)}")
+    for spec in cfg.outputs.record:
+        try:
+            check_recording_path(Path(spec))
+        except ValueError as e:
+            raise ConfigError(f"outputs.record: {e}") from None
         check_writable(Path(spec), "outputs.record")
     try:
         check_source(cfg.source.source)
     except SourceError as e:
         raise ConfigError(f"source.source: {e}") from None
+
+
+def validate(cfg) -> None:
+    """Every address well-formed and every server beyond loopback guarded by a token, checked
+    before anything starts (ConfigError otherwise)."""
+    o = cfg.outputs
     for spec in o.ws:
         check_exposure(host_port(spec, "outputs.ws")[0], cfg.token, "the WebSocket server")
     if o.viewer:

@@ -228,6 +228,12 @@ class NpzTake:
         np.savez(f, **columns, source=np.array(self._source, dtype=str), **self._meta)
 
 
+def check_recording_path(path: Path) -> None:
+    """ValueError unless `path` names a format the recorder writes (by its suffix)."""
+    if path.suffix.lower() not in FORMATS:
+        raise ValueError(f"cannot record to {path}: the suffix must be .npz or .bvh, not {path.suffix or 'none'!r}")
+
+
 def frame_values(frame: PoseFrame, num_joints: int) -> dict | None:
     """One frame's npz columns (see _columns) plus "source", or None when a value is missing,
     misshapen or not finite (such frames are skipped: they would be garbage in any player)."""
@@ -269,9 +275,7 @@ class Recorder(Output):
 
     def __init__(self, path: Path, body, fps: float, timed_by_capture: bool = False):
         path = Path(path)
-        if path.suffix.lower() not in FORMATS:
-            raise ValueError(f"cannot record to {path}: the suffix must be .npz or .bvh, not "
-                             f"{path.suffix or 'none'!r}")
+        check_recording_path(path)
         if not fps > 0:
             raise ValueError(f"cannot record to {path}: fps must be positive, got {fps}")
         self.path = path

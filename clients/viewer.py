@@ -32,7 +32,7 @@ from aiohttp import web
 
 from configs.config import ConfigError
 from engine.body.body_model import Body
-from streamer.access import GuessThrottle, guard, same_token
+from streamer.access import GuessThrottle, guard
 from streamer.server_thread import ServerThread, http_url
 
 log = logging.getLogger(__name__)
@@ -117,13 +117,8 @@ class ViewerServer:
             await runner.cleanup()
 
     async def _allowed(self, request: web.Request) -> bool:
-        if self.token is None:
-            return True
-        address = request.remote or ""
-        async with self._throttle.turn(address):
-            ok = same_token(request.query.get("token"), self.token)
-            self._throttle.record(address, ok)
-        return ok
+        return self.token is None or await self._throttle.check(request.remote or "", request.query.get("token"),
+                                                                self.token)
 
     def _forbidden(self) -> web.Response:
         return web.Response(status=403, text="missing or wrong token: open the viewer at the URL genmo-live logged\n")

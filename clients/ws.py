@@ -120,7 +120,7 @@ from websockets.frames import CloseCode
 from clients.live import Control, Output
 from configs.config import ConfigError
 from engine.live.pose_frame import SCHEMA_VERSION, SOURCES, PoseFrame
-from streamer.access import GuessThrottle, request_refusal, same_token
+from streamer.access import GuessThrottle, request_refusal
 from streamer.server_thread import ServerThread, http_url
 
 log = logging.getLogger(__name__)
@@ -368,11 +368,7 @@ class WebSocketServer(Output):
             except (MessageError, asyncio.TimeoutError):
                 return False
             presented = msg["token"] if msg["type"] == "auth" else None
-        address = ws.remote_address[0]
-        async with self._throttle.turn(address):
-            ok = same_token(presented, self.token)
-            self._throttle.record(address, ok)
-        return ok
+        return await self._throttle.check(ws.remote_address[0], presented, self.token)
 
     async def _send_frames(self, client: _Client) -> None:
         try:

@@ -93,9 +93,7 @@ class GuessThrottle:
     not the server: 300 guesses a second become a few a minute. A right token clears the address.
     Remembers the last MAX_ADDRESSES addresses. On one asyncio loop (a server's).
 
-        async with throttle.turn(address):
-            ok = same_token(presented, token)
-            throttle.record(address, ok)
+        ok = await throttle.check(address, presented, token)   # same_token, in the address's turn
     """
 
     FIRST_WAIT_S = 0.25
@@ -126,6 +124,13 @@ class GuessThrottle:
                 del self._turns[address]
             else:
                 self._turns[address] = (lock, users - 1)
+
+    async def check(self, address: str, presented, token: str) -> bool:
+        """same_token(presented, token), in `address`'s turn, its outcome recorded."""
+        async with self.turn(address):
+            ok = same_token(presented, token)
+            self.record(address, ok)
+        return ok
 
     def record(self, address: str, ok: bool) -> None:
         if ok:

@@ -39,7 +39,7 @@ from aiohttp import web
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-from streamer.access import GuessThrottle, guard, is_loopback, same_token
+from streamer.access import GuessThrottle, guard, is_loopback
 from streamer.frames import Frame, Source, SourceError
 from streamer.server_thread import ServerThread, http_url
 
@@ -224,13 +224,9 @@ class WebRTCSource(Source):
     async def _offer(self, request: web.Request) -> web.Response:
         try:
             msg = read_offer(await request.read())
-            if self.token is not None:
-                address = request.remote or ""
-                async with self._throttle.turn(address):
-                    ok = same_token(msg.get("token", request.query.get("token")), self.token)
-                    self._throttle.record(address, ok)
-                if not ok:
-                    raise OfferError("missing or wrong token: open the page at the URL the server logged", 403)
+            if self.token is not None and not await self._throttle.check(
+                    request.remote or "", msg.get("token", request.query.get("token")), self.token):
+                raise OfferError("missing or wrong token: open the page at the URL the server logged", 403)
             offer = parse_offer(msg)
         except OfferError as e:
             return web.json_response({"error": str(e)}, status=e.status)

@@ -18,10 +18,11 @@ def run_overrides(args) -> dict:
 
 def cmd_run(args, cfg) -> int:
     from clients.live import format_run_report, run_live, write_run_report
-    from clients.outputs import check_writable
+    from clients.outputs import check_files, check_writable
     from clients.outputs import validate as validate_outputs
 
     validate_outputs(cfg)
+    check_files(cfg)
     if args.report:
         check_writable(Path(args.report), "--report")
 
