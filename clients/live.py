@@ -46,6 +46,11 @@ class Output:
     def close(self) -> None:
         pass
 
+    def summary(self) -> dict | None:
+        """What the run's report says of this output after close (None: nothing), e.g. the
+        recorder's frames written and lost."""
+        return None
+
 
 class Control:
     """Commands for the engine from other threads (the WebSocket server's clients): each is applied
@@ -367,7 +372,14 @@ def run_live(cfg, outputs: list[Output] = (), duration: float | None = None, con
     report = stats.report()
     report["source"] = started["name"] if started else src.source
     report["steps"] = engine.steps
+    report["outputs"] = [s for s in (out.summary() for out in outputs) if s is not None]
     return report
+
+
+def lost_recordings(report: dict) -> list[str]:
+    """One line per recording that is not complete on disk (frames lost, or not finished)."""
+    return [f"{o['path']}: {o['frames_written']} frames on disk, {o['frames_lost']} lost ({o['error']})"
+            for o in report.get("outputs", []) if o["output"] == "recorder" and not o["complete"]]
 
 
 def format_run_report(report: dict) -> str:
@@ -378,7 +390,8 @@ def format_run_report(report: dict) -> str:
             f"MediaPipe {kp['p50']}/{kp['p95']}/{kp['p99']} ms; engine {en['p50']}/{en['p95']}/{en['p99']} ms\n"
             f"sources: {report['sources']}" + "".join(f"\nerror: {e}" for e in report["errors"])
             + (f"\nthe engine failed {report['engine_failures']} times: " + "; ".join(report["engine_errors"])
-               if report["engine_failures"] else ""))
+               if report["engine_failures"] else "")
+            + "".join(f"\nrecording incomplete: {line}" for line in lost_recordings(report)))
 
 
 def write_run_report(report: dict, path: Path) -> None:

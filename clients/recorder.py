@@ -5,7 +5,8 @@ Formats, chosen by the path's suffix:
   pose_aa (T, 24, 3) radians, pose_quat (T, 24, 4) (w, x, y, z), root (T, 3) metres, joints
   (T, 24, 3) metres, contacts (T, 6), frame_id (T,) int64, t_capture / t_emit (T,) time.time()
   seconds, source (T,) str, confidence (T,), all as published (float64); and the take's fps,
-  stature (metres), joint_names (24,), parents (24,), rest_joints (24, 3) metres.
+  stature (metres), joint_names (24,), parents (24,), rest_joints (24, 3) metres,
+  timed_by_capture (bool: fps is the rate the camera's frames came at).
   `export` turns one into a BVH.
 - .bvh: the body's 24-joint SMPL skeleton, joints named as in engine.body.skeleton.SMPL_JOINT_NAMES and
   written depth-first (so the channel columns are not in SMPL joint order). Y up, in METRES, the
@@ -24,22 +25,30 @@ Formats, chosen by the path's suffix:
   while a dim room has it deliver 15.
 
 Writing while streaming: `publish` only appends the frame to a list. A writer thread wakes once a
-second of frames (ceil(fps) frames, by count, not by the clock) has arrived, and on close, adds
-them to the take in memory and rewrites the whole file: into a temporary file beside it, then
-os.replace, so the file on disk is always a complete take and a killed process loses at most the
-last second (a power cut may lose more: nothing is fsynced). A rewrite costs O(take length), but
-only in that thread and mostly in system calls, outside the GIL: measured on a busy 2-core
-machine, a 10-minute take at 30 fps (18k frames, 14 MB of BVH, 37 MB of npz) rewrites in ~35 ms
-(BVH) and ~57 ms (npz) each second, while publish() stays at ~0.3 µs (p99 ~20 µs). Much longer
-takes make the writer busier (about 6x that for an hour) but never block publish(). Frames with
-missing, misshapen or non-finite values are skipped and counted (`skipped`), with one warning.
+second of frames (ceil(fps) frames, by count, not by the clock) has arrived, and on close, and
+appends them to the file: memory and disk work are O(new frames), however long the take.
+- .bvh: the rows go at the end of the file, then the MOTION header's frame count (fixed width) is
+  rewritten in place, so the file is a complete take of the frames so far at every moment.
+- .npz: a zip archive cannot grow in place, so the frames go to a journal beside it,
+  PATH.partial.npy (a .npy of one record per frame, its header's count rewritten in place: np.load
+  reads the take so far at any moment); on close the npz is written from it in one pass and the
+  journal removed. Until then PATH.npz holds the take's metadata and no frames: after a killed run,
+  `genmo-live export PATH.npz` finishes it from the journal.
+A killed process loses at most the last second (a power cut may lose more: nothing is fsynced).
+A write that fails (a full disk) is cut off again and tried every RETRY_S with the frames held in
+memory; after HOLD_S seconds of that the take ends at what is on disk, and the later frames are
+counted as lost. `summary()` says so, and so do the run's report and exit code (clients.live).
+Frames with missing, misshapen or non-finite values are skipped and counted (`skipped`), with one
+warning.
 """
 from __future__ import annotations
 
 import logging
 import math
 import os
+import struct
 import threading
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -47,13 +56,17 @@ import numpy as np
 from clients.live import Output
 from engine.body.rotations import axis_angle_to_matrix
 from engine.body.skeleton import CONTACT_JOINTS
-from engine.live.pose_frame import PoseFrame
+from engine.live.pose_frame import SOURCES, PoseFrame
 from streamer.frame_rate import FrameRate
 
 log = logging.getLogger("genmo-live.recorder")
 
 FORMATS = (".npz", ".bvh")
 TIMING_FRAMES = 300     # a camera take's rate is the median capture interval over its last frames
+HOLD_S = 60             # seconds of frames held in memory while the disk takes nothing, before the take ends
+RETRY_S = 1.0           # how often a failed write is tried again
+EXPORT_CHUNK = 1024     # frames converted at a time
+META_KEYS = ("fps", "stature", "joint_names", "parents", "rest_joints", "timed_by_capture")
 ROTATION_CHANNELS = ("Zrotation", "Xrotation", "Yrotation")
 # Below this cosine of the middle (X) angle the first and last axes all but coincide (gimbal
 # lock): the usual formulas would take atan2 of two rounding errors, so all of the turn goes to Z.
@@ -146,7 +159,7 @@ def format_rows(values: np.ndarray) -> bytes:
 
 
 # ---------------------------------------------------------------------------------------------
-# Takes in memory, rewritten to disk atomically
+# Takes appended to disk
 # ---------------------------------------------------------------------------------------------
 
 def replace_atomically(path: Path, write) -> None:
@@ -162,70 +175,159 @@ def replace_atomically(path: Path, write) -> None:
         raise
 
 
-class BvhTake:
-    """A BVH take being written: the hierarchy once, each added batch of frames formatted once."""
+class AppendFile:
+    """A file that grows at its end, with a header rewritten in place: on disk there are always the
+    header and whole appended pieces, since an append that fails (a full disk) is cut off again.
+    Unbuffered, so a failed write leaves no bytes in a buffer to be written twice later."""
 
-    def __init__(self, names, parents, rest_joints: np.ndarray, fps: float):
-        self._hierarchy = bvh_hierarchy(names, parents, rest_joints).encode()
+    def __init__(self, path: Path, head: bytes):
+        self._file = open(path, "wb+", buffering=0)
+        self.size = 0
+        self.append(head)
+
+    def append(self, data: bytes) -> None:
+        """Write `data` at the end, whole or not at all (OSError)."""
+        view = memoryview(data)
+        try:
+            self._file.seek(self.size)
+            while view:
+                view = view[self._file.write(view):]
+        except BaseException:
+            self._file.truncate(self.size)
+            raise
+        self.size += len(data)
+
+    def patch(self, offset: int, data: bytes) -> None:
+        """Overwrite bytes already written (needs no new space on disk)."""
+        self._file.seek(offset)
+        self._file.write(data)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class BvhTake:
+    """A BVH take appended to `path` a batch of frames at a time. The MOTION header's frame count and
+    frame time have fixed widths and are rewritten after each append, so the file always reads as
+    the take so far (a run killed between an append and that rewrite leaves rows past the count:
+    readers go by the count). timed_by_capture: the frame time follows the frames' capture times
+    (streamer.frame_rate, over the last TIMING_FRAMES), not the told fps."""
+
+    def __init__(self, path: Path, names, parents, rest_joints: np.ndarray, fps: float,
+                 timed_by_capture: bool = False):
         self._order = depth_first(parents)
         self.fps = fps
-        self._chunks: list[bytes] = []
-        self._last: np.ndarray | None = None
         self.frames = 0
+        self._last: np.ndarray | None = None
+        self._measured = FrameRate(TIMING_FRAMES) if timed_by_capture else None
+        head = bvh_hierarchy(names, parents, rest_joints).encode() + b"MOTION\n"
+        self._counts_at = len(head)
+        self._file = AppendFile(path, head + self._counts())
 
-    def add(self, batch: dict) -> None:
-        """batch: "pose_aa" (n, J, 3) and "root" (n, 3), as in the npz."""
+    def _counts(self) -> bytes:
+        return f"Frames: {self.frames:>10d}\nFrame Time: {1.0 / self.fps:12.8f}\n".encode()
+
+    def encode(self, batch: dict) -> bytes:
+        """The MOTION rows of a batch ("pose_aa" (n, J, 3), "root" (n, 3), "t_capture" (n,), as in the
+        npz), continuing the angles of the batch encoded before it."""
         values = bvh_channels(batch["pose_aa"], batch["root"], self._order, self._last)
-        self._chunks.append(format_rows(values))
         self._last = values[-1]
-        self.frames += len(values)
+        if self._measured:
+            for t in batch["t_capture"]:
+                self._measured.add(float(t))
+            self.fps = self._measured.fps or self.fps
+        return format_rows(values)
 
-    def write(self, f) -> None:
-        f.write(self._hierarchy)
-        f.write(f"MOTION\nFrames: {self.frames}\nFrame Time: {1.0 / self.fps:.8f}\n".encode())
-        f.writelines(self._chunks)
+    def append(self, data: bytes, frames: int) -> None:
+        """Put encoded rows of `frames` frames on disk (OSError: the file is as it was)."""
+        self._file.append(data)
+        self.frames += frames
+        self._file.patch(self._counts_at, self._counts())
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def _columns(num_joints: int) -> dict[str, tuple[tuple, type]]:
-    """The npz's per-frame columns but "source": name -> (shape of one frame's value, dtype)."""
+    """The npz's per-frame columns: name -> (shape of one frame's value, dtype)."""
     return {"pose_aa": ((num_joints, 3), np.float64), "pose_quat": ((num_joints, 4), np.float64),
             "root": ((3,), np.float64), "joints": ((num_joints, 3), np.float64),
             "contacts": ((len(CONTACT_JOINTS),), np.float64), "frame_id": ((), np.int64),
-            "t_capture": ((), np.float64), "t_emit": ((), np.float64), "confidence": ((), np.float64)}
+            "t_capture": ((), np.float64), "t_emit": ((), np.float64), "confidence": ((), np.float64),
+            "source": ((), f"<U{max(map(len, SOURCES))}")}
+
+
+def npy_header(dtype: np.dtype, count: int) -> bytes:
+    """The .npy (version 1.0) header of `count` records of `dtype`, of one length for every count
+    below 10**12: a journal rewrites it in place as it grows."""
+    text = "{'descr': %r, 'fortran_order': False, 'shape': (%d,), }" % (np.lib.format.dtype_to_descr(dtype), count)
+    size = -(-(10 + len(text) - len(str(count)) + 12 + 1) // 64) * 64  # magic, length, text, "\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", size - 10) + (text.ljust(size - 11) + "\n").encode("latin1")
+
+
+def journal_path(path: Path) -> Path:
+    """Where an .npz take's frames are while it is recorded: PATH.partial.npy."""
+    return path.with_name(path.name + ".partial.npy")
 
 
 class NpzTake:
-    """An npz take being written: columns in arrays that double when full (appending stays O(1)
-    per frame), saved as views of their filled part."""
+    """An npz take. While recording, its frames are appended to a journal beside it
+    (journal_path: a .npy of one record per frame, readable with np.load at any time); `close`
+    writes the npz from it and removes it. Until then the npz holds the take's metadata and no
+    frames: a run that was killed leaves both, and finish_npz (`genmo-live export`) finishes it."""
 
-    def __init__(self, meta: dict, num_joints: int):
-        self._meta = meta
-        self._arrays = {k: np.empty((64,) + shape, dtype) for k, (shape, dtype) in _columns(num_joints).items()}
-        self._source: list[str] = []
+    def __init__(self, path: Path, meta: dict, num_joints: int):
+        self.path = path
         self.frames = 0
+        self._dtype = np.dtype([(k, dtype, shape) for k, (shape, dtype) in _columns(num_joints).items()])
+        replace_atomically(path, lambda f: _save_npz(f, np.empty(0, self._dtype), meta))
+        self._file = AppendFile(journal_path(path), npy_header(self._dtype, 0))
 
-    def add(self, batch: dict) -> None:
-        n = len(batch["source"])
-        for k, a in self._arrays.items():
-            if self.frames + n > len(a):
-                grown = np.empty((max(2 * len(a), self.frames + n),) + a.shape[1:], a.dtype)
-                grown[:self.frames] = a[:self.frames]
-                a = self._arrays[k] = grown
-            a[self.frames:self.frames + n] = batch[k]
-        self._source += batch["source"]
-        self.frames += n
+    def encode(self, batch: dict) -> bytes:
+        rows = np.empty(len(batch["source"]), self._dtype)
+        for k in self._dtype.names:
+            rows[k] = batch[k]
+        return rows.tobytes()
 
-    @property
-    def fps(self) -> float:
-        return self._meta["fps"]
+    def append(self, data: bytes, frames: int) -> None:
+        """Put encoded records of `frames` frames on disk (OSError: the journal is as it was)."""
+        self._file.append(data)
+        self.frames += frames
+        self._file.patch(0, npy_header(self._dtype, self.frames))
 
-    @fps.setter
-    def fps(self, fps: float) -> None:
-        self._meta["fps"] = float(fps)
+    def close(self) -> None:
+        """Write the npz from the journal, and remove the journal (OSError: both stay)."""
+        self._file.close()
+        finish_npz(self.path)
 
-    def write(self, f) -> None:
-        columns = {k: a[:self.frames] for k, a in self._arrays.items()}
-        np.savez(f, **columns, source=np.array(self._source, dtype=str), **self._meta)
+
+def _save_npz(f, rows: np.ndarray, meta: dict) -> None:
+    """np.savez's layout (uncompressed, a NAME.npy per column and per metadata key), closed
+    properly even when a write fails (np.savez leaves its zip to a noisy __del__ then)."""
+    with zipfile.ZipFile(f, "w", allowZip64=True) as archive:
+        for name, value in [*((k, rows[k]) for k in rows.dtype.names), *meta.items()]:
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
+
+
+def finish_npz(path: Path) -> int:
+    """Write the npz take at `path` from its journal (the recorder's, or one a killed run left) and
+    remove the journal; returns the take's frames. A camera's take (timed_by_capture) gets the rate
+    its frames came at. Reads the journal in place (np.load's mmap), so memory stays small."""
+    journal = journal_path(path)
+    with np.load(path) as take:
+        meta = {k: take[k] for k in META_KEYS}
+    rows = np.load(journal, mmap_mode="r")
+    if bool(meta["timed_by_capture"]) and len(rows):
+        rate = FrameRate(TIMING_FRAMES)
+        for t in rows["t_capture"][-TIMING_FRAMES - 1:]:
+            rate.add(float(t))
+        meta["fps"] = np.float64(rate.fps or meta["fps"])
+    replace_atomically(path, lambda f: _save_npz(f, rows, meta))
+    frames = len(rows)
+    del rows  # the map closes with its last reference
+    journal.unlink()
+    return frames
 
 
 def check_recording_path(path: Path) -> None:
@@ -235,10 +337,14 @@ def check_recording_path(path: Path) -> None:
 
 
 def frame_values(frame: PoseFrame, num_joints: int) -> dict | None:
-    """One frame's npz columns (see _columns) plus "source", or None when a value is missing,
-    misshapen or not finite (such frames are skipped: they would be garbage in any player)."""
-    values = {}
+    """One frame's npz columns (_columns), or None when a value is missing, misshapen or not
+    finite, or the source unknown (such frames are skipped: they would be garbage in any player)."""
+    if not isinstance(frame.source, str) or frame.source not in SOURCES:
+        return None
+    values = {"source": frame.source}
     for key, (shape, dtype) in _columns(num_joints).items():
+        if key == "source":
+            continue
         try:
             v = np.asarray(getattr(frame, key), dtype)
         except (TypeError, ValueError):
@@ -246,9 +352,6 @@ def frame_values(frame: PoseFrame, num_joints: int) -> dict | None:
         if v.shape != shape or not np.isfinite(v).all():
             return None
         values[key] = v
-    if not isinstance(frame.source, str):
-        return None
-    values["source"] = frame.source
     return values
 
 
@@ -264,16 +367,18 @@ def stack_frames(rows: list[dict]) -> dict:
 class Recorder(Output):
     """Record the published poses to `path` (.npz or .bvh, module docstring) while streaming.
 
-    body: engine.body.body_model.Body (names, parents, rest_joints, stature). fps: the source's frame rate:
-    the take's (the BVH's frame time), and one second of frames is when the file is next rewritten.
-    timed_by_capture: a camera's take, whose rate is its frames' (streamer.frame_rate, over the last
-    TIMING_FRAMES), not the told one. Attributes: frames_written (on disk now),
-    skipped (frames with bad values).
+    body: engine.body.body_model.Body (names, parents, rest_joints, stature). fps: the source's frame
+    rate: the take's (the BVH's frame time), and one second of frames is when the writer next
+    appends. timed_by_capture: a camera's take, whose rate is its frames' (streamer.frame_rate,
+    over the last TIMING_FRAMES), not the told one. hold_s: seconds of frames held while the disk
+    takes nothing (module docstring). Attributes: frames_written (on disk now),
+    skipped (frames with bad values), lost (frames that will never be on disk), error (the first
+    failure, or None).
     """
 
     name = "recorder"
 
-    def __init__(self, path: Path, body, fps: float, timed_by_capture: bool = False):
+    def __init__(self, path: Path, body, fps: float, timed_by_capture: bool = False, hold_s: int = HOLD_S):
         path = Path(path)
         check_recording_path(path)
         if not fps > 0:
@@ -282,69 +387,101 @@ class Recorder(Output):
         names, parents = tuple(body.names), tuple(body.parents)
         rest = np.asarray(body.rest_joints, np.float64)
         self._num_joints = len(names)
+        path.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix.lower() == ".bvh":
-            self._take = BvhTake(names, parents, rest, fps)
+            self._take = BvhTake(path, names, parents, rest, fps, timed_by_capture)
         else:
-            self._take = NpzTake({"fps": float(fps), "stature": float(body.stature),
-                                  "joint_names": np.array(names), "parents": np.array(parents),
-                                  "rest_joints": rest}, self._num_joints)
+            if journal_path(path).exists():
+                log.warning("%s holds the frames of an unfinished take (its run was killed); recording over it",
+                            journal_path(path))
+            self._take = NpzTake(path, {"fps": float(fps), "stature": float(body.stature),
+                                        "joint_names": np.array(names), "parents": np.array(parents),
+                                        "rest_joints": rest, "timed_by_capture": timed_by_capture},
+                                 self._num_joints)
         self._flush_every = max(1, math.ceil(fps))
-        self._measured = FrameRate(TIMING_FRAMES) if timed_by_capture else None
+        self._hold_s = hold_s
+        self._hold_limit = self._flush_every * hold_s
         self.frames_written = 0
         self.skipped = 0
+        self.lost = 0
+        self.error: str | None = None
+        self._failing = False   # the last write failed
+        self._finished = False  # the take is complete in its file
         self._incoming: list[PoseFrame] = []
+        self._unwritten: list[tuple[bytes, int]] = []  # encoded, not yet on disk (the writer thread's)
+        self._held = 0      # frames published and not yet on disk or lost
+        self._stopped = False
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._written = threading.Condition()
         self._closing = False
-        self._failed = False
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # An empty take now: a path that cannot be written fails here, before the run, not later.
-        replace_atomically(path, self._take.write)
         self._thread = threading.Thread(target=self._run, name=f"recorder {path.name}", daemon=True)
         self._thread.start()
 
     def publish(self, frame: PoseFrame) -> None:
         """Queue the frame for the writer thread, which reads its arrays later: they must not be
-        changed after publishing (the engine makes new ones for every pose)."""
+        changed after publishing (the engine makes new ones for every pose). While the disk takes
+        nothing, up to HOLD_S seconds of frames wait for it; past that the take ends where it is on
+        disk, and every later frame counts as lost (a take with a hole in it would be worse)."""
         with self._lock:
+            if not self._stopped and self._held >= self._hold_limit:
+                self._stopped = True
+                log.error("recording to %s stopped: %d s of frames could not be written (%s); the take ends "
+                          "at the frames on disk", self.path, self._hold_s, self.error)
+            if self._stopped:
+                self.lost += 1
+                return
             self._incoming.append(frame)
+            self._held += 1
             due = len(self._incoming) >= self._flush_every
         if due:
             self._wake.set()
 
     def close(self) -> None:
-        """Write every frame published so far, then stop the writer."""
+        """Write every frame published so far (npz: the take itself, from its journal), then stop
+        the writer."""
         self._closing = True
         self._wake.set()
         self._thread.join()
-        if self.frames_written < self._take.frames:
-            log.error("recorder %s: only %d of %d frames are on disk", self.path, self.frames_written,
-                      self._take.frames)
         if self.skipped:
             log.warning("%s: skipped %d frames with missing or non-finite values", self.path, self.skipped)
-        log.info("recorded %d frames to %s", self.frames_written, self.path)
+        if self.lost:
+            log.error("recorder %s: %d frames were lost (%s); %d are on disk", self.path, self.lost, self.error,
+                      self.frames_written)
+        elif self.error is None:
+            log.info("recorded %d frames to %s", self.frames_written, self.path)
+
+    def summary(self) -> dict:
+        """For the run's report: the frames on disk and lost, and whether the take is complete in its
+        file (every good frame published, and an npz finished from its journal)."""
+        return {"output": self.name, "path": str(self.path), "frames_written": self.frames_written,
+                "frames_lost": self.lost, "skipped": self.skipped, "error": self.error,
+                "complete": self._finished and not self.lost}
 
     def wait_written(self, frames: int, timeout: float | None = None) -> bool:
         """Block until at least `frames` frames are on disk (or `timeout` seconds); whether they are."""
         with self._written:
             return self._written.wait_for(lambda: self.frames_written >= frames, timeout)
 
+    # --- the writer thread ---------------------------------------------------------------------
+
     def _run(self) -> None:
         while True:
-            self._wake.wait()
+            # A second of frames wakes it; while the disk fails it also tries again every RETRY_S.
+            woken = self._wake.wait(RETRY_S if self._unwritten else None)
             self._wake.clear()
             closing = self._closing
             try:
-                self._flush()
-            except Exception:  # keep recording (and closing) whatever one write did
-                if not self._failed:
-                    log.exception("recorder %s: writing failed; retrying every second", self.path)
-                self._failed = True
+                if woken:
+                    self._encode_incoming()
+                self._write_unwritten()
+            except Exception as e:  # a bug in encoding: keep recording (and closing) whatever it did
+                self._failed(e)
             if closing:
+                self._finish()
                 return
 
-    def _flush(self) -> None:
+    def _encode_incoming(self) -> None:
         with self._lock:
             frames, self._incoming = self._incoming, []
         rows = [frame_values(f, self._num_joints) for f in frames]
@@ -354,29 +491,80 @@ class Recorder(Output):
                 log.warning("recorder %s: skipping frames with missing or non-finite values "
                             "(first: frame %s)", self.path, frames[rows.index(None)].frame_id)
             self.skipped += len(rows) - len(good)
+            with self._lock:
+                self._held -= len(rows) - len(good)
         if good:
-            self._take.add(stack_frames(good))
-            if self._measured:
-                for r in good:
-                    self._measured.add(float(r["t_capture"]))
-                self._take.fps = self._measured.fps or self._take.fps
-        if self._take.frames > self.frames_written:
-            replace_atomically(self.path, self._take.write)
+            self._unwritten.append((self._take.encode(stack_frames(good)), len(good)))
+
+    def _write_unwritten(self) -> None:
+        while self._unwritten:
+            data, count = self._unwritten[0]
+            try:
+                self._take.append(data, count)
+            except OSError as e:
+                self._failed(e)
+                return
+            self._unwritten.pop(0)
+            if self._failing:
+                self._failing = False
+                log.info("recorder %s: writing again", self.path)
+            with self._lock:
+                self._held -= count
             with self._written:
                 self.frames_written = self._take.frames
                 self._written.notify_all()
 
+    def _failed(self, error: Exception) -> None:
+        if not self._failing:
+            log.error("recorder %s: cannot write (%s); holding the frames and trying again every %.0f s, "
+                      "for up to %d s", self.path, describe(error), RETRY_S, self._hold_s)
+        self._failing = True
+        self.error = self.error or describe(error)  # the first failure: the cause of what follows
+
+    def _finish(self) -> None:
+        with self._lock:
+            self._stopped = True  # a publish after close is lost, not queued
+            self.lost += self._held
+            self._held = 0
+        try:
+            self._take.close()
+            self._finished = True
+        except OSError as e:
+            self.error = self.error or describe(e)
+            log.error("recorder %s: cannot finish the take (%s); its %d frames are in %s: `genmo-live export %s` "
+                      "finishes it when there is room", self.path, describe(e), self.frames_written,
+                      journal_path(self.path), self.path)
+
+
+def describe(error: Exception) -> str:
+    """One line for a failed write: the system's words for an OSError ("No space left on device")."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return f"{type(error).__name__}: {error}"
+
 
 def export(npz_path: Path, out_path: Path) -> Path:
-    """Convert a recorded .npz take into a .bvh (the recorder's own writer); returns out_path."""
-    out_path = Path(out_path)
+    """Convert a recorded .npz take into a .bvh (the recorder's own writer); returns out_path. A take
+    a killed run left unfinished (its journal beside it) is finished first."""
+    npz_path, out_path = Path(npz_path), Path(out_path)
     if out_path.suffix.lower() != ".bvh":
         raise ValueError(f"cannot export to {out_path}: the suffix must be .bvh")
-    with np.load(npz_path) as data:
-        take = BvhTake([str(n) for n in data["joint_names"]], tuple(int(p) for p in data["parents"]),
-                       data["rest_joints"], float(data["fps"]))
-        if len(data["root"]):
-            take.add({"pose_aa": data["pose_aa"], "root": data["root"]})
+    if journal_path(npz_path).exists():
+        log.info("finished %s (%d frames) from the journal its run left", npz_path, finish_npz(npz_path))
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    replace_atomically(out_path, take.write)
+    tmp = out_path.with_name(f".{out_path.name}.tmp")
+    with np.load(npz_path) as data:
+        take = BvhTake(tmp, [str(n) for n in data["joint_names"]], tuple(int(p) for p in data["parents"]),
+                       data["rest_joints"], float(data["fps"]))
+        try:
+            pose_aa, root = data["pose_aa"], data["root"]
+            for i in range(0, len(root), EXPORT_CHUNK):
+                chunk = {"pose_aa": pose_aa[i:i + EXPORT_CHUNK], "root": root[i:i + EXPORT_CHUNK]}
+                take.append(take.encode(chunk), len(chunk["root"]))
+            take.close()
+            os.replace(tmp, out_path)
+        except BaseException:
+            take.close()
+            tmp.unlink(missing_ok=True)
+            raise
     return out_path

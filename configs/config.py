@@ -65,6 +65,8 @@ class EngineConfig:
                        min=0, max=60)
     window: int = setting(120, "frames each estimation pass sees, the newest last (at most the model's 120): "
                                "fewer is faster and a little less accurate", min=16, max=120)
+    slow_steps: bool = setting(False, "let a client (`set_steps`) ask for more denoising steps than this machine "
+                                      "runs at the source's frame rate (poses then come late and frames are dropped)")
     warm_start_step: int = setting(500, "with steps > 1: the diffusion step the previous window's estimate "
                                         "is noised to as the next window's start", min=1, max=999)
     prompt: str = setting("a person stands still", "text that drives the motion while the person is not seen",

@@ -72,6 +72,28 @@ def _bench_quality(args, cfg) -> int:
     return 0
 
 
+def _bench_soak(args, cfg) -> int:
+    """genmo-live bench soak: a real `genmo-live run` for --minutes, with this command's config
+    file and --section.key flags."""
+    from bench import soak
+
+    if args.minutes <= 0:
+        raise ConfigError(f"bench soak: --minutes must be above 0, not {args.minutes:g}")
+    # JSON is YAML, so each value reads back in the run as it was parsed here (configs.config.parse_override)
+    run_args = ["--config", args.config] + [arg for key, value in vars(args).items()
+                                             if key.startswith("cfg:") and value is not None
+                                             for arg in (f"--{key[4:]}", json.dumps(value, default=str))]
+    print(f"genmo-live bench soak: {args.minutes:g} min of `genmo-live run` on {args.clip or 'the sample clip'} "
+          f"in a loop, recorder on (npz and BVH), a WebSocket client reading every pose")
+    try:
+        result = soak.run(args.minutes, args.clip or "sample", run_args, cfg.token)
+    except soak.SoakError as e:
+        print(f"genmo-live bench soak: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2) if args.json else soak.format_result(result))
+    return 0
+
+
 def cmd_bench(args, cfg) -> int:
     import torch
 
@@ -79,6 +101,8 @@ def cmd_bench(args, cfg) -> int:
 
     if args.target == "quality":
         return _bench_quality(args, cfg)
+    if args.target == "soak":
+        return _bench_soak(args, cfg)
     if args.target == "live":
         from bench import live
         from streamer.sources import SAMPLE_CLIP
@@ -104,8 +128,10 @@ def cmd_bench(args, cfg) -> int:
 def add_commands(sub, parent) -> None:
     """Register this module's subcommands on `sub`, each with the shared config options `parent`."""
     bench = sub.add_parser("bench", parents=[parent], help="benchmark speed against a baseline")
-    bench.add_argument("target", choices=["kinematics", "engine", "train", "live", "quality"], help="what to benchmark")
-    bench.add_argument("--clip", metavar="PATH", help="live: the video (default: the bundled sample clip)")
+    bench.add_argument("target", choices=["kinematics", "engine", "train", "live", "quality", "soak"],
+                       help="what to benchmark")
+    bench.add_argument("--clip", metavar="PATH", help="live, soak: the video (default: the bundled sample clip)")
+    bench.add_argument("--minutes", type=float, default=15.0, help="soak: how long the run goes (default 15)")
     bench.add_argument("--model", metavar="PATH", help="engine: also time this checkpoint; quality: the weights "
                                                        "(default: the configured ones)")
     bench.add_argument("--lifter", metavar="PATH", help="quality: the per-frame lifter (default assets/per_frame_lifter.pt)")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -17,7 +18,7 @@ def run_overrides(args) -> dict:
 
 
 def cmd_run(args, cfg) -> int:
-    from clients.live import format_run_report, run_live, write_run_report
+    from clients.live import format_run_report, lost_recordings, run_live, write_run_report
     from clients.outputs import check_files, check_writable
     from clients.outputs import validate as validate_outputs
 
@@ -41,10 +42,15 @@ def cmd_run(args, cfg) -> int:
         signal.signal(signal.SIGTERM, stop_on_term)
     report = run_live(cfg, duration=args.duration, make_outputs=make_outputs)
     print(format_run_report(report))
+    failed = bool(report["errors"] and not report["poses_out"]) or bool(lost_recordings(report))
     if args.report:
-        write_run_report(report, Path(args.report))
-        print(f"wrote {args.report}")
-    return 1 if report["errors"] and not report["poses_out"] else 0
+        try:
+            write_run_report(report, Path(args.report))
+            print(f"wrote {args.report}")
+        except OSError as e:
+            print(f"error: cannot write the report {args.report} ({e.strerror or e})", file=sys.stderr)
+            failed = True
+    return 1 if failed else 0
 
 
 def add_commands(sub, parent) -> None:

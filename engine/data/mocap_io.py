@@ -250,8 +250,10 @@ def parse_bvh(text: str) -> Bvh:
     frame_time = float(lines[1].split(":")[1])
     width = sum(len(c) for c in channels)
     values = np.array(lines[2].split() if len(lines) > 2 else [], dtype=np.float64)
-    if values.size != num_frames * width:
+    # Rows past the count are ignored, as players do: a recording cut short while it appended.
+    if values.size < num_frames * width:
         raise ValueError(f"BVH: {values.size} values for {num_frames} frames x {width} channels")
+    values = values[:num_frames * width]
 
     keep = [j for j, n in enumerate(names) if not (n.endswith("_end") and not offsets[j].any())]
     index = {old: new for new, old in enumerate(keep)}

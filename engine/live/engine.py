@@ -78,6 +78,10 @@ LOCK_RATE = 0.3
 TRAINED_FPS = 30.0             # the frame rate of the training data: the model's idea of time
 RATE_WINDOW = 30               # capture intervals a measured input rate is the median of
 PROMPT_CACHE = 32              # prompts kept encoded: users may send any number of them
+# The share of a frame's time the steps a client asks for may take: the rest is for the pass's
+# other work, the outputs, and jitter (on 2 cores MediaPipe has the other core).
+REALTIME_SHARE = 0.75
+STEP_EMA = 0.1                 # weight of the newest pass in step_ms: a few seconds of passes
 
 
 @dataclass
@@ -170,6 +174,7 @@ class LiveEngine:
         self.window = model.cfg.window  # the model's: generated stretches continue this much history
         self.estimation_window = min(cfg.window, self.window)
         self.steps, self.prompt = cfg.steps, cfg.prompt
+        self.step_ms: float | None = None  # an estimation pass's time per denoising step (a moving average)
         self.set_lag(cfg.lag)
         self.fps = fps                # the source's rate; None: measured from the packets
         self.measure_rate = False     # a camera: its packets' capture times over its told rate
@@ -216,9 +221,21 @@ class LiveEngine:
         self._text(torch.ones(1, 1, dtype=torch.bool, device=self.device))
 
     def set_steps(self, steps: int) -> None:
-        if not 1 <= int(steps) <= 50:
+        """Denoising steps from now on. More than the configured steps only while an estimation
+        pass of that many would fit REALTIME_SHARE of a frame's time, by the passes timed so far
+        (step_ms), unless cfg.slow_steps: a client must not be able to make the engine fall behind."""
+        steps = int(steps)
+        if not 1 <= steps <= 50:
             raise ValueError(f"steps must be 1..50, got {steps}")
-        self.steps = int(steps)
+        if steps > max(self.steps, self.cfg.steps) and not self.cfg.slow_steps:
+            budget = REALTIME_SHARE * 1000.0 / self.rate
+            if self.step_ms is None:
+                raise ValueError("the engine has not timed a pass yet: ask again once poses flow")
+            if steps * self.step_ms > budget:
+                raise ValueError(f"{steps} steps would take about {steps * self.step_ms:.0f} ms a frame here, more than "
+                                 f"the {budget:.0f} ms a frame at {self.rate:.0f} fps leaves "
+                                 f"(engine.slow_steps: true allows it)")
+        self.steps = steps
 
     def set_lag(self, lag: int) -> None:
         if not 0 <= int(lag) <= self.estimation_window // 2:
@@ -377,7 +394,10 @@ class LiveEngine:
             x0, logits["c"] = estimator(x_t, t)
             return x0
 
+        t0 = time.perf_counter()
         x0 = ddim(model, x, self.steps, self.alpha_bar, start=start)
+        per_step = (time.perf_counter() - t0) * 1000.0 / self.steps
+        self.step_ms = per_step if self.step_ms is None else self.step_ms + STEP_EMA * (per_step - self.step_ms)
         return _Track(x0[0], logits["c"][0], slots[0].seq)
 
     def _text(self, frames: torch.Tensor) -> dict | None:

@@ -1,9 +1,11 @@
 """Faults a real run meets, done to a real `genmo-live run` process: its MediaPipe (ingest) process
 killed (-9): poses flow again within 2 s; the engine killed (-9) while its ingest process serves the
-WebRTC page: nothing is left behind, no ingest process and no port held, so the next run starts."""
+WebRTC page: nothing is left behind, no ingest process and no port held, so the next run starts;
+its recordings' disk full: the stream goes on, and the report and exit code say what was lost."""
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -13,8 +15,11 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from websockets.sync.client import connect
+
+from engine.data.mocap_io import parse_bvh
 
 pytestmark = pytest.mark.slow
 
@@ -142,3 +147,33 @@ def test_a_killed_mediapipe_process_is_started_again_and_poses_flow_within_2_s(t
     result = json.loads(report.read_text())
     assert result["ingest_restarts"] == 1 and result["poses_out"] > 0 and result["errors"] == []
     assert back_after <= 2.0, f"poses came back {back_after:.2f} s after the kill"
+
+
+def test_a_full_disk_while_recording_is_reported_and_the_run_fails(tmp_path):
+    """On main a full disk cost 362 of 402 frames with exit code 0 and nothing in the report. The
+    disk here is a file-size limit on the run (RLIMIT_FSIZE: writes past 100 kB fail, EFBIG), which
+    needs no root: the same failing write() a full disk gives, to every file the run writes."""
+    takes, report = tmp_path / "takes", tmp_path / "run.json"
+    takes.mkdir()
+
+    def limit_file_size():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, resource.RLIM_INFINITY))
+
+    run = subprocess.run([sys.executable, "-m", "clients.cli", "run", "--source", "sample", "--no-realtime",
+                          "--headless", "--record", str(takes / "take.bvh"), "--record", str(takes / "take.npz"),
+                          "--report", str(report)], cwd=REPO, capture_output=True, text=True, timeout=300,
+                         preexec_fn=limit_file_size)
+    assert run.returncode == 1, run.stderr[-2000:]
+    assert "Traceback" not in run.stderr
+    result = json.loads(report.read_text())
+    assert result["poses_out"] == 187 and result["errors"] == [] and result["engine_failures"] == 0
+    recordings = {Path(o["path"]).suffix: o for o in result["outputs"]}
+    for suffix, o in recordings.items():
+        assert o["error"] == "File too large" and not o["complete"]
+        assert o["frames_written"] > 0 and o["frames_lost"] > 0
+        assert o["frames_written"] + o["frames_lost"] == 187
+        assert f"recording incomplete: {o['path']}: {o['frames_written']} frames on disk" in run.stdout
+    assert parse_bvh((takes / "take.bvh").read_text()).frames.shape[0] == recordings[".bvh"]["frames_written"]
+    # The npz's first frames still fit: it is finished (a take of them), its journal gone.
+    assert len(np.load(takes / "take.npz")["root"]) == recordings[".npz"]["frames_written"]
+    assert not (takes / "take.npz.partial.npy").exists()

@@ -1,12 +1,18 @@
 """The recorder (clients/recorder.py): .npz and .bvh takes written while streaming, and export."""
 import logging
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import bvh
 import numpy as np
 import pytest
 import torch
 
-from clients.recorder import Recorder, export, matrix_to_euler_zxy, unwrap_degrees
+from clients.cli.main import main
+from clients.recorder import Recorder, export, journal_path, matrix_to_euler_zxy, unwrap_degrees
 from engine.body.body_model import load_default_body
 from engine.body.rotations import axis_angle_to_matrix, axis_angle_to_quat
 from engine.body.skeleton import SMPL_JOINT_NAMES
@@ -15,6 +21,7 @@ from engine.data.mocap_io import (bvh_pose, euler_to_matrix, forward_kinematics,
 from engine.live.pose_frame import PoseFrame
 
 FPS = 30.0
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -130,32 +137,152 @@ def test_export_equals_the_recorded_bvh(tmp_path, body):
         export(tmp_path / "take.npz", tmp_path / "take.fbx")
 
 
+def read_take(path) -> np.ndarray:
+    """(T, 3) the root positions of the take on disk at `path` now: an .npz's journal while it is
+    recorded (the npz itself once finished), a .bvh's frames as its header counts them."""
+    if path.suffix == ".npz":
+        journal = journal_path(path)
+        return np.load(journal)["root"] if journal.exists() else np.load(path)["root"]
+    return bvh_pose(parse_bvh(path.read_text()))[1]
+
+
 @pytest.mark.parametrize("suffix", [".npz", ".bvh"])
 def test_file_holds_each_second_before_close(tmp_path, body, suffix):
-    """The take is on disk, complete and readable, one second of frames after they were published
-    (counted in frames, not wall time), with close() never called: what a killed run leaves."""
+    """The take is on disk and readable one second of frames after they were published (counted in
+    frames, not wall time), with close() never called: what a killed run leaves."""
     path = tmp_path / f"take{suffix}"
     frames = make_frames(body, 45)  # 1.5 s at 30 fps
     recorder = Recorder(path, body, FPS)
     try:
         for f in frames[:29]:
             recorder.publish(f)
-        assert recorder.frames_written == 0  # under a second of frames: no rewrite yet
+        assert recorder.frames_written == 0  # under a second of frames: nothing appended yet
         for f in frames[29:]:
             recorder.publish(f)
         assert recorder.wait_written(30, timeout=30)
-        if suffix == ".npz":
-            with np.load(path) as data:
-                written = len(data["root"])
-                np.testing.assert_array_equal(data["root"], [f.root for f in frames[:written]])
-        else:
-            parsed = parse_bvh(path.read_text())
-            written = len(parsed.frames)
-            np.testing.assert_allclose(bvh_pose(parsed)[1], [f.root for f in frames[:written]], atol=1e-6)
-        assert 30 <= written <= 45
-        assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
+        written = read_take(path)
+        assert 30 <= len(written) <= 45
+        np.testing.assert_allclose(written, [f.root for f in frames[:len(written)]], atol=1e-6)
+        expected = {path.name} | ({journal_path(path).name} if suffix == ".npz" else set())
+        assert {p.name for p in tmp_path.iterdir()} == expected  # no temporary file
     finally:
         recorder.close()
+    assert {p.name for p in tmp_path.iterdir()} == {path.name}
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".bvh"])
+def test_each_second_is_appended_not_rewritten(tmp_path, body, suffix):
+    """Disk work O(new frames): after each second the file (the npz's journal) is the same file,
+    its earlier bytes unchanged but the frame count, and the recorder holds no written frame."""
+    path = tmp_path / f"take{suffix}"
+    on_disk = journal_path(path) if suffix == ".npz" else path
+    frames = make_frames(body, 90)
+    recorder = Recorder(path, body, FPS)
+    try:
+        snapshots = []
+        for second in range(3):
+            for f in frames[30 * second:30 * (second + 1)]:
+                recorder.publish(f)
+            assert recorder.wait_written(30 * (second + 1), timeout=30)
+            snapshots.append((on_disk.stat().st_ino, on_disk.read_bytes()))
+            assert recorder._unwritten == [] and recorder._incoming == []
+        for (ino, before), (ino_after, after) in zip(snapshots, snapshots[1:]):
+            assert ino == ino_after and len(after) > len(before)
+            changed = np.flatnonzero(np.frombuffer(before, np.uint8) != np.frombuffer(after[:len(before)], np.uint8))
+            assert len(changed) <= 2 and (changed < 4096).all()  # a digit or two of the count in the header
+    finally:
+        recorder.close()
+
+
+def test_a_killed_runs_npz_is_finished_by_export(tmp_path, body):
+    """A run killed (-9) while recording leaves the take's metadata and its journal; `genmo-live
+    export` finishes the npz from it (every frame that was on disk) and writes the BVH."""
+    path = tmp_path / "take.npz"
+    script = f"""
+import os, signal, sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from test_recorder import make_frames, FPS
+from clients.recorder import Recorder
+from engine.body.body_model import load_default_body
+body = load_default_body()
+recorder = Recorder({str(path)!r}, body, FPS)
+for f in make_frames(body, 75):
+    recorder.publish(f)
+recorder.wait_written(60, timeout=60)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert journal_path(path).exists()
+    with np.load(path) as data:
+        assert len(data["root"]) == 0 and float(data["fps"]) == FPS
+    assert main(["export", str(path)]) == 0
+    assert not journal_path(path).exists()
+    frames = make_frames(body, 75)
+    with np.load(path) as data:
+        assert 60 <= len(data["root"]) <= 75
+        np.testing.assert_array_equal(data["root"], [f.root for f in frames[:len(data["root"])]])
+        np.testing.assert_array_equal(data["source"], [f.source for f in frames[:len(data["root"])]])
+    assert parse_bvh((tmp_path / "take.bvh").read_text()).frames.shape[0] == len(np.load(path)["root"])
+
+
+def wait_until(condition, timeout: float = 30.0) -> bool:
+    end = time.monotonic() + timeout
+    while not condition() and time.monotonic() < end:
+        time.sleep(0.02)
+    return condition()
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".bvh"])
+def test_a_full_disk_holds_the_frames_until_there_is_room(small_disk, body, suffix, caplog):
+    """The disk fills while recording: the frames wait in memory and are written once there is
+    room again: no frame lost, the take complete, the failure reported once."""
+    path = small_disk.path / f"take{suffix}"
+    frames = make_frames(body, 120)
+    with caplog.at_level(logging.INFO, logger="genmo-live.recorder"):
+        recorder = Recorder(path, body, FPS)
+        for f in frames[:30]:
+            recorder.publish(f)
+        assert recorder.wait_written(30, timeout=30)
+        filler = small_disk.fill(1000)  # less than a second of frames
+        for f in frames[30:90]:
+            recorder.publish(f)
+        assert wait_until(lambda: recorder.error is not None)
+        assert recorder.frames_written == 30
+        filler.unlink()
+        for f in frames[90:]:
+            recorder.publish(f)
+        recorder.close()
+    summary = recorder.summary()
+    assert summary["error"] == "No space left on device"
+    assert (summary["frames_written"], summary["frames_lost"], summary["complete"]) == (120, 0, True)
+    np.testing.assert_allclose(read_take(path), [f.root for f in frames], atol=1e-6)
+    messages = [r.message for r in caplog.records]
+    assert sum("cannot write (No space left on device)" in m for m in messages) == 1
+    assert any("writing again" in m for m in messages)
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".bvh"])
+def test_a_disk_that_stays_full_ends_the_take_and_counts_the_rest(small_disk, body, suffix):
+    """Past hold_s seconds of frames held, the take ends at what is on disk (a clean take of the
+    first frames, never one with a hole) and every later frame is counted as lost."""
+    path = small_disk.path / f"take{suffix}"
+    frames = make_frames(body, 150)
+    recorder = Recorder(path, body, FPS, hold_s=2)
+    for f in frames[:30]:
+        recorder.publish(f)
+    assert recorder.wait_written(30, timeout=30)
+    small_disk.fill(1000)
+    for f in frames[30:]:
+        recorder.publish(f)
+    recorder.close()
+    summary = recorder.summary()
+    assert summary["frames_written"] == 30 and summary["frames_lost"] == 120
+    assert summary["complete"] is False and summary["error"] == "No space left on device"
+    if suffix == ".bvh":  # the npz cannot be finished without room: its journal holds the 30
+        np.testing.assert_allclose(read_take(path), [f.root for f in frames[:30]], atol=1e-6)
+    else:
+        np.testing.assert_array_equal(np.load(journal_path(path))["root"], [f.root for f in frames[:30]])
 
 
 def test_bad_frames_are_skipped_and_counted(tmp_path, body, caplog):
@@ -194,8 +321,6 @@ def test_unwrap_keeps_angles_continuous_across_calls():
 
 @pytest.mark.slow
 def test_run_records_the_sample_clip_and_exports(tmp_path):
-    from clients.cli.main import main
-
     npz, bvh_path, out = tmp_path / "take.npz", tmp_path / "take.bvh", tmp_path / "exported.bvh"
     # With a lag the last frames are held back until the file ends: the take still has every frame.
     assert main(["run", "--source", "sample", "--no-realtime", "--headless", "--lag", "5",

@@ -226,7 +226,7 @@ def test_nan_landmarks_are_missing_not_poison(parts):
 
 
 def test_controls_validate_and_recenter(parts):
-    engine = make(parts)
+    engine = make(parts, slow_steps=True)
     with pytest.raises(ValueError):
         engine.set_steps(0)
     with pytest.raises(ValueError):
@@ -237,6 +237,32 @@ def test_controls_validate_and_recenter(parts):
     engine.recenter()
     f = engine.push(packets(1, start=40))[0]
     assert abs(f.root[0]) < 0.06 and abs(f.root[2]) < 0.06  # at the origin, up to one foot-lock shift
+
+
+def test_more_steps_only_while_the_engine_keeps_real_time(parts):
+    """On main a client could set 50 DDIM steps (7 poses/s on this CPU). More steps than configured
+    are refused while the passes timed so far say they would not fit 75 % of a frame's time,
+    unless the config allows slow steps; fewer steps are always fine."""
+    engine = make(parts, steps=2)
+    with pytest.raises(ValueError, match="has not timed a pass yet"):
+        engine.set_steps(3)
+    engine.set_steps(1)
+    engine.set_steps(2)  # back up to the configured steps: the user's own choice
+    for p in packets(3):
+        engine.push([p])
+    assert engine.step_ms > 0
+    engine.step_ms = 10.0  # as if each step took 10 ms: 25 ms of a 30 fps frame's 33 fit 2 steps
+    engine.set_steps(1)
+    engine.set_steps(2)
+    with pytest.raises(ValueError, match=r"3 steps would take about 30 ms a frame here, more than the 25 ms "
+                                         r"a frame at 30 fps leaves \(engine.slow_steps: true allows it\)"):
+        engine.set_steps(3)
+    assert engine.steps == 2
+    engine.step_ms = 1.0
+    engine.set_steps(20)
+    allowed = make(parts, slow_steps=True)
+    allowed.set_steps(50)
+    assert (engine.steps, allowed.steps) == (20, 50)
 
 
 def test_each_frame_is_embedded_once_and_the_poses_are_those_of_whole_passes(parts):
