@@ -6,7 +6,8 @@ person's box, the presence of a text; plus the diffusion step. That sum is conca
 noisy motion and projected to the model width. Then `layers` blocks, each an optional text block
 (cross-attention from frames to the tokens of each text, only inside that text's time window, the
 texts' outputs summed) followed by a RoPE self-attention block over frame index with a sliding
-window. Residual branches start at zero (learned gates), so every block starts as the identity.
+window (or, causal, over the frames before: engine.model.streaming runs such a model a frame at a
+time). Residual branches start at zero (learned gates), so every block starts as the identity.
 Two heads: the clean motion x0 (engine.model.motion, normalised) and contact logits.
 """
 from __future__ import annotations
@@ -32,6 +33,7 @@ class ModelConfig:
     heads: int = 4
     mlp: int = 1024
     window: int = 120          # sliding attention window, frames
+    causal: bool = False       # each frame attends only to itself and the window - 1 before it (streamable)
     landmark_dim: int = 32     # per-landmark embedding before the landmark MLP
     text_blocks: bool = True
     dropout: float = 0.1
@@ -81,12 +83,15 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + rotated * sin
 
 
-def window_mask(length: int, window: int, device=None) -> torch.Tensor | None:
+def window_mask(length: int, window: int, device=None, causal: bool = False) -> torch.Tensor | None:
     """(L, L) bool, True where frame i may attend frame j: `window` frames around i, shifted at the
-    ends so that every frame sees exactly `window` frames; None (full attention) when L <= window."""
+    ends so that every frame sees exactly `window` frames; None (full attention) when L <= window.
+    causal: frame i and the window - 1 frames before it (fewer at the start)."""
+    i = torch.arange(length, device=device)
+    if causal:
+        return (i[None] <= i[:, None]) & (i[None] > i[:, None] - window)
     if length <= window:
         return None
-    i = torch.arange(length, device=device)
     start = (i - window // 2).clamp(0, length - window)
     j = torch.arange(length, device=device)
     return (j[None] >= start[:, None]) & (j[None] < start[:, None] + window)
@@ -189,7 +194,7 @@ class Denoiser(nn.Module):
         f = f + self.time(sinusoid(t, self.cfg.width))[:, None]
         h = self.inp(torch.cat([x_t, f], -1))
         cos, sin = rope(L, self.cfg.width // self.cfg.heads, h.device)
-        mask = window_mask(L, self.cfg.window, h.device)
+        mask = window_mask(L, self.cfg.window, h.device, self.cfg.causal)
         use_text = c is not None and c.text is not None and self.text_blocks is not None and bool(c.text_frames.any())
         text = self.text_proj(c.text) if use_text else None
         for i, block in enumerate(self.blocks):

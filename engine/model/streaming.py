@@ -1,0 +1,97 @@
+"""A causal denoiser run one frame at a time: each new frame costs one row of work, not a window.
+
+In estimation mode (engine.live) every frame's input is its own conditions with x_t = 0 at the last
+diffusion step, so with a causal mask (ModelConfig.causal: a frame attends to itself and the
+`window` - 1 frames before it) nothing a frame computes ever changes once it is computed. Its keys
+and values in every layer are kept (KVCache) and the newest frame's row is computed alone: per
+layer one query against at most `window` cached keys.
+
+RoPE rotates queries and keys by their frame's absolute index in the stream; attention depends on
+index differences only, so the cached keys stay valid as the stream goes on. The rotation angles
+are made in float64: float32 angles of a stream hours long (index * frequency ~ 1e6 radians) would
+be off by ~0.1 rad.
+
+    cache = KVCache(model.cfg, batch=8)            # 8 independent streams
+    x0, logits = step(model, cache, frames, rows)  # one new frame for the streams `rows`
+
+The result equals Denoiser.forward over each whole stream so far (the causal mask makes the
+newest row of a pass over the last layers * (window - 1) + 1 frames the same), to float error
+(tests/model/test_streaming.py).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from engine.model.denoiser import Denoiser, ModelConfig, sinusoid
+from engine.model.diffusion import NUM_STEPS
+from engine.model.motion import MOTION_DIM
+
+
+def rope_at(index: torch.Tensor, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cos, sin) (N, head_dim) float32 rotary tables at absolute frame indices (N,) int64, the
+    same as engine.model.denoiser.rope's rows, with the angles made in float64."""
+    freq = 10000.0 ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+    angle = (index.double().cpu()[:, None] * freq).repeat_interleave(2, -1)
+    return angle.cos().float().to(index.device), angle.sin().float().to(index.device)
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate (N, H, head_dim) rows by their (N, head_dim) tables (engine.model.denoiser.apply_rope)."""
+    pairs = x.unflatten(-1, (-1, 2))
+    rotated = torch.stack([-pairs[..., 1], pairs[..., 0]], -1).flatten(-2)
+    return x * cos[:, None] + rotated * sin[:, None]
+
+
+class KVCache:
+    """Per layer, the rotated keys and the values of each stream's last `window` frames, in a ring
+    of `window` slots; `count` (B,) frames each stream has had. Streams are rows 0..batch-1: a
+    stream that ends is `reset`, and its row is free for the next one."""
+
+    def __init__(self, cfg: ModelConfig, batch: int, device=None, dtype=torch.float32):
+        head_dim = cfg.width // cfg.heads
+        shape = (cfg.layers, batch, cfg.heads, cfg.window, head_dim)
+        self.keys = torch.zeros(shape, device=device, dtype=dtype)
+        self.values = torch.zeros(shape, device=device, dtype=dtype)
+        self.count = torch.zeros(batch, dtype=torch.long, device=device)
+        self.window = cfg.window
+
+    def reset(self, rows) -> None:
+        """Forget the frames of the streams `rows` (a list of ints or a (N,) tensor)."""
+        self.count[rows] = 0
+
+    def filled(self, rows: torch.Tensor) -> torch.Tensor:
+        """(N, window) bool: the ring slots of streams `rows` that hold a frame."""
+        return torch.arange(self.window, device=self.count.device)[None] < self.count[rows, None]
+
+
+@torch.inference_mode()
+def step(model: Denoiser, cache: KVCache, frames: torch.Tensor, rows: torch.Tensor | None = None
+         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One new frame for each of the streams `rows` (N,) int64 (default: all, in order):
+    frames (N, width) their Denoiser.embed_frames rows. Returns x0 (N, 144) normalised motion and
+    contact logits (N, 6) of the new frames, as Denoiser.forward at the last diffusion step with x_t = 0 over
+    each stream so far; the frames' keys and values join the cache."""
+    if not model.cfg.causal:
+        raise ValueError("only a causal denoiser (ModelConfig.causal) can be run a frame at a time")
+    n, width = frames.shape
+    rows = torch.arange(n, device=frames.device) if rows is None else rows
+    heads, head_dim = model.cfg.heads, width // model.cfg.heads
+    index = cache.count[rows]
+    slot = index % cache.window
+    cos, sin = rope_at(index, head_dim)
+    t = torch.full((n,), NUM_STEPS - 1, device=frames.device)
+    f = frames + model.time(sinusoid(t, width))
+    h = model.inp(torch.cat([frames.new_zeros(n, MOTION_DIM), f], -1))
+    cache.count[rows] += 1
+    mask = cache.filled(rows)[:, None, None]  # (N, 1, 1, window): what each new frame attends
+    for layer, block in enumerate(model.blocks):
+        q, k, v = block.qkv(block.norm1(h)).view(n, 3, heads, head_dim).unbind(1)
+        cache.keys[layer, rows, :, slot] = rotate(k, cos, sin)
+        cache.values[layer, rows, :, slot] = v
+        a = F.scaled_dot_product_attention(rotate(q, cos, sin)[:, :, None], cache.keys[layer, rows],
+                                           cache.values[layer, rows], attn_mask=mask)
+        h = h + block.gate1 * block.proj(a.reshape(n, width))
+        h = h + block.gate2 * block.mlp(block.norm2(h))
+    h = model.norm(h)
+    return model.x0_head(h), model.contact_head(h)
