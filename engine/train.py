@@ -434,7 +434,7 @@ def fit_normalizer(prepared: list[Prepared]) -> Normalizer:
 
 def train(clips: list[Clip], body: Body, out_dir: Path, cfg: TrainConfig, model_cfg: ModelConfig | LifterConfig,
           device: str = "cpu", resume: bool = False, start_from: Path | str | None = None,
-          deepen_to: int | None = None) -> Path:
+          deepen_to: int | None = None, causal: bool = False) -> Path:
     """Train (or resume) the model of `model_cfg`'s kind (its sizes the checkpoint's, on resume) and
     return the checkpoint path.
 
@@ -442,7 +442,8 @@ def train(clips: list[Clip], body: Body, out_dir: Path, cfg: TrainConfig, model_
     normaliser and step, and its optimiser state where it has one (exports have none: a fresh
     AdamW), with a warm-up and cosine schedule of its own from that step to `cfg.steps`. It must
     hold `model_cfg`'s kind of model. `deepen_to`: a denoiser from `start_from` gets this many
-    layers (engine.model.denoiser.deepen: the new ones start as the identity) and a fresh AdamW. With
+    layers (engine.model.denoiser.deepen: the new ones start as the identity) and a fresh AdamW.
+    `causal`: a denoiser from `start_from` becomes causal (ModelConfig.causal, the same weights). With
     `resume`, <out>/last.pt wins once it exists, so the same command restarts a fine-tune where it
     stopped."""
     torch.manual_seed(cfg.seed)
@@ -477,6 +478,10 @@ def train(clips: list[Clip], body: Body, out_dir: Path, cfg: TrainConfig, model_
             except ValueError as e:
                 raise CheckpointError(str(e)) from None
             log.info("deepened to %d layers; the new ones start as the identity", deepen_to)
+        if causal and not resuming and isinstance(model, Denoiser) and not model.cfg.causal:
+            # Same weights, each frame now blind to the frames after it: a fine-tune starts close.
+            model.cfg = replace(model.cfg, causal=True)
+            log.info("made causal: each frame attends only to the frames before it")
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         fresh = grow or not ck.get("optimizer")
         if not fresh:

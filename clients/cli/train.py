@@ -104,20 +104,22 @@ def cmd_train(args, cfg) -> int:
                      mix_share=args.mix_share, precision=args.precision, tail_frames=args.tail_frames,
                      tail_weight=args.tail_weight, minutes=args.minutes, caption_cache=str(cache / CAPTION_CACHE))
     if args.model == "per-frame":
+        if args.causal:
+            raise ConfigError("--causal makes a denoiser causal; the per-frame lifter sees one frame anyway")
         if sizes.keys() - {"width", "layers"}:
             raise ConfigError("--heads and --mlp size the denoiser; the per-frame lifter takes --width and --layers")
         mc = LifterConfig(**sizes)
         what = "per-frame lifter (estimation pass only, no text)"
     else:
-        mc = ModelConfig(**sizes)
-        what = "denoiser"
+        mc = ModelConfig(**sizes, causal=args.causal)
+        what = "causal denoiser" if args.causal else "denoiser"
     out = Path(args.out or TRAIN_OUT[args.model])
     print(f"training the {what} on {len(clips)} train clips "
           f"({sum(len(c.pose) for c in clips) / 1800:.1f} min) for {tc.steps} steps of {tc.batch} windows "
           f"on {device}; checkpoints in {out}")
     try:
         path = train(clips, body, out, tc, mc, device=device, resume=args.resume, start_from=args.start_from,
-                     deepen_to=deepen_to)
+                     deepen_to=deepen_to, causal=args.causal)
     except CheckpointError as e:
         raise ConfigError(f"train --from: {e}") from None
     print(f"wrote {path}")
@@ -170,6 +172,10 @@ def add_commands(sub, parent) -> None:
     tr.add_argument("--width", type=int, help="default 256; per-frame: 1024")
     tr.add_argument("--layers", type=int, help="default 6; per-frame: 4; with --from, more than the "
                                                "checkpoint's deepens it (new layers start as the identity)")
+    tr.add_argument("--causal", action="store_true",
+                    help="a causal denoiser: each frame attends only to the frames before it, so the live engine "
+                         "runs it one frame at a time (engine.model.streaming); with --from, the checkpoint's "
+                         "model made causal")
     tr.add_argument("--heads", type=int, help="default 4 (denoiser only)")
     tr.add_argument("--mlp", type=int, help="default 1024 (denoiser only)")
     tr.add_argument("--threads", type=int, default=2, help="torch CPU threads")

@@ -60,6 +60,7 @@ from engine.model.conditions import assumed_focal, batch_conditions, landmark_co
 from engine.model.denoiser import Conditions, Denoiser
 from engine.model.diffusion import cosine_alpha_bar, ddim, guided, q_sample
 from engine.model.mirror import mirror_averaged
+from engine.model.streaming import KVCache, step
 from engine.model.motion import VELOCITY, Normalizer, align_heading, camera_joints, decode, heading, shift_rows
 from streamer.frame_rate import FrameRate
 from streamer.landmarks import BODY_LANDMARKS
@@ -99,6 +100,9 @@ class _Slot:
     span: int = 1
     x: torch.Tensor | None = None
     embedding: torch.Tensor | None = None  # (width,) the denoiser's embed_frames of cond, made once
+    # A causal denoiser's estimate of this frame (x0 (144,), contact logits (6,)), made once on arrival.
+    est: torch.Tensor | None = None
+    est_logits: torch.Tensor | None = None
 
 
 @dataclass
@@ -198,6 +202,10 @@ class LiveEngine:
         self._locks: dict[int, np.ndarray] = {}
         self._recenter = False
         self._smooth_state = None
+        # A causal denoiser runs a frame at a time (engine.model.streaming): its cache holds every
+        # layer's keys and values of the last `window` frames, so a new frame costs one row.
+        self._cache = KVCache(model.cfg, 1, self.device) if isinstance(model, Denoiser) and model.cfg.causal else None
+        self._uncached: list[_Slot] = []  # slots not yet through the cache, oldest first
 
     @property
     def timed_by_capture(self) -> bool:
@@ -229,6 +237,8 @@ class LiveEngine:
             raise ValueError(f"steps must be 1..50, got {steps}")
         if steps > max(self.steps, self.cfg.steps) and not self.cfg.slow_steps:
             budget = REALTIME_SHARE * 1000.0 / self.rate
+            if self.step_ms is None and self._slots:  # a cached causal engine has run no window pass
+                self._run_window_estimation()
             if self.step_ms is None:
                 raise ValueError("the engine has not timed a pass yet: ask again once poses flow")
             if steps * self.step_ms > budget:
@@ -262,6 +272,8 @@ class LiveEngine:
             for j in range(1, span):
                 self._add_slot(between(last, p, j / span), span=0, dt=1.0 / (k * rate))
             self._pending.append(self._add_slot(p, span=span, dt=1.0 / (k * rate)))
+        if self._cache is not None:
+            self._stream_new_slots()
         # Kept: the window, the frames waiting for their lag, and a window of emitted history.
         while len(self._slots) > 2 * self.window + self.lag * self._k:
             self._slots.popleft()
@@ -277,7 +289,19 @@ class LiveEngine:
         slot = _Slot(self._seq, p, cond, int(cond["visible"][list(BODY_LANDMARKS)].sum()), self._clock, span)
         self._seq += 1
         self._slots.append(slot)
+        if self._cache is not None:
+            self._uncached.append(slot)
         return slot
+
+    @torch.inference_mode()
+    def _stream_new_slots(self) -> None:
+        """Each new slot's estimate from the causal denoiser, one row each, in arrival order. Every
+        slot goes through, generated stretches included, so the cache always holds the stream."""
+        fresh, self._uncached = self._uncached, []
+        for slot, embedding in zip(fresh, self.model.embed_frames(self._window([s.cond for s in fresh]))[0]):
+            slot.embedding = embedding
+            x0, logits = step(self.model, self._cache, embedding[None])
+            slot.est, slot.est_logits = x0[0], logits[0]
 
     def flush(self) -> list[PoseFrame]:
         """The poses still held back by the lag, oldest first: the stream has ended, no newer
@@ -374,8 +398,17 @@ class LiveEngine:
         frames = torch.stack([s.embedding for s in slots])[None]
         return lambda x_t, t: self.model(x_t, t, None, frames)
 
-    @torch.inference_mode()
     def _run_estimation(self) -> _Track:
+        """The estimate over the window: a causal denoiser's cached rows in estimation mode (1
+        step, no mirror averaging), else a pass over the window."""
+        if self._cache is not None and self.steps == 1 and self._estimator is self.model:
+            slots = list(self._slots)[-self.estimation_window:]
+            return _Track(torch.stack([s.est for s in slots]), torch.stack([s.est_logits for s in slots]),
+                          slots[0].seq)
+        return self._run_window_estimation()
+
+    @torch.inference_mode()
+    def _run_window_estimation(self) -> _Track:
         slots = list(self._slots)[-self.estimation_window:]
         estimator = self._estimator_on(slots)
         shape = (1, len(slots), self.norm.mean.shape[0])

@@ -492,3 +492,54 @@ def test_a_camera_or_a_source_that_tells_no_rate_is_timed_by_its_packets(parts):
 def test_an_empty_push_emits_nothing(parts):
     engine = make(parts)
     assert engine.push([]) == [] and engine.push(packets(1)) and engine.push([]) == []
+
+
+@pytest.fixture(scope="module")
+def causal_parts(parts):
+    """The same tiny denoiser made causal, with a short attention window (many slides)."""
+    model, norm, body = parts
+    causal = Denoiser(dataclasses.replace(model.cfg, causal=True, window=24, layers=2))
+    causal.load_state_dict(model.state_dict(), strict=False)  # the second block keeps its random init
+    for p in causal.parameters():
+        if p.dim() == 1 and not p.any():
+            torch.nn.init.normal_(p, std=0.5)
+    return causal.eval(), norm, body
+
+
+def test_a_causal_engine_computes_each_frame_once_as_a_pass_over_the_whole_stream(causal_parts):
+    """A causal denoiser's live engine runs each frame's row alone (engine.model.streaming), and
+    every row equals a whole pass over the stream so far: across window slides (200 frames through
+    a 24-frame window), pushes of several frames at once, and a generated stretch (frames 90-119
+    have no detection); the poses of estimated frames come from those rows."""
+    model = causal_parts[0]
+    engine = LiveEngine(*causal_parts, dataclasses.replace(EngineConfig(), prompt="", window=24), fps=30.0)
+    stream, embeddings, rows, out = packets(200, missing=range(90, 120)), [], [], []
+    for i in range(0, 200, 3):
+        before = engine._seq
+        out += engine.push(stream[i:i + 3])
+        new = [s for s in engine._slots if s.seq >= before]
+        embeddings += [s.embedding for s in new]
+        rows += [s.est for s in new]
+    assert len(rows) == 200 and [f.frame_id for f in out] == list(range(200))
+    assert {f.source for f in out[90:120]} == {"generated"} and out[199].source == "estimated"
+    with torch.no_grad():
+        whole, _ = model(torch.zeros(1, 200, 144), torch.tensor([999]), None, torch.stack(embeddings)[None])
+    torch.testing.assert_close(torch.stack(rows), whole[0], atol=1e-5, rtol=0)
+    assert engine._estimate.x.shape == (24, 144) and torch.equal(engine._estimate.x[-1], rows[-1])
+    assert engine.step_ms is None  # no window pass was run
+
+
+def test_a_causal_engine_with_more_steps_runs_window_passes_and_times_one_first(causal_parts):
+    engine = LiveEngine(*causal_parts, dataclasses.replace(EngineConfig(), prompt="", window=24), fps=30.0)
+    for p in packets(30):
+        engine.push([p])
+    try:  # more steps: whether they fit is judged by a window pass, timed now (machine-dependent)
+        engine.set_steps(2)
+    except ValueError as e:
+        assert "2 steps would take about" in str(e)
+    assert engine.step_ms is not None
+    engine.cfg = dataclasses.replace(engine.cfg, slow_steps=True)
+    engine.set_steps(2)
+    out = [f for p in packets(10, start=30) for f in engine.push([p])]
+    assert len(out) == 10 and np.isfinite(out[-1].root).all()
+    assert all(s.est is not None for s in engine._slots)  # the cache still follows the stream
