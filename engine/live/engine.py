@@ -164,11 +164,32 @@ def packet_conditions(p: LandmarkPacket) -> dict[str, np.ndarray]:
     return {k: v[0] for k, v in cond.items()}
 
 
+@torch.inference_mode()
+def stream_slots(model: Denoiser, cache: KVCache, streams: list[tuple[list[_Slot], int]]) -> None:
+    """Each new slot's estimate from a causal denoiser, one row each: streams are (new slots,
+    oldest first; the stream's row in `cache`). Every frame's embedding in one call; then round r
+    steps the r-th new slot of every stream that has one, all in one batched call. Every slot goes
+    through, generated stretches included, so the cache always holds the stream."""
+    slots = [s for fresh, _ in streams for s in fresh]
+    if not slots:
+        return
+    device = cache.count.device
+    conds = {k: np.stack([s.cond[k] for s in slots]) for k in slots[0].cond}
+    for slot, embedding in zip(slots, model.embed_frames(batch_conditions([conds], device))[0]):
+        slot.embedding = embedding
+    for r in range(max(len(fresh) for fresh, _ in streams)):
+        due = [(fresh[r], row) for fresh, row in streams if r < len(fresh)]
+        rows = torch.tensor([row for _, row in due], device=device)
+        x0, logits = step(model, cache, torch.stack([slot.embedding for slot, _ in due]), rows)
+        for (slot, _), x, c in zip(due, x0, logits):
+            slot.est, slot.est_logits = x, c
+
+
 class LiveEngine:
     """The rolling window and everything it carries between frames."""
 
     def __init__(self, model: Denoiser, norm: Normalizer, body: Body, cfg, text_encoder=None,
-                 fps: float | None = None, seed: int = 0):
+                 fps: float | None = None, seed: int = 0, cache: tuple[KVCache, int] | None = None):
         self.model, self.norm, self.body, self.cfg = model.eval(), norm, body, cfg
         self._estimator = mirror_averaged(self.model, norm) if cfg.mirror_average else self.model
         self.device = next(model.parameters()).device
@@ -203,8 +224,11 @@ class LiveEngine:
         self._recenter = False
         self._smooth_state = None
         # A causal denoiser runs a frame at a time (engine.model.streaming): its cache holds every
-        # layer's keys and values of the last `window` frames, so a new frame costs one row.
-        self._cache = KVCache(model.cfg, 1, self.device) if isinstance(model, Denoiser) and model.cfg.causal else None
+        # layer's keys and values of the last `window` frames, so a new frame costs one row. The
+        # cache is the engine's own, or a row of one that many engines share (engine.live.batch).
+        self._cache, self.cache_row = None, 0
+        if isinstance(model, Denoiser) and model.cfg.causal:
+            self._cache, self.cache_row = cache or (KVCache(model.cfg, 1, self.device), 0)
         self._uncached: list[_Slot] = []  # slots not yet through the cache, oldest first
 
     @property
@@ -259,6 +283,14 @@ class LiveEngine:
     # The stream.
     def push(self, packets: list[LandmarkPacket]) -> list[PoseFrame]:
         """Add frames (oldest first); return the poses now due, oldest first."""
+        self.add(packets)
+        if self._cache is not None:
+            stream_slots(self.model, self._cache, [(self.take_uncached(), self.cache_row)])
+        return self.emit_due()
+
+    def add(self, packets: list[LandmarkPacket]) -> None:
+        """The first half of push: the frames (oldest first) join the window. A causal engine's
+        new slots then go through the cache (take_uncached, stream_slots) before emit_due."""
         for p in packets:
             last = self._slots[-1].packet if self._slots else None
             self._measured.add(p.t_capture)
@@ -272,8 +304,14 @@ class LiveEngine:
             for j in range(1, span):
                 self._add_slot(between(last, p, j / span), span=0, dt=1.0 / (k * rate))
             self._pending.append(self._add_slot(p, span=span, dt=1.0 / (k * rate)))
-        if self._cache is not None:
-            self._stream_new_slots()
+
+    def take_uncached(self) -> list[_Slot]:
+        """The slots that have not been through the cache yet, oldest first (now the caller's)."""
+        fresh, self._uncached = self._uncached, []
+        return fresh
+
+    def emit_due(self) -> list[PoseFrame]:
+        """The second half of push: the poses now due, oldest first."""
         # Kept: the window, the frames waiting for their lag, and a window of emitted history.
         while len(self._slots) > 2 * self.window + self.lag * self._k:
             self._slots.popleft()
@@ -292,16 +330,6 @@ class LiveEngine:
         if self._cache is not None:
             self._uncached.append(slot)
         return slot
-
-    @torch.inference_mode()
-    def _stream_new_slots(self) -> None:
-        """Each new slot's estimate from the causal denoiser, one row each, in arrival order. Every
-        slot goes through, generated stretches included, so the cache always holds the stream."""
-        fresh, self._uncached = self._uncached, []
-        for slot, embedding in zip(fresh, self.model.embed_frames(self._window([s.cond for s in fresh]))[0]):
-            slot.embedding = embedding
-            x0, logits = step(self.model, self._cache, embedding[None])
-            slot.est, slot.est_logits = x0[0], logits[0]
 
     def flush(self) -> list[PoseFrame]:
         """The poses still held back by the lag, oldest first: the stream has ended, no newer
