@@ -4,9 +4,14 @@
   product would cost without the engine;
 - the whole pipeline unpaced (`--no-realtime`: frames as fast as they are consumed), 1 and 2 steps;
 - the whole pipeline paced at the clip's own frame rate like a camera, default step count:
-  dropped frames, capture->pose latency, first pose.
+  dropped frames, capture->pose latency, first pose;
+- with --model, the unpaced 1-step and the paced cases again with those weights (a causal model
+  runs a frame at a time: engine.model.streaming), side by side.
+Each case's CPU time per frame read, MediaPipe's process and the engine's (outputs included), all
+threads, from the first frame: what the pipeline takes from an avatar app beside it ("cores at 30
+fps").
 
-    genmo-live bench live [--clip PATH] [--repeats N]
+    genmo-live bench live [--clip PATH] [--model PATH]
 """
 from __future__ import annotations
 
@@ -31,10 +36,11 @@ def mediapipe_alone(clip: str) -> dict:
                 data = ingest.packets.get(timeout=0.2)
             except queue.Empty:
                 try:
-                    kind, _ = ingest.events.get_nowait()
+                    kind, payload = ingest.events.get_nowait()
                 except queue.Empty:
                     continue
                 if kind == "end":
+                    cpu_s = payload["cpu_s"]
                     break
                 continue
             p = LandmarkPacket.from_bytes(data)
@@ -44,26 +50,35 @@ def mediapipe_alone(clip: str) -> dict:
     finally:
         ingest.stop()
     n = len(keypoint_ms)
+    cpu_ms = round(cpu_s / n * 1000, 2) if n else None
     return {"frames": n, "fps": round((n - 1) / (last - first), 1) if n > 1 else None,
-            "keypoint_ms": percentiles(keypoint_ms)}
+            "keypoint_ms": percentiles(keypoint_ms), "cpu_ms_per_frame": cpu_ms,
+            "cores_at_30_fps": None if cpu_ms is None else round(cpu_ms * 30 / 1000, 2)}
 
 
-def run(cfg, clip: str) -> list[dict]:
-    """Rows of {case, frames, dropped, fps, latency p50/p95, first pose, keypoint and engine ms}."""
+def run(cfg, clip: str, model: str | None = None) -> list[dict]:
+    """Rows of {case, frames, dropped, fps, latency p50/p95, first pose, keypoint and engine ms,
+    CPU ms per frame, cores at 30 fps}."""
     rows = []
     base = mediapipe_alone(clip)
     rows.append({"case": "baseline: MediaPipe alone, unpaced", "frames": base["frames"], "dropped": 0,
                  "fps": base["fps"], "latency_ms": None, "first_pose_s": None,
-                 "keypoint_ms": base["keypoint_ms"], "engine_ms": None})
-    cases = [("pipeline unpaced, 1 step", False, 1), ("pipeline unpaced, 2 steps", False, 2),
-             (f"pipeline paced at the clip's rate, {cfg.engine.steps} step(s)", True, cfg.engine.steps)]
-    for name, realtime, steps in cases:
+                 "keypoint_ms": base["keypoint_ms"], "engine_ms": None, "cpu_ms_per_frame": base["cpu_ms_per_frame"],
+                 "cores_at_30_fps": base["cores_at_30_fps"]})
+    weights = cfg.engine.weights
+    cases = [("pipeline unpaced, 1 step", False, 1, weights), ("pipeline unpaced, 2 steps", False, 2, weights),
+             (f"pipeline paced at the clip's rate, {cfg.engine.steps} step(s)", True, cfg.engine.steps, weights)]
+    if model:
+        cases += [(f"{model}: pipeline unpaced, 1 step", False, 1, model),
+                  (f"{model}: pipeline paced at the clip's rate, 1 step", True, 1, model)]
+    for name, realtime, steps, path in cases:
         c = dataclasses.replace(cfg, source=dataclasses.replace(cfg.source, source=clip, realtime=realtime, loop=False),
-                                engine=dataclasses.replace(cfg.engine, steps=steps))
+                                engine=dataclasses.replace(cfg.engine, steps=steps, weights=path))
         r = run_live(c)
         rows.append({"case": name, "frames": r["poses_out"], "dropped": r["dropped"], "fps": r["fps_out"],
                      "latency_ms": r["latency_ms"], "first_pose_s": r["first_pose_s"],
-                     "keypoint_ms": r["keypoint_ms"], "engine_ms": r["engine_ms"]})
+                     "keypoint_ms": r["keypoint_ms"], "engine_ms": r["engine_ms"],
+                     "cpu_ms_per_frame": r["cpu_ms_per_frame"], "cores_at_30_fps": r["cores_at_30_fps"]})
     return rows
 
 
@@ -72,10 +87,12 @@ def format_rows(rows: list[dict]) -> str:
         return "—" if not d or d.get(k) is None else f"{d[k]:.1f}"
 
     lines = ["| case | poses (frames) | dropped | per second | latency p50 / p95 ms | first pose s | "
-             "MediaPipe p50 ms | engine p50 / p95 ms |", "|---|---|---|---|---|---|---|---|"]
+             "MediaPipe p50 ms | engine p50 / p95 ms | CPU ms a frame | cores at 30 fps |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['case']} | {r['frames']} | {r['dropped']} | {r['fps']} | "
                      f"{p(r['latency_ms'], 'p50')} / {p(r['latency_ms'], 'p95')} | "
                      f"{'—' if r['first_pose_s'] is None else r['first_pose_s']} | {p(r['keypoint_ms'], 'p50')} | "
-                     f"{p(r['engine_ms'], 'p50')} / {p(r['engine_ms'], 'p95')} |")
+                     f"{p(r['engine_ms'], 'p50')} / {p(r['engine_ms'], 'p95')} | {p(r, 'cpu_ms_per_frame')} | "
+                     f"{'—' if r['cores_at_30_fps'] is None else r['cores_at_30_fps']} |")
     return "\n".join(lines)

@@ -159,6 +159,8 @@ class RunStats:
     engine_failures: int = 0
     engine_errors: list = field(default_factory=list)  # the first of each kind, at most MAX_ERROR_KINDS
     ingest_restarts: int = 0
+    ingest_cpu_s: float = 0.0           # the ingest processes' CPU seconds from their first frames
+    engine_cpu_from: float | None = None  # this process's CPU time at the first frame
 
     def note(self, kind: str, payload) -> bool:
         """Take an ingest event: errors are logged and kept, the end's counts read. True at the end."""
@@ -168,6 +170,7 @@ class RunStats:
         elif kind == "end":  # each ingest process's own counts (a restarted source has several)
             self.frames_in += payload["frames_in"]
             self.dropped += payload["dropped"]
+            self.ingest_cpu_s += payload["cpu_s"]
         return kind == "end"
 
     def engine_failed(self, error: Exception, packets: list) -> None:
@@ -201,6 +204,9 @@ class RunStats:
 
     def report(self) -> dict:
         span = (self.last_emit - self.first_emit) if self.poses_out > 1 else 0.0
+        # CPU per frame: MediaPipe's process and this one (engine, outputs, servers), all threads.
+        cpu_s = self.ingest_cpu_s + (time.process_time() - self.engine_cpu_from if self.engine_cpu_from else 0.0)
+        cpu_ms = round(cpu_s / self.frames_in * 1000, 2) if self.frames_in else None
         return {
             "frames_in": self.frames_in,
             "poses_out": self.poses_out,
@@ -216,6 +222,8 @@ class RunStats:
             "engine_failures": self.engine_failures,
             "engine_errors": self.engine_errors,
             "ingest_restarts": self.ingest_restarts,
+            "cpu_ms_per_frame": cpu_ms,
+            "cores_at_30_fps": None if cpu_ms is None else round(cpu_ms * 30 / 1000, 2),
         }
 
 
@@ -340,6 +348,7 @@ def run_live(cfg, outputs: list[Output] = (), duration: float | None = None, con
                 next_id = packets[-1].frame_id + 1
                 if stats.first_frame_t is None:
                     stats.first_frame_t = packets[0].t_capture
+                    stats.engine_cpu_from = time.process_time()
                 t0 = time.perf_counter()
                 try:
                     poses = engine.push(packets)
@@ -388,7 +397,10 @@ def format_run_report(report: dict) -> str:
             f"{report['dropped']} dropped, {report['fps_out']} poses/s; first pose {report['first_pose_s']} s "
             f"after the first frame\nlatency capture->pose p50/p95/p99 {lat['p50']}/{lat['p95']}/{lat['p99']} ms; "
             f"MediaPipe {kp['p50']}/{kp['p95']}/{kp['p99']} ms; engine {en['p50']}/{en['p95']}/{en['p99']} ms\n"
-            f"sources: {report['sources']}" + "".join(f"\nerror: {e}" for e in report["errors"])
+            f"sources: {report['sources']}"
+            + (f"\nCPU {report['cpu_ms_per_frame']} ms a frame (MediaPipe, engine and outputs): "
+               f"{report['cores_at_30_fps']} cores at 30 fps" if report["cpu_ms_per_frame"] is not None else "")
+            + "".join(f"\nerror: {e}" for e in report["errors"])
             + (f"\nthe engine failed {report['engine_failures']} times: " + "; ".join(report["engine_errors"])
                if report["engine_failures"] else "")
             + "".join(f"\nrecording incomplete: {line}" for line in lost_recordings(report)))

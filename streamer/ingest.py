@@ -6,7 +6,8 @@ talks to the engine over two multiprocessing queues:
   paced file) never waits for the engine: when the queue is full the oldest packet is dropped and
   counted, so latency stays bounded. An unpaced file waits instead, so every frame is processed.
 - `events`: ("started", {name, fps, live, url}), ("error", message) when the source cannot start or dies,
-  ("end", {frames_in, dropped}) when it finishes or is stopped.
+  ("end", {frames_in, dropped, cpu_s}) when it finishes or is stopped (cpu_s: this process's CPU
+  seconds, all its threads, from its first frame on).
 The process ends with its parent, however the parent ends (a watch thread), and a process that
 died is replaced by `Ingest.restart` (the engine loop decides when: clients.live).
 """
@@ -79,12 +80,13 @@ def run_ingest(options: IngestOptions, packets, events, stop) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(), stop), name="parent watch", daemon=True).start()
     frames_in = dropped = 0
+    cpu_from = None  # process CPU time at the first frame: loading MediaPipe is not a frame's cost
     try:
         source = open_source(options.source, realtime=options.realtime, loop=options.loop,
                              webcam_index=options.webcam_index, **options.webrtc)
     except SourceError as e:
         events.put(("error", str(e)))
-        events.put(("end", {"frames_in": 0, "dropped": 0}))
+        events.put(("end", {"frames_in": 0, "dropped": 0, "cpu_s": 0.0}))
         return
     waits = isinstance(source, VideoFileSource) and not source.realtime
     events.put(("started", {"name": source.name, "fps": source.fps, "live": source.live,
@@ -96,6 +98,7 @@ def run_ingest(options: IngestOptions, packets, events, stop) -> None:
                 if stop.value:
                     break
                 h, w = frame.rgb.shape[:2]
+                cpu_from = time.process_time() if cpu_from is None else cpu_from
                 t0 = time.perf_counter()
                 det = detector.detect(frame.rgb)
                 ms = (time.perf_counter() - t0) * 1000
@@ -117,7 +120,8 @@ def run_ingest(options: IngestOptions, packets, events, stop) -> None:
         events.put(("error", str(e)))
     except Exception as e:  # a decoder or driver failure: report it, the engine keeps serving
         events.put(("error", f"source {source.name} failed: {type(e).__name__}: {e}"))
-    events.put(("end", {"frames_in": frames_in, "dropped": dropped}))
+    events.put(("end", {"frames_in": frames_in, "dropped": dropped,
+                        "cpu_s": 0.0 if cpu_from is None else time.process_time() - cpu_from}))
 
 
 class Ingest:

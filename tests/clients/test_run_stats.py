@@ -1,6 +1,7 @@
 """The run's measurements (clients.live.RunStats): the same size however long a run lasts (on main a
 list of every pose grew 13 MB an hour and the status line scanned all of it), exact while a run
 fits its samples, and a fair sample after."""
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -50,3 +51,20 @@ def test_the_sample_keeps_every_value_until_full_then_each_with_equal_chance():
     sample.extend(range(100, 10_000))
     assert sample.count == 10_000 and len(sample.values) == 100
     assert 3500 < np.mean(sample.values) < 6500  # drawn from the whole series, not its start or end
+
+
+def test_cpu_per_frame_counts_the_ingest_processes_and_this_one():
+    """"Cores at 30 fps": MediaPipe's process (each restarted one's own count) plus the engine's,
+    from the first frame on, per frame read."""
+    stats = RunStats()
+    assert stats.report()["cpu_ms_per_frame"] is None
+    stats.note("end", {"frames_in": 60, "dropped": 0, "cpu_s": 0.9})
+    stats.note("end", {"frames_in": 40, "dropped": 1, "cpu_s": 0.6})
+    report = stats.report()  # no frame reached the engine: the ingest's CPU alone
+    assert report["cpu_ms_per_frame"] == 15.0 and report["cores_at_30_fps"] == 0.45
+    stats.engine_cpu_from = time.process_time()
+    end = time.process_time() + 0.05
+    while time.process_time() < end:  # 50 ms of this process's CPU
+        pass
+    report = stats.report()
+    assert 15.5 <= report["cpu_ms_per_frame"] < 17.0
