@@ -1,38 +1,90 @@
-"""Denoiser speed: one 120-frame window, batch 1, the live case, for 1, 2 and 5 DDIM steps (1 =
-estimation mode), for the design size (256 wide, 6 layers) and a smaller one (192 wide, 4 layers)
-side by side in the same run; with a checkpoint, its own size too; and each at 1 step with mirror
-averaging (engine.model.mirror: the window and its mirror image in one batch of 2). Random weights time
-the same as trained ones. Text blocks are not run: a window with no text skips them.
+"""Denoiser and live-engine speed, three tables from one run.
 
-    genmo-live bench engine [--threads 2] [--repeats 50] [--model PATH]
+Window passes: one 120-frame window, batch 1, for 1, 2 and 5 DDIM steps (1 = estimation mode), for
+the design size (256 wide, 6 layers) and a smaller one (192 wide, 4 layers) side by side; with
+--model, that checkpoint too; and each at 1 step with mirror averaging (engine.model.mirror: the
+window and its mirror image in one batch of 2). Random weights time the same as trained ones. Text
+blocks are not run: a window with no text skips them.
+
+Per frame: LiveEngine.push([packet]) one packet at a time at 30 fps, after a warm-up that fills the
+window, p50 and p95; for today's window pass (the trained weights as they are) and the cached causal
+path (engine.model.streaming; the same weights with ModelConfig.causal), each at 1 and 2 torch
+threads; beside each, the model's own part: one window forward pass, or one streaming.step.
+
+Streams: one tick that gives each of N streams one new frame through the causal model, model only
+(the N frames embedded, then one streaming.step for N rows, every cache full) and the whole engine
+(engine.live.batch.StreamBatch.tick: landmarks in, poses out, after a warm-up that fills every
+window); for a few N, and the most N whose tick fits a 30 fps frame (doubling, then bisection).
+
+    genmo-live bench engine [--threads 2] [--repeats 50] [--frames 300] [--model PATH]
+                            [--streams 1,8,32,128] [--max-streams 4096]
 """
 from __future__ import annotations
 
+import dataclasses
+import itertools
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
 import torch
 
 from bench.timing import median_ms
+from configs.config import ConfigError, EngineConfig
+from engine.body.body_model import Body, load_default_body
+from engine.live.batch import StreamBatch
+from engine.live.engine import LiveEngine
+from engine.model.checkpoint import load_model
 from engine.model.denoiser import Conditions, Denoiser, ModelConfig
-from engine.model.diffusion import cosine_alpha_bar, ddim
+from engine.model.diffusion import NUM_STEPS, cosine_alpha_bar, ddim
 from engine.model.mirror import mirror_averaged
 from engine.model.motion import MOTION_DIM, Normalizer
+from engine.model.streaming import KVCache, step
+from engine.paths import WEIGHTS_PATH
+from streamer.packets import LandmarkPacket
 
 WINDOW = 120
 STEPS = (1, 2, 5)
 SIZES = {"256 wide, 6 layers (design)": ModelConfig(), "192 wide, 4 layers": ModelConfig(width=192, layers=4, mlp=768)}
+FPS = 30.0
+FRAME_MS = 1000.0 / FPS
+LIVE_THREADS = (1, 2)
+WARMUP_FRAMES = 150       # more than the 120-frame window, so every timed push sees a full one
+STREAMS = (1, 8, 32, 128)
+MAX_STREAMS = 4096        # the search's ceiling: 4096 full caches of the bundled model are 3 GB
+ENGINE_CONFIG = dataclasses.replace(EngineConfig(), prompt="")  # the defaults; no prompt, so no text model
 
 
-def _conditions(g: torch.Generator) -> Conditions:
-    return Conditions(keypoints=torch.randn(1, WINDOW, 33, 2, generator=g),
-                      visible=torch.rand(1, WINDOW, 33, generator=g) > 0.2,
-                      box=torch.randn(1, WINDOW, 3, generator=g), has_box=torch.ones(1, WINDOW, dtype=torch.bool))
+def _conditions(g: torch.Generator, batch: int = 1, length: int = WINDOW) -> Conditions:
+    return Conditions(keypoints=torch.randn(batch, length, 33, 2, generator=g),
+                      visible=torch.rand(batch, length, 33, generator=g) > 0.2,
+                      box=torch.randn(batch, length, 3, generator=g),
+                      has_box=torch.ones(batch, length, dtype=torch.bool))
 
 
-def run(repeats: int = 50, model_path: str | None = None) -> list[dict]:
-    """Rows of {case, params_m, steps, ms} (median per window)."""
+def swaying_packet(i: int, fps: float = FPS, width: int = 640, height: int = 480) -> LandmarkPacket:
+    """Frame i of one person swaying side to side (10 px, period 2 s) in the middle of the image,
+    every landmark seen, captured at i / fps seconds."""
+    j = np.arange(33)
+    x = width * (0.5 + 0.1 * np.sin(j)) + 10 * np.sin(np.pi * i / fps)
+    y = height * (0.15 + 0.75 * j / 32)
+    keypoints = np.stack([x, y], -1).astype(np.float32)
+    return LandmarkPacket(i, i / fps, width, height, keypoints, np.full(33, 0.9, np.float32))
+
+
+def causal_copy(model: Denoiser) -> Denoiser:
+    """The same weights under the causal mask. A pass's time does not depend on whether the
+    weights were trained causal, so any checkpoint times the cached path."""
+    causal = Denoiser(dataclasses.replace(model.cfg, causal=True))
+    causal.load_state_dict(model.state_dict())
+    return causal.eval()
+
+
+def window_rows(repeats: int = 50, model_path: str | None = None) -> list[dict]:
+    """Rows of {case, params_m, steps, ms} (median ms per 120-frame window)."""
     models = {name: (Denoiser(cfg).eval(), Normalizer()) for name, cfg in SIZES.items()}
     if model_path:
-        from engine.model.checkpoint import load_model
-
         models[f"checkpoint {model_path}"] = load_model(model_path)[:2]
     g = torch.Generator().manual_seed(0)
     cond = _conditions(g)
@@ -52,7 +104,153 @@ def run(repeats: int = 50, model_path: str | None = None) -> list[dict]:
     return rows
 
 
-def format_rows(rows: list[dict]) -> str:
-    lines = ["| model | parameters | DDIM steps | ms per 120-frame window |", "|---|---|---|---|"]
-    lines += [f"| {r['case']} | {r['params_m']} M | {r['steps']} | {r['ms']:.2f} |" for r in rows]
-    return "\n".join(lines)
+def push_ms(model: Denoiser, norm: Normalizer, body: Body, frames: int, warmup: int = WARMUP_FRAMES) -> list[float]:
+    """ms of each LiveEngine.push([packet]) of `frames` packets at 30 fps, after `warmup` untimed
+    ones."""
+    engine = LiveEngine(model, norm, body, ENGINE_CONFIG, fps=FPS)
+    times = []
+    for i in range(warmup + frames):
+        packet = swaying_packet(i)
+        t0 = time.perf_counter()
+        engine.push([packet])
+        if i >= warmup:
+            times.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def window_pass(model: Denoiser, window: int = WINDOW) -> Callable[[], None]:
+    """One estimation pass as the live engine's window path runs it: the new frame embedded, then
+    the model over the window's kept embeddings at the last diffusion step."""
+    g = torch.Generator().manual_seed(0)
+    new, frames = _conditions(g, length=1), torch.randn(1, window, model.cfg.width, generator=g)
+    x, t = torch.zeros(1, window, MOTION_DIM), torch.tensor([NUM_STEPS - 1])
+
+    @torch.inference_mode()
+    def run():
+        model.embed_frames(new)
+        model(x, t, None, frames)
+    return run
+
+
+def stream_tick(model: Denoiser, streams: int) -> Callable[[], None]:
+    """One tick of `streams` streams through the causal `model`: their new frames embedded, then
+    one streaming.step for all of them. Every cache starts full, as in a stream past its first
+    `window` frames, where a step attends the most keys."""
+    cache = KVCache(model.cfg, streams)
+    cache.count[:] = model.cfg.window
+    new = _conditions(torch.Generator().manual_seed(0), length=streams)
+
+    @torch.inference_mode()
+    def run():
+        step(model, cache, model.embed_frames(new)[0])
+    return run
+
+
+def batch_tick(model: Denoiser, norm: Normalizer, body: Body, streams: int, warmup: int = WARMUP_FRAMES
+               ) -> Callable[[], None]:
+    """One StreamBatch.tick of `streams` live engines on the causal `model`, a new packet each, after
+    `warmup` ticks that fill every stream's window: the whole engine, landmarks in, poses out."""
+    batch = StreamBatch(model, norm, body, ENGINE_CONFIG, capacity=streams)
+    for key in range(streams):
+        batch.join(key, fps=FPS)
+    frame = itertools.count()
+
+    def run():
+        packet = swaying_packet(next(frame))
+        batch.tick({key: [packet] for key in range(streams)})
+    for _ in range(warmup):
+        run()
+    return run
+
+
+def per_frame_rows(model: Denoiser, norm: Normalizer, body: Body, repeats: int = 50, frames: int = 300,
+                   warmup: int = WARMUP_FRAMES, threads: tuple[int, ...] = LIVE_THREADS) -> list[dict]:
+    """Rows of {path, threads, engine_p50_ms, engine_p95_ms, model_ms} for `model` (trained as it
+    is, run a window at a time) and its causal copy (run a row at a time), at each thread count.
+    model_ms: median of `repeats` window_pass or one-stream stream_tick."""
+    causal = causal_copy(model)
+    paths = {"window pass (today's)": (model, window_pass(model)),
+             "cached causal step": (causal, stream_tick(causal, 1))}
+    before = torch.get_num_threads()
+    rows = []
+    try:
+        for n in threads:
+            torch.set_num_threads(n)
+            for path, (m, model_part) in paths.items():
+                times = push_ms(m, norm, body, frames, warmup)
+                rows.append({"path": path, "threads": n, "engine_p50_ms": round(float(np.percentile(times, 50)), 2),
+                             "engine_p95_ms": round(float(np.percentile(times, 95)), 2),
+                             "model_ms": round(median_ms(model_part, repeats), 2)})
+    finally:
+        torch.set_num_threads(before)
+    return rows
+
+
+def largest_fitting(fits: Callable[[int], bool], cap: int = MAX_STREAMS) -> int:
+    """The largest n in 1..cap with fits(n), for a fits that holds up to some n and not beyond; 0
+    when fits(1) does not hold. Doubling finds a bracket, bisection closes it: about 2 log2(n) calls."""
+    if not fits(1):
+        return 0
+    lo = 1
+    while lo < cap and fits(hi := min(2 * lo, cap)):
+        lo = hi
+    if lo == cap:
+        return cap
+    while hi - lo > 1:  # fits(lo), not fits(hi)
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo
+
+
+def stream_rows(model: Denoiser, norm: Normalizer, body: Body, repeats: int = 50, streams: tuple[int, ...] = STREAMS,
+                cap: int = MAX_STREAMS, warmup: int = WARMUP_FRAMES) -> tuple[list[dict], list[dict]]:
+    """For the causal `model`, model only (stream_tick) and the whole engine (batch_tick): rows of
+    {tick, streams, tick_ms, stream_frames_per_s} (median tick of `repeats`), and per kind of tick
+    {tick, streams, tick_ms}: the most streams whose tick takes at most a 30 fps frame (33.3 ms),
+    searched up to `cap`."""
+    ticks = {"model only: embed_frames + streaming.step": lambda n: stream_tick(model, n),
+             "whole engine: StreamBatch.tick": lambda n: batch_tick(model, norm, body, n, warmup)}
+    rows, largest = [], []
+    for name, tick in ticks.items():
+        timed: dict[int, float] = {}
+
+        def tick_ms(n: int) -> float:
+            if n not in timed:
+                timed[n] = median_ms(tick(n), repeats)
+            return timed[n]
+
+        rows += [{"tick": name, "streams": n, "tick_ms": round(tick_ms(n), 2),
+                  "stream_frames_per_s": round(n / tick_ms(n) * 1e3, 1)} for n in streams]
+        n = largest_fitting(lambda n: tick_ms(n) <= FRAME_MS, cap)
+        largest.append({"tick": name, "streams": n, "tick_ms": round(tick_ms(n), 2) if n else None})
+    return rows, largest
+
+
+def run(repeats: int = 50, model_path: str | None = None, weights: str | Path = WEIGHTS_PATH, frames: int = 300,
+        streams: tuple[int, ...] = STREAMS, max_streams: int = MAX_STREAMS) -> dict:
+    """All three tables: {windows, per_frame, streams, streams_at_30fps}; the per-frame and stream
+    rows with `weights`, window and stream rows at the caller's threads."""
+    model, norm, _ = load_model(weights)
+    if not isinstance(model, Denoiser):
+        raise ConfigError(f"bench engine: {weights} holds a {type(model).__name__}, not a denoiser")
+    body = load_default_body()
+    windows = window_rows(repeats, model_path)
+    per_frame = per_frame_rows(model, norm, body, repeats, frames)
+    streams, largest = stream_rows(causal_copy(model), norm, body, repeats, streams, max_streams)
+    return {"windows": windows, "per_frame": per_frame, "streams": streams, "streams_at_30fps": largest}
+
+
+def format_tables(tables: dict) -> str:
+    windows = ["| model | parameters | DDIM steps | ms per 120-frame window |", "|---|---|---|---|"]
+    windows += [f"| {r['case']} | {r['params_m']} M | {r['steps']} | {r['ms']:.2f} |" for r in tables["windows"]]
+    per_frame = ["| live engine, 1 step | torch threads | push p50 ms | push p95 ms | model only, median ms |",
+                 "|---|---|---|---|---|"]
+    per_frame += [f"| {r['path']} | {r['threads']} | {r['engine_p50_ms']:.2f} | {r['engine_p95_ms']:.2f} | "
+                  f"{r['model_ms']:.2f} |" for r in tables["per_frame"]]
+    streams = ["| tick | streams | ms per tick | streams x frames/s |", "|---|---|---|---|"]
+    streams += [f"| {r['tick']} | {r['streams']} | {r['tick_ms']:.2f} | {r['stream_frames_per_s']:.1f} |"
+                for r in tables["streams"]]
+    streams += [f"| {r['tick']} | **{r['streams']}**, the most at 30 fps (tick <= {FRAME_MS:.1f} ms) | "
+                + (f"{r['tick_ms']:.2f} | {r['streams'] / r['tick_ms'] * 1e3:.1f} |" if r["streams"] else "— | — |")
+                for r in tables["streams_at_30fps"]]
+    return "\n\n".join("\n".join(t) for t in (windows, per_frame, streams))

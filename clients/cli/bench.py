@@ -94,10 +94,39 @@ def _bench_soak(args, cfg) -> int:
     return 0
 
 
+def _bench_engine(args, cfg) -> int:
+    """genmo-live bench engine: window passes of each model size at --threads; the live engine's
+    time per frame, window pass against cached causal step, at 1 and 2 threads; batched streams at
+    --threads. The live and stream rows use --model, else the configured weights."""
+    from bench import engine
+    from configs.config import resolve_path
+    from engine.paths import WEIGHTS_PATH
+
+    if args.frames < 1 or args.max_streams < 1:
+        raise ConfigError(f"bench engine: --frames and --max-streams must be at least 1, not {args.frames} and "
+                          f"{args.max_streams}")
+    try:
+        streams = tuple(int(n) for n in args.streams.split(","))
+    except ValueError:
+        streams = ()
+    if not streams or min(streams) < 1:
+        raise ConfigError(f"bench engine: --streams takes stream counts like 1,8,32,128, not {args.streams!r}")
+    configured = resolve_path(cfg.engine.weights) if cfg.engine.weights else WEIGHTS_PATH
+    weights = Path(args.model) if args.model else configured
+    if not weights.is_file():
+        raise ConfigError(f"bench engine: no weights at {weights}")
+    print(f"genmo-live bench engine: window passes and streams at {args.threads} torch threads, median of "
+          f"{args.repeats} runs; the live engine at {' and '.join(map(str, engine.LIVE_THREADS))} threads, "
+          f"{args.frames} frames after {engine.WARMUP_FRAMES} of warm-up; live and stream rows with {weights}")
+    tables = engine.run(args.repeats, args.model, weights, args.frames, streams, args.max_streams)
+    print(json.dumps(tables, indent=2) if args.json else engine.format_tables(tables))
+    return 0
+
+
 def cmd_bench(args, cfg) -> int:
     import torch
 
-    from bench import engine, kinematics, train
+    from bench import kinematics, train
 
     if args.target == "quality":
         return _bench_quality(args, cfg)
@@ -110,14 +139,14 @@ def cmd_bench(args, cfg) -> int:
         clip = args.clip or str(SAMPLE_CLIP)
         print(f"genmo-live bench live on {clip}: engine {cfg.engine.threads} torch thread(s), MediaPipe in the "
               f"ingest process")
-        rows = live.run(cfg, clip)
+        rows = live.run(cfg, clip, args.model)
         print(json.dumps(rows, indent=2) if args.json else live.format_rows(rows))
         return 0
     torch.set_num_threads(args.threads)
-    print(f"genmo-live bench {args.target}: {args.threads} torch threads, median of {args.repeats} runs")
     if args.target == "engine":
-        rows, fmt = engine.run(args.repeats, args.model), engine.format_rows
-    elif args.target == "train":
+        return _bench_engine(args, cfg)
+    print(f"genmo-live bench {args.target}: {args.threads} torch threads, median of {args.repeats} runs")
+    if args.target == "train":
         rows, fmt = train.run(args.repeats), train.format_rows
     else:
         rows, fmt = kinematics.run(args.repeats), kinematics.format_rows
@@ -132,15 +161,23 @@ def add_commands(sub, parent) -> None:
                        help="what to benchmark")
     bench.add_argument("--clip", metavar="PATH", help="live, soak: the video (default: the bundled sample clip)")
     bench.add_argument("--minutes", type=float, default=15.0, help="soak: how long the run goes (default 15)")
-    bench.add_argument("--model", metavar="PATH", help="engine: also time this checkpoint; quality: the weights "
-                                                       "(default: the configured ones)")
+    bench.add_argument("--model", metavar="PATH", help="engine, live: also time this checkpoint (engine: its live "
+                                                       "and stream rows with it); quality: the weights (default: the "
+                                                       "configured ones)")
     bench.add_argument("--lifter", metavar="PATH", help="quality: the per-frame lifter (default assets/per_frame_lifter.pt)")
     bench.add_argument("--out", metavar="DIR", default="bench/results", help="quality: where results go")
     bench.add_argument("--readme", metavar="PATH", help="quality: put the summary into this README's results section")
     bench.add_argument("--clips", type=int, help="quality: only the first N real clips")
     bench.add_argument("--gt-items", type=int, help="quality: only the first N ground-truth sequences of each set")
     bench.add_argument("--no-ground-truth", action="store_true", help="quality: the real clips only")
-    bench.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    bench.add_argument("--frames", type=int, default=300, help="engine: live-engine frames timed per row, after the "
+                                                               "warm-up (default 300)")
+    bench.add_argument("--streams", default="1,8,32,128", help="engine: the stream counts timed in one tick "
+                                                                "(default 1,8,32,128)")
+    bench.add_argument("--max-streams", type=int, default=4096, help="engine: how far the search for the most streams "
+                                                                     "at 30 fps goes (default 4096)")
+    bench.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2; engine: its window and "
+                                                              "stream rows, the live-engine rows run at 1 and 2)")
     bench.add_argument("--repeats", type=int, default=50, help="timed runs per case (median reported)")
     bench.add_argument("--json", action="store_true", help="print the rows as JSON")
     bench.set_defaults(handler=cmd_bench)

@@ -85,14 +85,21 @@ def test_bench_kinematics_runs_with_baseline():
 
 
 def test_bench_engine_times_every_size_and_step_count():
-    out = run_cli("bench", "engine", "--repeats", "2", "--json")
+    out = run_cli("bench", "engine", "--repeats", "2", "--frames", "3", "--streams", "1,2", "--max-streams", "2",
+                  "--threads", "1", "--json")
     assert out.returncode == 0, out.stderr
-    rows = json.loads(out.stdout[out.stdout.index("["):])
+    tables = json.loads(out.stdout[out.stdout.index("{"):])
+    rows = tables["windows"]
     plain = {(r["case"].split(" ")[0], r["steps"]) for r in rows if not r["case"].endswith("mirror-averaged")}
     assert plain == {(w, k) for w in ("256", "192") for k in (1, 2, 5)}
     mirrored = [(r["case"].split(" ")[0], r["steps"]) for r in rows if r["case"].endswith("mirror-averaged")]
     assert sorted(mirrored) == [("192", 1), ("256", 1)]
     assert all(r["ms"] > 0 and r["params_m"] > 1 for r in rows)
+    # The live engine's rows and the streams' (their maths and markdown: tests/bench/test_engine_bench.py)
+    assert {(r["path"], r["threads"]) for r in tables["per_frame"]} == {
+        (p, n) for p in ("window pass (today's)", "cached causal step") for n in (1, 2)}
+    assert [r["streams"] for r in tables["streams"]] == [1, 2, 1, 2]  # model only, then the whole engine
+    assert [0 <= r["streams"] <= 2 for r in tables["streams_at_30fps"]] == [True, True]
 
 
 def test_bench_train_times_both_models_in_both_precisions():
