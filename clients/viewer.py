@@ -15,6 +15,10 @@ WebSocket as its first message. The page's own ?ws= overrides the WebSocket URL.
 every request must name this machine as its Host and come from no other site (streamer.access);
 with one, wrong tokens from an address are answered one at a time, each later than the last.
 
+A connection that does not send a whole request within 10 s (the head within 10 s of opening or of
+the last answer, the body within 10 s more) is closed, however slowly its bytes trickle in; so is an
+idle keep-alive connection after 10 s (streamer.server_thread.http_site).
+
 The server lives on an asyncio loop in a daemon thread (streamer/server_thread.py), like the
 WebSocket server's.
 """
@@ -33,7 +37,7 @@ from aiohttp import web
 from configs.config import ConfigError
 from engine.body.body_model import Body
 from streamer.access import GuessThrottle, guard
-from streamer.server_thread import ServerThread, http_url
+from streamer.server_thread import REQUEST_TIMEOUT_S, ServerThread, http_site, http_url
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +84,16 @@ def browser_ws_url(ws_url: str, page_host: str) -> str:
 class ViewerServer:
     """Serves the viewer page for the pose stream at `ws_url` with `body`'s mesh, at
     http://HOST:PORT/ from construction until close(). port 0 picks a free port (`port`, `url`).
-    token: required by the page and its data when set. Raises ConfigError when it cannot listen."""
+    token: required by the page and its data when set. request_timeout_s: seconds a connection has
+    for a request's head, and again for its body (streamer.server_thread.http_site). Raises
+    ConfigError when it cannot listen."""
 
     name = "viewer"
 
-    def __init__(self, host: str, port: int, ws_url: str, body: Body, token: str | None = None):
+    def __init__(self, host: str, port: int, ws_url: str, body: Body, token: str | None = None,
+                 request_timeout_s: float = REQUEST_TIMEOUT_S):
         self.host, self.ws_url, self.token = host, ws_url, token or None
+        self.request_timeout_s = request_timeout_s
         self._throttle = GuessThrottle()
         self._body = json.dumps(body_json(body), separators=(",", ":")).encode()
         self._server = ServerThread("viewer-server", functools.partial(self._serve, port), what="the viewer",
@@ -107,14 +115,9 @@ class ViewerServer:
         app.router.add_get("/body.json", self._body_json)
         for path in STATIC:
             app.router.add_get(path, self._static)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
-        try:
-            await runner.setup()
-            await web.TCPSite(runner, self.host, port).start()
-            ready(runner.addresses[0][1])
+        async with http_site(app, self.host, port, self.request_timeout_s) as bound:
+            ready(bound)
             await stop.wait()
-        finally:
-            await runner.cleanup()
 
     async def _allowed(self, request: web.Request) -> bool:
         return self.token is None or await self._throttle.check(request.remote or "", request.query.get("token"),

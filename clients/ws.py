@@ -70,7 +70,9 @@ Control messages (client -> server, JSON text)
 ----------------------------------------------
     {"type": "set_prompt", "text": "a person waves"}   the text that drives generated motion
     {"type": "clear_prompt"}                           back to the configured prompt
-    {"type": "set_steps", "steps": 4}                  denoising steps per window (1..50)
+    {"type": "set_steps", "steps": 4}                  denoising steps per window (1..50; more than
+                                                       configured only while the engine keeps real
+                                                       time, unless engine.slow_steps)
     {"type": "set_lag", "frames": 10}                  output lag (0..half the window)
     {"type": "recenter"}                               the world origin under the person
     {"type": "pause"} / {"type": "resume"}             stop / restart publishing poses
@@ -99,6 +101,18 @@ Slow clients
 Each client has its own queue of 8 frames (about a quarter of a second). A client that reads more
 slowly than frames arrive (or not at all) loses its oldest queued frames, counted per client and
 logged once; the engine and the other clients are not slowed.
+
+A client that takes nothing at all for 30 s (STALLED_S) while a message waits for it (a hung
+program, a machine gone from the network) is disconnected: its TCP connection is cut, since it could
+not read a close frame behind what it has not read; one line is logged and the server's `stalled`
+count goes up. A slow client keeps its place: TCP hands a lagging reader's bytes over in bursts, so
+one reading 3 frames a second may take nothing for up to 20 s, well inside the limit; one reading
+fewer than 2 a second may be taken for stalled. The server sends no keepalive pings: a ping waits
+behind the frames a client has not read, so it never reached a client that had stopped reading,
+and reached a slow one only after its backlog, when its 20 s pong timeout had cut it.
+
+A connection must complete its handshake within 10 s of opening, however slowly its bytes trickle
+in, or it is closed (REQUEST_TIMEOUT_S, which the viewer and the WebRTC page apply to requests).
 """
 from __future__ import annotations
 
@@ -121,7 +135,7 @@ from clients.live import Control, Output
 from configs.config import ConfigError
 from engine.live.pose_frame import SCHEMA_VERSION, SOURCES, PoseFrame
 from streamer.access import GuessThrottle, request_refusal
-from streamer.server_thread import ServerThread, http_url
+from streamer.server_thread import REQUEST_TIMEOUT_S, ServerThread, http_url
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +153,13 @@ COMMAND_TIMEOUT_S = 5.0
 MAX_MESSAGE_BYTES = 2 ** 16
 MAX_CONNECTIONS = 256  # more are refused at the handshake (HTTP 503)
 SEND_BUFFER_BYTES = 2 ** 16
+# Long enough for a client that still reads, however slowly, and for a laptop that stalls for a
+# few seconds: TCP hands a lagging reader's bytes over in bursts of tens to hundreds of kilobytes
+# (its receive window, our send buffers), so on loopback a client reading 3-5 frames a second took
+# nothing for 8-18 s at a time, and 10 s cut such clients; with 30 s every client reading 3 frames
+# a second or more kept its place (measured, twelve slow readers for 150 s). Short enough that a
+# client gone for good frees its place and its buffers within half a minute.
+STALLED_S = 30.0
 _CLOSE_TIMEOUT_S = 2.0
 _STOP_TIMEOUT_S = 15.0  # the closing handshakes (2 s) and a command in flight (5 s), with room
 
@@ -232,6 +253,8 @@ class _Client:
         self.queue: asyncio.Queue = asyncio.Queue(queue_frames)
         self.sent = 0
         self.dropped = 0
+        self.sending = 0  # sends under way: a frame and a reply may wait at the same time
+        self.taken_t = 0.0  # loop time it last took a message, or last had none waiting
 
     def offer(self, message: str | bytes) -> None:
         """Queue a frame, dropping the oldest when full: a late client gets the newest poses."""
@@ -251,14 +274,18 @@ class WebSocketServer(Output):
 
     control: the run's Control (clients' commands go to it). token: required from clients when set.
     port 0 picks a free port; `port` and `url` say which. queue_frames: frames queued per client
-    before its oldest are dropped. Raises ConfigError when it cannot listen."""
+    before its oldest are dropped. stalled_s: seconds a client may take nothing while a message
+    waits for it before it is disconnected (`stalled` counts those). request_timeout_s: seconds a
+    connection has to complete its handshake. Raises ConfigError when it cannot listen."""
 
     name = "websocket"
 
     def __init__(self, host: str, port: int, control: Control, token: str | None = None,
-                 queue_frames: int = QUEUE_FRAMES):
+                 queue_frames: int = QUEUE_FRAMES, stalled_s: float = STALLED_S,
+                 request_timeout_s: float = REQUEST_TIMEOUT_S):
         self.host, self.control, self.token = host, control, token or None
-        self.queue_frames = queue_frames
+        self.queue_frames, self.stalled_s, self.request_timeout_s = queue_frames, stalled_s, request_timeout_s
+        self.stalled = 0  # clients disconnected for taking nothing for stalled_s
         self._clients: set[_Client] = set()
         self._connections = 0  # open connections, those still authenticating included
         self._throttle = GuessThrottle()
@@ -297,10 +324,18 @@ class WebSocketServer(Output):
     async def _serve(self, port: int, ready, stop: asyncio.Event) -> None:
         # No permessage-deflate: it would compress every frame once per client, the server's
         # main cost by far with many clients on a small CPU, to save little on a LAN.
+        # open_timeout: a deadline for the whole handshake, which bytes trickling in do not move.
+        # No keepalive pings: a ping waits behind the frames a client has not read, so it never
+        # reaches one that has stopped reading, and reaches a slow reader only after its backlog;
+        # the 20 s pong timeout cut clients reading 3 JSON or 10-20 binary frames a second
+        # (measured). _watch_stalls is the check instead.
         server = await serve(self._handle, self.host, port, compression=None, max_size=MAX_MESSAGE_BYTES,
-                             process_request=self._check_request, close_timeout=_CLOSE_TIMEOUT_S)
+                             process_request=self._check_request, close_timeout=_CLOSE_TIMEOUT_S,
+                             open_timeout=self.request_timeout_s, ping_interval=None)
         ready(server.sockets[0].getsockname()[1])
+        watch = asyncio.create_task(self._watch_stalls())
         await stop.wait()
+        watch.cancel()
         server.close()  # the closing handshakes, code 1001
         closed = asyncio.ensure_future(server.wait_closed())
         if not (await asyncio.wait({closed}, timeout=_CLOSE_TIMEOUT_S))[0]:
@@ -349,7 +384,7 @@ class WebSocketServer(Output):
             sender = asyncio.create_task(self._send_frames(client))
             try:
                 async for message in ws:
-                    await ws.send(json.dumps(await self._reply(client, message)))
+                    await self._send(client, json.dumps(await self._reply(client, message)))
             finally:
                 self._clients.discard(client)
                 sender.cancel()
@@ -375,10 +410,38 @@ class WebSocketServer(Output):
             while True:
                 message = await client.queue.get()
                 # waits while the connection's write buffer is full: the queue then fills and drops
-                await client.ws.send(message)
+                await self._send(client, message)
                 client.sent += 1
         except ConnectionClosed:
             pass
+
+    async def _send(self, client: _Client, message: str | bytes) -> None:
+        """ws.send, keeping the client's clock for _watch_stalls: two timestamps rather than a
+        timeout around the send, whose timer would cost 6 µs for every frame to every client."""
+        if not client.sending:
+            client.taken_t = asyncio.get_running_loop().time()
+        client.sending += 1
+        try:
+            await client.ws.send(message)
+        finally:
+            client.sending -= 1
+        client.taken_t = asyncio.get_running_loop().time()
+
+    async def _watch_stalls(self) -> None:
+        """Disconnect every client that has taken nothing for stalled_s while a message waited
+        (checked ten times per stalled_s)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.stalled_s / 10)
+            now = loop.time()
+            for client in self._clients:
+                if client.sending and now - client.taken_t >= self.stalled_s and not client.ws.transport.is_closing():
+                    self.stalled += 1
+                    log.warning("%s has taken nothing for %.0f s: disconnecting it", client.name,
+                                now - client.taken_t)
+                    # A close frame would wait behind everything it has not read: cut the TCP
+                    # connection, which ends its pending sends and its handler.
+                    client.ws.transport.abort()
 
     async def _reply(self, client: _Client, message: str | bytes) -> dict:
         """The reply to one client message: an ack, or an error (never raises for a bad message)."""

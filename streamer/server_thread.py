@@ -13,20 +13,40 @@ share, so that each keeps only its own serving code and all three start, fail an
 
 Its own loop and thread keep the servers' network work off the engine's and the consumers' threads;
 asyncio.run also cancels whatever a library (aiortc) leaves running, so no "task destroyed" warnings.
+
+The HTTP servers (the WebRTC page, the viewer) serve their aiohttp app with http_site, which gives
+every request a deadline:
+
+    async with http_site(app, host, port, request_timeout_s) as bound_port:
+        ready(bound_port)
+        await stop.wait()
+
+A connection must send a request's head within REQUEST_TIMEOUT_S of opening (or of its last
+answer), and the body within REQUEST_TIMEOUT_S more; it is closed otherwise, unanswered, however
+slowly its bytes keep trickling in. A browser's keep-alive connection left idle that long is
+closed too, and the browser opens another when it needs one.
 """
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import threading
-from typing import Awaitable, Callable
+from typing import AsyncIterator, Awaitable, Callable
 from urllib.parse import quote
+
+from aiohttp import web
 
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
+# A browser sends a request (a few kilobytes) whole, in well under a second even on a poor link,
+# and reopens a closed idle connection at no cost; a client that opens connections and never
+# finishes its requests (slowloris) holds each for this long at most, not for aiohttp's default
+# hour, with the file descriptors the engine and the other servers share.
+REQUEST_TIMEOUT_S = 10.0
 
 Serve = Callable[[Callable[[int], None], asyncio.Event], Awaitable[None]]
 
@@ -96,3 +116,39 @@ class ServerThread:
         self._thread.join(self.stop_timeout_s)
         if self._thread.is_alive():
             log.warning("%s thread did not stop within %.0f s", self.what, self.stop_timeout_s)
+
+
+@contextlib.asynccontextmanager
+async def http_site(app: web.Application, host: str, port: int,
+                    request_timeout_s: float = REQUEST_TIMEOUT_S) -> AsyncIterator[int]:
+    """Serve `app` on host:port for the duration of the block, which gets the bound port; requests
+    have request_timeout_s seconds for their head and as long again for their body (the module
+    docstring). Adds a middleware to `app`, after its own."""
+    app.middlewares.append(_body_deadline(request_timeout_s))
+    # aiohttp's keep-alive timer runs from the connection's opening and from each answer, and
+    # arriving bytes do not re-arm it; when it fires while the request's head is still incomplete
+    # it closes the connection (aiohttp/web_protocol.py: connection_made, _process_keepalive).
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0, keepalive_timeout=request_timeout_s)
+    try:
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
+
+
+def _body_deadline(timeout_s: float):
+    """aiohttp middleware: the request's body read whole within timeout_s, else the connection
+    closed unanswered, as the keep-alive timer does with a late head. The handler's own read()
+    then returns the body at once."""
+    @web.middleware
+    async def read_in_time(request: web.Request, handler):
+        try:
+            async with asyncio.timeout(timeout_s):
+                await request.read()
+        except TimeoutError:
+            request.protocol.force_close()
+            raise web.HTTPRequestTimeout() from None  # written to no one: the connection is closed
+        return await handler(request)
+
+    return read_in_time

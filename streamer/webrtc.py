@@ -19,7 +19,9 @@ browser's other candidates are dropped from its offer, so nothing leaves the mac
 ones from an address answered one at a time, each later than the last). Without
 a token, a request must name this machine as its Host and come from no other site
 (streamer.access), so a web page cannot hang up the camera; and an offer replaces the connected
-browser only once it has been answered.
+browser only once it has been answered. A connection that does not send a whole request within
+10 s (the head within 10 s of opening or of the last answer, the body within 10 s more) is closed,
+however slowly its bytes trickle in (streamer.server_thread.http_site).
 """
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from streamer.access import GuessThrottle, guard, is_loopback
 from streamer.frames import Frame, Source, SourceError
-from streamer.server_thread import ServerThread, http_url
+from streamer.server_thread import REQUEST_TIMEOUT_S, ServerThread, http_site, http_url
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +121,10 @@ class WebRTCSource(Source):
 
     host: where the server listens; anything but loopback needs `token`. port: 0 picks a free one
     (`port` and `url` then say which). ice_hosts: the addresses ICE host candidates use; default
-    127.0.0.1 on loopback, every interface otherwise. Attributes: url (the page to open, token
-    included), dropped (frames dropped because the consumer was slower than the camera).
+    127.0.0.1 on loopback, every interface otherwise. request_timeout_s: seconds a connection has
+    for a request's head, and again for its body (streamer.server_thread.http_site). Attributes:
+    url (the page to open, token included), dropped (frames dropped because the consumer was
+    slower than the camera).
     Frames: rgb (H, W, 3) uint8 at the browser's resolution (it may start lower and grow),
     t_capture = time.time() when the decoded frame reached the server, index 0, 1, ... across
     browsers."""
@@ -130,12 +134,13 @@ class WebRTCSource(Source):
     live = True
 
     def __init__(self, host: str = "127.0.0.1", port: int = 8090, token: str | None = None,
-                 ice_hosts: list[str] | None = None):
+                 ice_hosts: list[str] | None = None, request_timeout_s: float = REQUEST_TIMEOUT_S):
         loopback = is_loopback(host)
         if not loopback and not token:
             raise SourceError(f"listening on {host} lets other machines send video: give a token "
                               f"(webrtc.token) that the page URL will carry, or use 127.0.0.1")
         self.host, self.port, self.token = host, port, token or None
+        self.request_timeout_s = request_timeout_s
         if ice_hosts is None:
             ice_hosts = ["127.0.0.1"] if loopback else None
         self._ice_hosts = tuple(ice_hosts) if ice_hosts is not None else None
@@ -195,17 +200,12 @@ class WebRTCSource(Source):
         app = web.Application(middlewares=[guard(self.token)])
         app.router.add_get("/", self._page)
         app.router.add_post("/offer", self._offer)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
-        try:
-            await runner.setup()
-            await web.TCPSite(runner, self.host, self.port).start()
-            ready(runner.addresses[0][1])
+        async with http_site(app, self.host, self.port, self.request_timeout_s) as bound:
+            ready(bound)
             await stop.wait()
             peers = set(self._readers) | ({self._peer} if self._peer is not None else set())
             for pc in peers:
                 await self._hang_up(pc)
-        finally:
-            await runner.cleanup()
 
     async def _hang_up(self, pc: RTCPeerConnection) -> None:
         if self._peer is pc:

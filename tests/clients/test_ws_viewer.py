@@ -3,7 +3,8 @@
 The stream tests run a real WebSocketServer and real websockets clients against a stand-in for the
 engine loop: a thread that applies the Control's commands to a small object with LiveEngine's
 control surface and publishes made-up pose frames at 30 fps. The robustness test puts 50 clients,
-one that never reads and one that sends garbage on it for 20 s. The viewer test runs the whole
+one that never reads and one that sends garbage on it for 20 s; the stall test, a raw client whose
+connection takes nothing (cut) and one that reads in bursts (kept). The viewer test runs the whole
 pipeline on the sample clip and opens the viewer in headless Chromium, driven over the DevTools
 protocol: a screenshot must show the body, and the page's prompt box must change the engine's
 prompt.
@@ -359,13 +360,18 @@ def test_pages_from_other_sites_are_refused_without_a_token(stream):
         token_server.close()
 
 
+def upgrade_request(headers: list[tuple[str, str]]) -> bytes:
+    """A WebSocket handshake request carrying exactly `headers` besides the upgrade's own."""
+    lines = ["GET / HTTP/1.1", "Upgrade: websocket", "Connection: Upgrade",
+             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13"]
+    return ("\r\n".join(lines + [f"{k}: {v}" for k, v in headers]) + "\r\n\r\n").encode()
+
+
 def handshake_status(port: int, headers: list[tuple[str, str]]) -> int:
     """The HTTP status of a raw WebSocket handshake carrying exactly `headers` besides the upgrade's
     own (a client library would not send two Origin headers, nor a Host of our choosing)."""
-    lines = ["GET / HTTP/1.1", "Upgrade: websocket", "Connection: Upgrade",
-             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13"]
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(("\r\n".join(lines + [f"{k}: {v}" for k, v in headers]) + "\r\n\r\n").encode())
+        s.sendall(upgrade_request(headers))
         return int(s.recv(4096).split(b" ", 2)[1])
 
 
@@ -487,6 +493,113 @@ def test_a_token_no_encoder_can_hold_is_a_wrong_token():
         server.close()
 
 
+# --- clients that stop reading ---------------------------------------------------------------
+
+STALLED_S = 4.0  # the server's stalled_s in these tests
+PAUSE_S = 2.5  # the slow reader's pauses: frames are lost in each, yet it takes some well within STALLED_S
+
+
+def raw_client(port: int) -> socket.socket:
+    """A TCP connection past the WebSocket handshake and no further, with a 4 KiB receive buffer
+    (set before connecting, so that its window is small from the start) and the 101 read byte by
+    byte, so that no frame is read with it."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(10)
+    s.connect(("127.0.0.1", port))
+    s.sendall(upgrade_request([("Host", f"127.0.0.1:{port}")]))
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        head += s.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return s
+
+
+class PausingReader:
+    """A raw client that reads nothing for PAUSE_S, then everything for half a second, over and
+    over, in a thread: slow (it loses frames in every pause) but reading. `cycles` counts its
+    reads; `ended` says what ended its connection ("EOF" or the error), if anything did."""
+
+    def __init__(self, port: int):
+        self.sock = raw_client(port)
+        self.sock.settimeout(0.05)
+        self.cycles = 0
+        self.ended: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(PAUSE_S):
+            end = time.perf_counter() + 0.5
+            while time.perf_counter() < end:
+                try:
+                    if not self.sock.recv(65536):
+                        self.ended = "EOF"
+                        return
+                except TimeoutError:
+                    pass
+                except OSError as e:
+                    self.ended = repr(e)
+                    return
+            self.cycles += 1
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self.sock.close()
+
+
+@pytest.mark.slow
+def test_a_client_that_takes_nothing_is_disconnected_and_slow_readers_are_not(caplog):
+    """On main a client whose TCP connection took nothing more (a hung program) kept its place for
+    good: websockets' keepalive ping waits behind its unread frames, so it never timed out (300 s
+    measured). Now it is cut once it has taken nothing for stalled_s, while a client that reads
+    in bursts, losing frames in each pause, and one that reads everything carry on."""
+    control = Control()
+    server = WebSocketServer("127.0.0.1", 0, control, None, stalled_s=STALLED_S)
+    loop = EngineLoop(control, server)
+    stuck = pausing = None
+    try:
+        with caplog.at_level(logging.WARNING, logger="clients.ws"), connect(server.url) as reader:
+            assert recv_json(reader)["type"] == "hello"
+            stuck = raw_client(server.port)
+            stuck_name = f"(127.0.0.1:{stuck.getsockname()[1]})"
+            pausing = PausingReader(server.port)
+            frames = []
+            deadline = time.time() + STALLED_S + 60
+            while server.stalled == 0:
+                assert time.time() < deadline, "the client that takes nothing was never disconnected"
+                frames += pose_frames(reader, 0.2)
+            while pausing.cycles < 2 * STALLED_S / PAUSE_S:  # well past the limit, in pauses
+                assert time.time() < deadline and pausing.ended is None, pausing.ended
+                frames += pose_frames(reader, 0.2)
+            stats = server.client_stats()
+            frames += pose_frames(reader, 1.0)
+    finally:
+        if pausing is not None:  # first: the server's close would wait on its close frame
+            pausing.close()
+        loop.stop()
+        server.close()
+
+    assert server.stalled == 1
+    assert f"{stuck_name} has taken nothing for" in caplog.text
+    # its connection is cut: what it still holds ends in a reset or EOF, not in more frames
+    received = 0
+    try:
+        while chunk := stuck.recv(65536):
+            received += len(chunk)
+            assert received < 2 ** 20, "frames keep coming to the client that was cut"
+    except ConnectionResetError:
+        pass
+    stuck.close()
+    assert len(stats) == 2 and not any(stuck_name in c["name"] for c in stats)
+    slow = [c for c in stats if c["dropped"] > FPS]
+    assert len(slow) == 1 and pausing.ended is None  # the pausing reader lost frames, not its place
+    ids = [f["frame_id"] for f in frames]
+    assert len(ids) >= 0.9 * (ids[-1] - ids[0] + 1), "the reading client stopped getting frames"
+
+
 # --- many clients, one that never reads, one that sends garbage -------------------------------
 
 def run_clients(url: str, readers: int) -> None:
@@ -551,7 +664,8 @@ def rate(times: list[float]) -> float:
 @pytest.mark.slow
 def test_fifty_clients_a_reader_that_stops_and_a_garbage_sender_do_not_slow_the_engine(caplog):
     control = Control()
-    server = WebSocketServer("127.0.0.1", 0, control, None)
+    # the non-reader's drops are what this test counts: it must outstay the run, not be cut as stalled
+    server = WebSocketServer("127.0.0.1", 0, control, None, stalled_s=10 * ROBUST_S)
     loop = EngineLoop(control, server)
     here = Path(__file__).resolve()
     paths = [str(here.parent), str(here.parents[1]), str(here.parents[2])]  # this file's, browser.py's, the repo's
