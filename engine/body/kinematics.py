@@ -11,6 +11,8 @@ Pose semantics (the same for the default body, the procedural skeleton and real 
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from engine.body.rotations import form_trailing_dims, to_matrix
@@ -21,6 +23,30 @@ def bone_offsets(rest_joints: torch.Tensor, parents) -> torch.Tensor:
     offsets = rest_joints.clone()
     offsets[1:] = rest_joints[1:] - rest_joints[list(parents[1:])]
     return offsets
+
+
+def _selection(index: list[int]) -> slice | list[int]:
+    """A list of indices as a slice where it can be one (consecutive, or one index repeated: a
+    length-1 slice that broadcasts), for a view instead of a gather."""
+    if len(set(index)) == 1:
+        return slice(index[0], index[0] + 1)
+    return slice(index[0], index[0] + len(index)) if index == list(range(index[0], index[0] + len(index))) else index
+
+
+@functools.cache
+def _levels(parents: tuple[int, ...]) -> tuple[list[tuple[slice | list[int], int, slice | list[int]]], list[int] | None]:
+    """The joints below the root by depth, for one batched matrix product per depth: per depth
+    (its joints; which depth above holds their parents; the parents' places in it). And the
+    permutation from the depths' joints in order (root first) back to joint order, or None where
+    that is joint order already."""
+    depth = [0] * len(parents)
+    for j in range(1, len(parents)):
+        depth[j] = depth[parents[j]] + 1
+    groups = [[j for j in range(len(parents)) if depth[j] == d] for d in range(max(depth) + 1)]
+    levels = [(_selection(groups[d]), d - 1, _selection([groups[d - 1].index(parents[j]) for j in groups[d]]))
+              for d in range(1, len(groups))]
+    order = [j for g in groups for j in g]
+    return levels, None if order == sorted(order) else [order.index(j) for j in range(len(order))]
 
 
 def forward_kinematics(local_rot: torch.Tensor, rest_joints: torch.Tensor, parents,
@@ -34,17 +60,22 @@ def forward_kinematics(local_rot: torch.Tensor, rest_joints: torch.Tensor, paren
     Returns joints (..., J, 3) metres and world_rot (..., J, 3, 3) world rotation of each joint.
     """
     batch = local_rot.shape[:-3]
-    offsets = bone_offsets(rest_joints.to(local_rot), parents).expand(batch + (len(parents), 3))
+    # Local 4x4 transforms [R_j | offset_j], written into one tensor.
+    local = local_rot.new_zeros(batch + (len(parents), 4, 4))
+    local[..., :3, :3] = local_rot
+    local[..., :3, 3] = bone_offsets(rest_joints.to(local_rot), parents)
     if root_position is not None:
-        offsets = torch.cat([root_position.to(local_rot)[..., None, :], offsets[..., 1:, :]], dim=-2)
-    # Local 4x4 transforms [R_j | offset_j] built in one batched op; the chain then costs one
-    # matrix product per joint, which is what matters at batch 1 (the live case).
-    bottom = local_rot.new_tensor([0.0, 0.0, 0.0, 1.0]).expand(batch + (len(parents), 1, 4))
-    local = torch.cat([torch.cat([local_rot, offsets[..., None]], dim=-1), bottom], dim=-2)
-    chain = [local[..., 0, :, :]]
-    for j in range(1, len(parents)):
-        chain.append(chain[parents[j]] @ local[..., j, :, :])
-    world = torch.stack(chain, dim=-3)
+        local[..., 0, :3, 3] = root_position.to(local_rot)
+    local[..., 3, 3] = 1.0
+    # Each depth's world transforms in one product: a chain of joints would take one per joint,
+    # and what a product costs at batch 1 (the live case) is mostly its call.
+    levels, order = _levels(tuple(parents))
+    worlds = [local[..., :1, :, :]]
+    for joints, above, at in levels:
+        worlds.append(worlds[above][..., at, :, :] @ local[..., joints, :, :])
+    world = torch.cat(worlds, dim=-3)
+    if order is not None:
+        world = world[..., order, :, :]
     return world[..., :3, 3], world[..., :3, :3]
 
 

@@ -85,28 +85,35 @@ def quat_to_matrix(q):
     return torch.stack(m, dim=-1).reshape(q.shape[:-1] + (3, 3))
 
 
+# matrix_to_quat's tables (integers, so they take the matrix's float type). _DIAGONAL_SIGNS: the
+# signs of m00, m11, m22 in 4w^2, 4x^2, 4y^2, 4z^2 (each 1 + those). _CANDIDATES[i]: the formula
+# whose divisor is 4 * component i gives 4 * component i * (w, x, y, z) = m[first] + sign * m[second]
+# (flattened indices), its i-th entry replaced by that divisor.
+_DIAGONAL_SIGNS = torch.tensor([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]])
+_CANDIDATES = torch.tensor([  # (4 formulas, first / second / sign, 4 components)
+    [[0, 7, 2, 3], [0, 5, 6, 1], [0, -1, -1, -1]],
+    [[7, 0, 3, 2], [5, 0, 1, 6], [-1, 0, 1, 1]],
+    [[2, 3, 0, 5], [6, 1, 0, 7], [-1, 1, 0, 1]],
+    [[3, 6, 7, 0], [1, 2, 5, 0], [-1, 1, 1, 0]],
+])
+
+
 @numpy_compatible
 def matrix_to_quat(m):
     """(..., 3, 3) -> (..., 4) unit (w, x, y, z), w >= 0.
 
     Shepperd's method: of the four candidate formulas, use the one whose divisor is largest, so
-    180° rotations (where w -> 0) stay exact.
+    180° rotations (where w -> 0) stay exact. Only that candidate is made, from tables: a few
+    batched ops, not one per entry (the live engine converts every pose it sends).
     """
-    m00, m01, m02 = m[..., 0, 0], m[..., 0, 1], m[..., 0, 2]
-    m10, m11, m12 = m[..., 1, 0], m[..., 1, 1], m[..., 1, 2]
-    m20, m21, m22 = m[..., 2, 0], m[..., 2, 1], m[..., 2, 2]
-    # 4*w^2, 4*x^2, 4*y^2, 4*z^2
-    sq = torch.stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22,
-                      1 - m00 + m11 - m22, 1 - m00 - m11 + m22], dim=-1)
-    r = sq.clamp_min(1e-12).sqrt()  # 2*|component|
-    cands = torch.stack([
-        torch.stack([r[..., 0] ** 2, m21 - m12, m02 - m20, m10 - m01], -1),
-        torch.stack([m21 - m12, r[..., 1] ** 2, m10 + m01, m02 + m20], -1),
-        torch.stack([m02 - m20, m10 + m01, r[..., 2] ** 2, m12 + m21], -1),
-        torch.stack([m10 - m01, m20 + m02, m21 + m12, r[..., 3] ** 2], -1),
-    ], dim=-2) / (2 * r[..., None])
-    best = sq.argmax(-1)
-    q = torch.gather(cands, -2, best[..., None, None].expand(best.shape + (1, 4))).squeeze(-2)
+    flat = m.flatten(-2)
+    terms = m.diagonal(dim1=-2, dim2=-1)[..., None, :] * _DIAGONAL_SIGNS.to(m.device)
+    sq = 1 + terms[..., 0] + terms[..., 1] + terms[..., 2]  # 4*w^2, 4*x^2, 4*y^2, 4*z^2
+    best = sq.argmax(-1, keepdim=True)  # (..., 1)
+    r = sq.gather(-1, best).clamp_min(1e-12).sqrt()  # 2*|component|
+    first, second, sign = _CANDIDATES.to(m.device)[best[..., 0]].unbind(-2)
+    pairs = flat.gather(-1, first) + sign * flat.gather(-1, second)
+    q = torch.where(torch.arange(4, device=m.device) == best, r ** 2, pairs) / (2 * r)
     return quat_normalize(q)
 
 

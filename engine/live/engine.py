@@ -61,7 +61,8 @@ from engine.model.denoiser import Conditions, Denoiser
 from engine.model.diffusion import cosine_alpha_bar, ddim, guided, q_sample
 from engine.model.mirror import mirror_averaged
 from engine.model.streaming import KVCache, step
-from engine.model.motion import VELOCITY, Normalizer, align_heading, camera_joints, decode, heading, shift_rows
+from engine.model.motion import (ROOT_CAM_ROTATION, ROOT_GV_ROTATION, VELOCITY, Normalizer, align_heading, heading,
+                                 local_rotations, pelvis_in_camera, rotations, shift_rows)
 from streamer.frame_rate import FrameRate
 from streamer.landmarks import BODY_LANDMARKS
 from streamer.packets import LandmarkPacket
@@ -179,8 +180,7 @@ def stream_slots(model: Denoiser, cache: KVCache, streams: list[tuple[list[_Slot
         slot.embedding = embedding
     for r in range(max(len(fresh) for fresh, _ in streams)):
         due = [(fresh[r], row) for fresh, row in streams if r < len(fresh)]
-        rows = torch.tensor([row for _, row in due], device=device)
-        x0, logits = step(model, cache, torch.stack([slot.embedding for slot, _ in due]), rows)
+        x0, logits = step(model, cache, torch.stack([slot.embedding for slot, _ in due]), [row for _, row in due])
         for (slot, _), x, c in zip(due, x0, logits):
             slot.est, slot.est_logits = x, c
 
@@ -193,7 +193,7 @@ class LiveEngine:
         self.model, self.norm, self.body, self.cfg = model.eval(), norm, body, cfg
         self._estimator = mirror_averaged(self.model, norm) if cfg.mirror_average else self.model
         self.device = next(model.parameters()).device
-        self.rest = body.rest_joints.to(self.device)
+        self._rest64 = body.rest_joints.double().to(self.device)  # metres: forward kinematics in float64
         self._foot_rest_y = body.rest_joints[list(FOOT_JOINTS), 1].double().numpy()  # (4,) metres
         self.alpha_bar = cosine_alpha_bar().to(self.device)
         self.window = model.cfg.window  # the model's: generated stretches continue this much history
@@ -538,26 +538,28 @@ class LiveEngine:
         """The pose of input frame `slot`: `cur` its emitted row; rows (span + 1, D) the model
         frames since the input frame before it, whose velocities carry the root here."""
         raw = self.norm.inverse(torch.cat([rows[:-1], cur[None]]))
-        motion = decode(raw)
-        root_gv = motion["root_gv"]
+        rot = rotations(raw)  # (span + 1, 23, 3, 3)
         first = self._root is None
         if first:
             self._root = np.zeros(3)
         else:
-            step = heading(root_gv[:-1]) @ raw[:-1, VELOCITY, None]
+            step = heading(rot[:-1, ROOT_GV_ROTATION]) @ raw[:-1, VELOCITY, None]
             self._root = self._root + step.sum(0)[:, 0].double().cpu().numpy()
-        local = motion["local_rot"][-1]
+        local = local_rotations(rot[-1])
         contacts = torch.sigmoid(logits).double().cpu().numpy()
         if self._recenter:
             self._offset[[0, 2]] = -self._root[[0, 2]]
             self._locks.clear()
             self._recenter = False
         root = self._root + self._offset
-        joints, _ = forward_kinematics(local.double(), self.rest.double(), self.body.parents,
+        joints, _ = forward_kinematics(local.double(), self._rest64, self.body.parents,
                                        torch.from_numpy(root).to(self.device))
         joints = joints.cpu().numpy()
+        # The camera sees the same posed skeleton about the pelvis, turned from GV to the camera
+        # (one forward kinematics for both, not one each).
+        gv_to_cam = (rot[-1, ROOT_CAM_ROTATION] @ rot[-1, ROOT_GV_ROTATION].T).double().cpu().numpy()
+        joints_cam = (joints - root) @ gv_to_cam.T + pelvis_in_camera(raw[-1]).double().cpu().numpy()
         root, joints = self._foot_lock(root, joints, contacts, first)
-        _, joints_cam = camera_joints({k: v[-1] for k, v in motion.items()}, self.rest)
         p = slot.packet
         quat = matrix_to_quat(local)
         return PoseFrame(frame_id=p.frame_id, t_capture=p.t_capture, t_emit=time.time(),
@@ -565,7 +567,7 @@ class LiveEngine:
                          pose_quat=quat.double().cpu().numpy(), root=root, joints=joints,
                          contacts=contacts, source=source,
                          confidence=0.0 if source == "generated" else slot.body_seen / len(BODY_LANDMARKS),
-                         stature=self.body.stature, joints_cam=joints_cam.double().cpu().numpy())
+                         stature=self.body.stature, joints_cam=joints_cam)
 
     def _foot_lock(self, root: np.ndarray, joints: np.ndarray, contacts: np.ndarray, first: bool):
         """Shift the root so planted feet stay put and rest on the floor. Returns (root, joints)."""

@@ -36,6 +36,7 @@ ROOT_GV = slice(132, 138)
 VELOCITY = slice(138, 141)
 CAM_T = slice(141, 144)
 ROTATIONS = slice(0, 138)  # the 23 6D blocks: body joints, root in camera, root in GV
+ROOT_CAM_ROTATION, ROOT_GV_ROTATION = NUM_BODY, NUM_BODY + 1  # their places among the 23
 
 
 def gv_from_camera(R_w2c: torch.Tensor) -> torch.Tensor:
@@ -92,6 +93,25 @@ def integrate(root_gv: torch.Tensor, velocity: torch.Tensor, start: torch.Tensor
     return p if start is None else p + start
 
 
+def rotations(x: torch.Tensor) -> torch.Tensor:
+    """(..., 144) -> (..., 23, 3, 3) every rotation the vector holds, in ROTATIONS order: body joints
+    1..21, then ROOT_CAM_ROTATION, then ROOT_GV_ROTATION."""
+    return rot6d_to_matrix(x[..., ROTATIONS].reshape(*x.shape[:-1], -1, 6))
+
+
+def local_rotations(rot: torch.Tensor) -> torch.Tensor:
+    """(..., 23, 3, 3) rotations (`rotations`) -> (..., 24, 3, 3) SMPL local rotations: joint 0 the
+    root orientation in GV (a y-up world), hands identity."""
+    eye = torch.eye(3, dtype=rot.dtype, device=rot.device).expand(*rot.shape[:-3], 2, 3, 3)
+    return torch.cat([rot[..., ROOT_GV_ROTATION, None, :, :], rot[..., :NUM_BODY, :, :], eye], dim=-3)
+
+
+def pelvis_in_camera(x: torch.Tensor) -> torch.Tensor:
+    """(..., 144) -> (..., 3) the pelvis in the told camera, metres."""
+    z = torch.exp(x[..., CAM_T][..., 2:])
+    return torch.cat([x[..., CAM_T][..., :2] * z, z], -1)
+
+
 def decode(x: torch.Tensor) -> dict:
     """(..., T, 144) -> the motion it holds.
 
@@ -100,21 +120,10 @@ def decode(x: torch.Tensor) -> dict:
     pelvis path in GV from the origin (integrated velocities). pelvis_cam: (..., T, 3) metres in
     the told camera.
     """
-    lead = x.shape[:-1]
-    body = rot6d_to_matrix(x[..., POSE].reshape(*lead, NUM_BODY, 6))
-    root_cam = rot6d_to_matrix(x[..., ROOT_CAM])
-    root_gv = rot6d_to_matrix(x[..., ROOT_GV])
-    eye = torch.eye(3, dtype=x.dtype, device=x.device).expand(*lead, 2, 3, 3)
-    local = torch.cat([root_gv[..., None, :, :], body, eye], dim=-3)
-    z = torch.exp(x[..., CAM_T][..., 2:])
-    pelvis_cam = torch.cat([x[..., CAM_T][..., :2] * z, z], -1)
-    return {"local_rot": local, "root_cam": root_cam, "root_gv": root_gv,
-            "root_world": integrate(root_gv, x[..., VELOCITY]), "pelvis_cam": pelvis_cam}
-
-
-def _rotations(x: torch.Tensor) -> torch.Tensor:
-    """(..., 144) -> (..., 23, 3, 3) every rotation the vector holds, in ROTATIONS order."""
-    return rot6d_to_matrix(x[..., ROTATIONS].reshape(*x.shape[:-1], -1, 6))
+    rot = rotations(x)
+    root_gv = rot[..., ROOT_GV_ROTATION, :, :]
+    return {"local_rot": local_rotations(rot), "root_cam": rot[..., ROOT_CAM_ROTATION, :, :], "root_gv": root_gv,
+            "root_world": integrate(root_gv, x[..., VELOCITY]), "pelvis_cam": pelvis_in_camera(x)}
 
 
 def shift_rows(x: torch.Tensor, source: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -127,9 +136,9 @@ def shift_rows(x: torch.Tensor, source: torch.Tensor, target: torch.Tensor, weig
     velocity and camera translation move linearly. With source = x, weight 1 gives target.
     """
     lead = torch.broadcast_shapes(x.shape, source.shape, target.shape)[:-1]
-    delta = _rotations(target) @ _rotations(source).transpose(-1, -2)
+    delta = rotations(target) @ rotations(source).transpose(-1, -2)
     w = torch.as_tensor(weight, dtype=x.dtype, device=x.device).expand(lead)
-    turned = axis_angle_to_matrix(matrix_to_axis_angle(delta) * w[..., None, None]) @ _rotations(x)
+    turned = axis_angle_to_matrix(matrix_to_axis_angle(delta) * w[..., None, None]) @ rotations(x)
     rest = x[..., ROTATIONS.stop:] + w[..., None] * (target[..., ROTATIONS.stop:] - source[..., ROTATIONS.stop:])
     return torch.cat([matrix_to_rot6d(turned).reshape(*lead, -1), rest.expand(*lead, -1)], -1)
 

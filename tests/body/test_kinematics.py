@@ -73,6 +73,26 @@ def test_bone_lengths_preserved_and_root_is_pelvis_position(body):
     torch.testing.assert_close(lengths, rest_lengths.expand_as(lengths), atol=1e-5, rtol=0)
 
 
+def test_any_tree_poses_as_a_chain_of_its_joints_with_gradients():
+    """Forward kinematics multiplies a whole depth at a time: a tree whose joints are not in depth
+    order, with parents repeated and out of order, poses as the joint-by-joint chain does."""
+    parents = (-1, 0, 0, 2, 1, 0, 3, 3, 4)
+    g = torch.Generator().manual_seed(3)
+    rest = torch.randn(len(parents), 3, generator=g, dtype=torch.float64)
+    local = R.axis_angle_to_matrix(torch.randn(2, len(parents), 3, generator=g, dtype=torch.float64))
+    root = torch.randn(2, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    joints, world_rot = forward_kinematics(local, rest, parents, root)
+    rot, pos = [local[:, 0]], [root]
+    for j in range(1, len(parents)):
+        p = parents[j]
+        rot.append(rot[p] @ local[:, j])
+        pos.append(pos[p] + (rot[p] @ (rest[j] - rest[p])[:, None])[..., 0])
+    torch.testing.assert_close(world_rot, torch.stack(rot, 1), atol=1e-12, rtol=0)
+    torch.testing.assert_close(joints, torch.stack(pos, 1), atol=1e-12, rtol=0)
+    joints.sum().backward()
+    torch.testing.assert_close(root.grad, torch.full((2, 3), float(len(parents)), dtype=torch.float64))
+
+
 def test_global_orientation_pivots_about_pelvis(body):
     yaw = torch.zeros(NUM_JOINTS, 3)
     yaw[0] = torch.tensor([0.0, math.pi / 2, 0.0])  # turn to face +x
