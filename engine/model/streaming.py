@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from engine.model.denoiser import Denoiser, ModelConfig, sinusoid
+from engine.model.denoiser import Denoiser, ModelConfig, apply_rope, sinusoid
 from engine.model.diffusion import NUM_STEPS
 from engine.model.motion import MOTION_DIM
 
@@ -45,11 +45,10 @@ def rope_at(index: torch.Tensor, head_dim: int) -> tuple[torch.Tensor, torch.Ten
 
 
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate (N, ..., head_dim) rows by their (N, head_dim) tables (engine.model.denoiser.apply_rope)."""
-    pairs = x.unflatten(-1, (-1, 2))
-    rotated = torch.stack([-pairs[..., 1], pairs[..., 0]], -1).flatten(-2)
+    """Rotate (N, ..., head_dim) rows by their own (N, head_dim) tables: apply_rope, each row's
+    table broadcast over its middle dimensions (heads)."""
     shape = (len(x),) + (1,) * (x.dim() - 2) + (x.shape[-1],)
-    return x * cos.view(shape) + rotated * sin.view(shape)
+    return apply_rope(x, cos.view(shape), sin.view(shape))
 
 
 class KVCache:
