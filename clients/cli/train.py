@@ -88,6 +88,9 @@ def cmd_train(args, cfg) -> int:
     from engine.model.lifter import LifterConfig
     from engine.train import TrainConfig, train
 
+    if args.rendered and not any(Path(args.rendered).glob("*.npz")):
+        raise ConfigError(f"--rendered {args.rendered}: no rendered jobs there "
+                          "(genmo-live data render --split train makes them)")
     sizes = {k: getattr(args, k) for k in ("width", "layers", "heads", "mlp") if getattr(args, k) is not None}
     deepen_to = None
     if args.start_from:

@@ -74,6 +74,13 @@ def test_train_from_weights_refuses_new_sizes_other_than_more_layers():
     assert out.returncode == 2 and "train --from keeps the checkpoint's sizes" in out.stderr
 
 
+def test_train_refuses_a_rendered_folder_with_no_jobs(tmp_path):
+    """On main an empty or misspelt --rendered folder trained on "0 rendered jobs" without a word of warning."""
+    out = run_cli("train", "--rendered", str(tmp_path), "--steps", "1")
+    assert out.returncode == 2 and f"--rendered {tmp_path}: no rendered jobs there" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
 def test_bench_kinematics_runs_with_baseline():
     out = run_cli("bench", "kinematics", "--repeats", "2", "--json")
     assert out.returncode == 0, out.stderr
