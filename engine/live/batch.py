@@ -5,7 +5,8 @@ Each stream is a LiveEngine of its own (window, filters, trajectory, prompt, occ
 causal denoiser cache is one row of a cache the batch shares (engine.model.streaming.KVCache).
 A tick adds every stream's new frames, puts all their new slots through the denoiser together
 (engine.live.engine.stream_slots: one call per frame of the stream with the most new frames, N
-rows each), then lets each stream emit its poses. Streams join and leave at any time; a stream's
+rows each), decodes every stream's due frames in one engine.live.decode.decode_rows, and lets each
+stream finish its poses (its pelvis path and foot lock). Streams join and leave at any time; a stream's
 poses are those it would get from an engine of its own (tests/live/test_batch.py).
 
     batch = StreamBatch(model, norm, body, cfg, capacity=128)
@@ -18,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 
 from engine.body.body_model import Body
-from engine.live.engine import LiveEngine, stream_slots
+from engine.live.engine import LiveEngine, decode_due, stream_slots
 from engine.live.pose_frame import PoseFrame
 from engine.model.denoiser import Denoiser
 from engine.model.motion import Normalizer
@@ -37,6 +38,7 @@ class StreamBatch:
         self.model, self.norm, self.body, self.cfg = model.eval(), norm, body, cfg
         self.text_encoder = text_encoder
         self.cache = KVCache(model.cfg, capacity, next(model.parameters()).device)
+        self._rest64 = body.rest_joints.double().to(self.cache.count.device)
         self._free = list(range(capacity - 1, -1, -1))  # rows, the lowest handed out first
         self.streams: dict[Hashable, LiveEngine] = {}
 
@@ -67,4 +69,12 @@ class StreamBatch:
         for key, engine in engines.items():
             engine.add(packets[key])
         stream_slots(self.model, self.cache, [(e.take_uncached(), e.cache_row) for e in engines.values()])
-        return {key: engine.emit_due() for key, engine in engines.items()}
+        due = {key: engine.take_due() for key, engine in engines.items()}
+        every = [d for frames in due.values() for d in frames]
+        poses = decode_due(every, self.norm, self._rest64, self.body.parents) if every else {}
+        out, start = {}, 0
+        for key, frames in due.items():
+            end = start + len(frames)
+            out[key] = engines[key].finish(frames, {k: v[start:end] for k, v in poses.items()})
+            start = end
+        return out

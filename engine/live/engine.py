@@ -42,6 +42,7 @@ slower source takes back as much as the frames of a 30 fps source would in the s
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -52,8 +53,7 @@ import numpy as np
 import torch
 
 from engine.body.body_model import Body
-from engine.body.kinematics import forward_kinematics
-from engine.body.rotations import matrix_to_quat, quat_to_axis_angle
+from engine.live.decode import decode_rows
 from engine.live.filters import one_euro_step
 from engine.live.pose_frame import PoseFrame
 from engine.model.conditions import assumed_focal, batch_conditions, landmark_conditions
@@ -61,8 +61,7 @@ from engine.model.denoiser import Conditions, Denoiser
 from engine.model.diffusion import cosine_alpha_bar, ddim, guided, q_sample
 from engine.model.mirror import mirror_averaged
 from engine.model.streaming import KVCache, step
-from engine.model.motion import (ROOT_CAM_ROTATION, ROOT_GV_ROTATION, VELOCITY, Normalizer, align_heading, heading,
-                                 local_rotations, pelvis_in_camera, rotations, shift_rows)
+from engine.model.motion import Normalizer, align_heading, shift_rows
 from streamer.frame_rate import FrameRate
 from streamer.landmarks import BODY_LANDMARKS
 from streamer.packets import LandmarkPacket
@@ -95,15 +94,27 @@ class _Slot:
 
     seq: int
     packet: LandmarkPacket
-    cond: dict
-    body_seen: int
     t: float
     span: int = 1
+    cond: dict | None = None  # made by condition_slots, for many slots at once
+    body_seen: int = 0
     x: torch.Tensor | None = None
     embedding: torch.Tensor | None = None  # (width,) the denoiser's embed_frames of cond, made once
     # A causal denoiser's estimate of this frame (x0 (144,), contact logits (6,)), made once on arrival.
     est: torch.Tensor | None = None
     est_logits: torch.Tensor | None = None
+
+
+@dataclass
+class _Due:
+    """A frame whose pose is due: its slot, the normalised rows (span + 1, D) of the model frames
+    since the input frame before it (the last its emitted row), its contact logits (6,), and its
+    source (estimated, generated or blended)."""
+
+    slot: _Slot
+    rows: torch.Tensor
+    logits: torch.Tensor
+    source: str
 
 
 @dataclass
@@ -121,8 +132,11 @@ class _Track:
     def rows(self, seq: int, span: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """(x of frames seq - span .. seq, (span + 1, D); contact logits of frame seq). Before the
         track's start the rows are its first, and past its end the track holds its last rows."""
-        i = min(seq - self.first, len(self.x) - 1)
-        return self.x[[max(i - d, 0) for d in range(span, -1, -1)]], self.logits[i]
+        i = min(max(seq - self.first, 0), len(self.x) - 1)
+        rows = self.x[max(i - span, 0):i + 1]
+        if i < span:
+            rows = torch.cat([rows[:1].expand(span - i, -1), rows])
+        return rows, self.logits[i]
 
 
 def smooth_in_time(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -165,17 +179,37 @@ def packet_conditions(p: LandmarkPacket) -> dict[str, np.ndarray]:
     return {k: v[0] for k, v in cond.items()}
 
 
+def decode_due(due: list[_Due], norm: Normalizer, rest64: torch.Tensor, parents) -> dict[str, np.ndarray]:
+    """The poses of the frames `due` (of one stream or many) in one engine.live.decode.decode_rows."""
+    return decode_rows(norm, torch.stack([d.rows[-1] for d in due]), torch.cat([d.rows[:-1] for d in due]),
+                       [len(d.rows) - 1 for d in due], torch.stack([d.logits for d in due]), rest64, parents)
+
+
+def condition_slots(slots: list[_Slot]) -> dict[str, np.ndarray]:
+    """Each slot's conditions (packet_conditions) and body_seen, all of them (of one stream or
+    many, each image its own size) in one landmark_conditions call. Returns the stacked fields."""
+    packets = [s.packet for s in slots]
+    width = np.array([p.width for p in packets], np.float64)
+    cond = landmark_conditions(np.stack([p.keypoints for p in packets]), np.stack([p.visibility for p in packets]),
+                               width, np.array([p.height for p in packets], np.float64), assumed_focal(width))
+    seen = cond["visible"][:, list(BODY_LANDMARKS)].sum(-1)
+    for i, slot in enumerate(slots):
+        slot.cond, slot.body_seen = {k: v[i] for k, v in cond.items()}, int(seen[i])
+    return cond
+
+
 @torch.inference_mode()
 def stream_slots(model: Denoiser, cache: KVCache, streams: list[tuple[list[_Slot], int]]) -> None:
-    """Each new slot's estimate from a causal denoiser, one row each: streams are (new slots,
-    oldest first; the stream's row in `cache`). Every frame's embedding in one call; then round r
+    """Each new slot's conditions and estimate from a causal denoiser, one row each: streams are
+    (new slots, oldest first; the stream's row in `cache`). Every frame's conditions in one call,
+    their embeddings in one more; then round r
     steps the r-th new slot of every stream that has one, all in one batched call. Every slot goes
     through, generated stretches included, so the cache always holds the stream."""
     slots = [s for fresh, _ in streams for s in fresh]
     if not slots:
         return
     device = cache.count.device
-    conds = {k: np.stack([s.cond[k] for s in slots]) for k in slots[0].cond}
+    conds = condition_slots(slots)
     for slot, embedding in zip(slots, model.embed_frames(batch_conditions([conds], device))[0]):
         slot.embedding = embedding
     for r in range(max(len(fresh) for fresh, _ in streams)):
@@ -290,7 +324,9 @@ class LiveEngine:
 
     def add(self, packets: list[LandmarkPacket]) -> None:
         """The first half of push: the frames (oldest first) join the window. A causal engine's
-        new slots then go through the cache (take_uncached, stream_slots) before emit_due."""
+        new slots then go through the cache (take_uncached, stream_slots: their conditions too)
+        before emit_due."""
+        first = self._seq
         for p in packets:
             last = self._slots[-1].packet if self._slots else None
             self._measured.add(p.t_capture)
@@ -304,6 +340,8 @@ class LiveEngine:
             for j in range(1, span):
                 self._add_slot(between(last, p, j / span), span=0, dt=1.0 / (k * rate))
             self._pending.append(self._add_slot(p, span=span, dt=1.0 / (k * rate)))
+        if self._cache is None and self._seq > first:
+            condition_slots(list(itertools.islice(self._slots, len(self._slots) - (self._seq - first), None)))
 
     def take_uncached(self) -> list[_Slot]:
         """The slots that have not been through the cache yet, oldest first (now the caller's)."""
@@ -312,19 +350,24 @@ class LiveEngine:
 
     def emit_due(self) -> list[PoseFrame]:
         """The second half of push: the poses now due, oldest first."""
+        return self._decoded(self.take_due())
+
+    def take_due(self) -> list[_Due]:
+        """emit_due up to the poses: the frames now due, oldest first, with their rows. `finish`
+        turns them into poses once decoded (decode_due), which a batch of streams does for all
+        its streams' frames at once (engine.live.batch)."""
         # Kept: the window, the frames waiting for their lag, and a window of emitted history.
         while len(self._slots) > 2 * self.window + self.lag * self._k:
             self._slots.popleft()
         due = []
         while len(self._pending) > self.lag:
             due.append(self._pending.popleft())
-        return self._emit(due)
+        return self._select(due)
 
     def _add_slot(self, p: LandmarkPacket, span: int, dt: float) -> _Slot:
-        cond = packet_conditions(p)
         if self._slots:
             self._clock += dt
-        slot = _Slot(self._seq, p, cond, int(cond["visible"][list(BODY_LANDMARKS)].sum()), self._clock, span)
+        slot = _Slot(self._seq, p, self._clock, span)
         self._seq += 1
         self._slots.append(slot)
         if self._cache is not None:
@@ -336,16 +379,19 @@ class LiveEngine:
         frames will come (a file's last `lag` frames would otherwise never be emitted)."""
         due = list(self._pending)
         self._pending.clear()
-        return self._emit(due)
+        return self._decoded(self._select(due))
 
-    def _emit(self, due: list[_Slot]) -> list[PoseFrame]:
-        """The poses of the arrived frames `due` (oldest first), from one estimation pass over the
+    def _decoded(self, due: list[_Due]) -> list[PoseFrame]:
+        return self.finish(due, decode_due(due, self.norm, self._rest64, self.body.parents)) if due else []
+
+    def _select(self, due: list[_Slot]) -> list[_Due]:
+        """The rows of the arrived frames `due` (oldest first), from one estimation over the
         window as it is now and the plans of generated stretches."""
         if not due:
             return []
         sources = [self._source_of(s) for s in due]
         if any(src != "generated" for src, _ in sources):
-            self._estimate = self._run_estimation()
+            self._estimate = self._run_estimation(due[0].seq - due[0].span)
         out = []
         for slot, (src, weight) in zip(due, sources):
             if src == "estimated":
@@ -365,7 +411,7 @@ class LiveEngine:
                 s.x = rows[i + 1]
             cur = self._smooth(rows[-1], slot.t)
             slot.x = cur
-            out.append(self._pose_frame(slot, rows, cur, logits, src))
+            out.append(_Due(slot, torch.cat([rows[:-1], cur[None]]), logits, src))
         return out
 
     def _since_last(self, slot: _Slot) -> list[_Slot]:
@@ -426,11 +472,12 @@ class LiveEngine:
         frames = torch.stack([s.embedding for s in slots])[None]
         return lambda x_t, t: self.model(x_t, t, None, frames)
 
-    def _run_estimation(self) -> _Track:
-        """The estimate over the window: a causal denoiser's cached rows in estimation mode (1
-        step, no mirror averaging), else a pass over the window."""
+    def _run_estimation(self, first: int) -> _Track:
+        """The estimate of the frames from arrival `first` on: a causal denoiser's cached rows in
+        estimation mode (1 step, no mirror averaging), else a pass over the window."""
         if self._cache is not None and self.steps == 1 and self._estimator is self.model:
-            slots = list(self._slots)[-self.estimation_window:]
+            count = min(self._slots[-1].seq - first + 1, self.estimation_window)
+            slots = list(itertools.islice(reversed(self._slots), count))[::-1]
             return _Track(torch.stack([s.est for s in slots]), torch.stack([s.est_logits for s in slots]),
                           slots[0].seq)
         return self._run_window_estimation()
@@ -533,41 +580,27 @@ class LiveEngine:
             x0[:H] = known[0, :H]
         return _Track(x0, smooth_in_time(logits["c"][0], self.cfg.generation_smooth), seq - H)
 
-    def _pose_frame(self, slot: _Slot, rows: torch.Tensor, cur: torch.Tensor, logits: torch.Tensor,
-                    source: str) -> PoseFrame:
-        """The pose of input frame `slot`: `cur` its emitted row; rows (span + 1, D) the model
-        frames since the input frame before it, whose velocities carry the root here."""
-        raw = self.norm.inverse(torch.cat([rows[:-1], cur[None]]))
-        rot = rotations(raw)  # (span + 1, 23, 3, 3)
-        first = self._root is None
-        if first:
-            self._root = np.zeros(3)
-        else:
-            step = heading(rot[:-1, ROOT_GV_ROTATION]) @ raw[:-1, VELOCITY, None]
-            self._root = self._root + step.sum(0)[:, 0].double().cpu().numpy()
-        local = local_rotations(rot[-1])
-        contacts = torch.sigmoid(logits).double().cpu().numpy()
-        if self._recenter:
-            self._offset[[0, 2]] = -self._root[[0, 2]]
-            self._locks.clear()
-            self._recenter = False
-        root = self._root + self._offset
-        joints, _ = forward_kinematics(local.double(), self._rest64, self.body.parents,
-                                       torch.from_numpy(root).to(self.device))
-        joints = joints.cpu().numpy()
-        # The camera sees the same posed skeleton about the pelvis, turned from GV to the camera
-        # (one forward kinematics for both, not one each).
-        gv_to_cam = (rot[-1, ROOT_CAM_ROTATION] @ rot[-1, ROOT_GV_ROTATION].T).double().cpu().numpy()
-        joints_cam = (joints - root) @ gv_to_cam.T + pelvis_in_camera(raw[-1]).double().cpu().numpy()
-        root, joints = self._foot_lock(root, joints, contacts, first)
-        p = slot.packet
-        quat = matrix_to_quat(local)
-        return PoseFrame(frame_id=p.frame_id, t_capture=p.t_capture, t_emit=time.time(),
-                         pose_aa=quat_to_axis_angle(quat).double().cpu().numpy(),
-                         pose_quat=quat.double().cpu().numpy(), root=root, joints=joints,
-                         contacts=contacts, source=source,
-                         confidence=0.0 if source == "generated" else slot.body_seen / len(BODY_LANDMARKS),
-                         stature=self.body.stature, joints_cam=joints_cam)
+    def finish(self, due: list[_Due], poses: dict[str, np.ndarray]) -> list[PoseFrame]:
+        """The pose frames of `due` (take_due), given their decode_due `poses`: each frame's
+        pelvis carried on by its step, re-centred on request, and held by the foot lock."""
+        out = []
+        for i, d in enumerate(due):
+            first = self._root is None
+            self._root = np.zeros(3) if first else self._root + poses["step"][i]
+            if self._recenter:
+                self._offset[[0, 2]] = -self._root[[0, 2]]
+                self._locks.clear()
+                self._recenter = False
+            contacts = poses["contacts"][i]
+            root = self._root + self._offset
+            root, joints = self._foot_lock(root, poses["joints"][i] + root, contacts, first)
+            p = d.slot.packet
+            out.append(PoseFrame(frame_id=p.frame_id, t_capture=p.t_capture, t_emit=time.time(),
+                                 pose_aa=poses["pose_aa"][i], pose_quat=poses["pose_quat"][i], root=root,
+                                 joints=joints, contacts=contacts, source=d.source,
+                                 confidence=0.0 if d.source == "generated" else d.slot.body_seen / len(BODY_LANDMARKS),
+                                 stature=self.body.stature, joints_cam=poses["joints_cam"][i]))
+        return out
 
     def _foot_lock(self, root: np.ndarray, joints: np.ndarray, contacts: np.ndarray, first: bool):
         """Shift the root so planted feet stay put and rest on the floor. Returns (root, joints)."""

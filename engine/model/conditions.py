@@ -28,12 +28,15 @@ def assumed_focal(width: int, hfov_deg: float = ASSUMED_HFOV_DEG) -> float:
     return (width / 2) / math.tan(math.radians(hfov_deg) / 2)
 
 
-def landmark_conditions(keypoints: np.ndarray, visibility: np.ndarray, width: int, height: int,
-                        focal: float) -> dict[str, np.ndarray]:
-    """(T, 33, 2) pixels and (T, 33) visibility of one stream -> numpy arrays of Conditions' first
-    four fields: keypoints (T, 33, 2), visible (T, 33), box (T, 3), has_box (T,)."""
+def landmark_conditions(keypoints: np.ndarray, visibility: np.ndarray, width: float | np.ndarray,
+                        height: float | np.ndarray, focal: float | np.ndarray) -> dict[str, np.ndarray]:
+    """(T, 33, 2) pixels and (T, 33) visibility -> numpy arrays of Conditions' first four fields:
+    keypoints (T, 33, 2), visible (T, 33), box (T, 3), has_box (T,). width, height, focal: one
+    image size and focal length (pixels) for all T frames, or (T,) each frame its own (frames of
+    many streams)."""
     kp = np.asarray(keypoints, np.float64)
-    visible = present_landmarks(kp, visibility, width, height)
+    width, height = np.asarray(width, np.float64), np.asarray(height, np.float64)
+    visible = present_landmarks(kp, visibility, width[..., None], height[..., None])
     has_box = visible.sum(-1) >= MIN_VISIBLE
     lo = np.where(visible[..., None], kp, np.inf).min(1)
     hi = np.where(visible[..., None], kp, -np.inf).max(1)

@@ -41,7 +41,7 @@ def same_poses(a, b) -> None:
     one take different BLAS paths): 1e-4 rad, 0.1 mm."""
     assert [(f.frame_id, f.source) for f in a] == [(f.frame_id, f.source) for f in b]
     for x, y in zip(a, b):
-        for key in ("root", "pose_aa", "joints", "contacts"):
+        for key in ("root", "pose_aa", "pose_quat", "joints", "joints_cam", "contacts"):
             np.testing.assert_allclose(getattr(x, key), getattr(y, key), atol=1e-4, rtol=0, err_msg=key)
 
 

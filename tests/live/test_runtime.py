@@ -525,7 +525,8 @@ def test_a_causal_engine_computes_each_frame_once_as_a_pass_over_the_whole_strea
     with torch.no_grad():
         whole, _ = model(torch.zeros(1, 200, 144), torch.tensor([999]), None, torch.stack(embeddings)[None])
     torch.testing.assert_close(torch.stack(rows), whole[0], atol=1e-5, rtol=0)
-    assert engine._estimate.x.shape == (24, 144) and torch.equal(engine._estimate.x[-1], rows[-1])
+    # The cached rows the last push's frames (198, 199) read, from the frame before them: not a window's.
+    assert engine._estimate.x.shape == (3, 144) and torch.equal(engine._estimate.x[-1], rows[-1])
     assert engine.step_ms is None  # no window pass was run
 
 

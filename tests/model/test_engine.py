@@ -274,6 +274,22 @@ def test_nan_and_out_of_image_landmarks_are_missing():
     assert np.isfinite(d["keypoints"]).all()
 
 
+def test_landmark_conditions_of_frames_of_many_image_sizes_in_one_call():
+    """The live engine conditions every stream's new frames in one call (engine.live.engine.condition_slots),
+    each image its own size and focal length: the same as each frame alone."""
+    rng = np.random.default_rng(3)
+    sizes = [(640, 480), (1280, 720), (480, 640)]
+    kp = np.stack([rng.uniform(-50, w + 50, (33, 2)) * [1, h / w] for w, h in sizes])
+    vis = rng.uniform(0, 1, (3, 33))
+    width, height = (np.array(v, np.float64) for v in zip(*sizes))
+    together = landmark_conditions(kp, vis, width, height, assumed_focal(width))
+    for i, (w, h) in enumerate(sizes):
+        alone = landmark_conditions(kp[i:i + 1], vis[i:i + 1], w, h, assumed_focal(w))
+        for key, value in alone.items():
+            np.testing.assert_array_equal(together[key][i], value[0], err_msg=key)
+    assert not together["visible"].all() and together["visible"].any()
+
+
 # --- training ---------------------------------------------------------------------------------------
 
 def toy_clips(n=4, T=90):
