@@ -1,4 +1,4 @@
-"""Denoiser and live-engine speed, three tables from one run.
+"""Denoiser and live-engine speed, four tables from one run.
 
 Window passes: one 120-frame window, batch 1, for 1, 2 and 5 DDIM steps (1 = estimation mode), for
 the design size (256 wide, 6 layers) and a smaller one (192 wide, 4 layers) side by side; with
@@ -10,6 +10,10 @@ Per frame: LiveEngine.push([packet]) one packet at a time at 30 fps, after a war
 window, p50 and p95; for today's window pass (the trained weights as they are) and the cached causal
 path (engine.model.streaming; the same weights with ModelConfig.causal), each at 1 and 2 torch
 threads; beside each, the model's own part: one window forward pass, or one streaming.step.
+
+Rare paths: the cached causal engine per frame (1 thread) where it runs window passes after all:
+the person out of view (generation: a plan sampled every `generation_horizon` frames, then read
+off), coming back (the blend), 2 DDIM steps, and mirror averaging; p50, p95 and the slowest push.
 
 Streams: one tick that gives each of N streams one new frame through the causal model, model only
 (the N frames embedded, then one streaming.step for N rows, every cache full) and the whole engine
@@ -104,15 +108,16 @@ def window_rows(repeats: int = 50, model_path: str | None = None) -> list[dict]:
     return rows
 
 
-def push_ms(model: Denoiser, norm: Normalizer, body: Body, frames: int, warmup: int = WARMUP_FRAMES) -> list[float]:
+def push_ms(model: Denoiser, norm: Normalizer, body: Body, frames: int, warmup: int = WARMUP_FRAMES,
+            cfg: EngineConfig = ENGINE_CONFIG, packet: Callable[[int], LandmarkPacket] | None = None) -> list[float]:
     """ms of each LiveEngine.push([packet]) of `frames` packets at 30 fps, after `warmup` untimed
-    ones."""
-    engine = LiveEngine(model, norm, body, ENGINE_CONFIG, fps=FPS)
+    ones: swaying_packet, or packet(i) for the timed ones."""
+    engine = LiveEngine(model, norm, body, cfg, fps=FPS)
     times = []
     for i in range(warmup + frames):
-        packet = swaying_packet(i)
+        packet_i = packet(i) if packet and i >= warmup else swaying_packet(i)
         t0 = time.perf_counter()
-        engine.push([packet])
+        engine.push([packet_i])
         if i >= warmup:
             times.append((time.perf_counter() - t0) * 1e3)
     return times
@@ -186,6 +191,36 @@ def per_frame_rows(model: Denoiser, norm: Normalizer, body: Body, repeats: int =
     return rows
 
 
+def rare_path_rows(causal: Denoiser, norm: Normalizer, body: Body, frames: int = 300,
+                   warmup: int = WARMUP_FRAMES) -> list[dict]:
+    """Rows of {case, engine_p50_ms, engine_p95_ms, engine_max_ms} for the cached causal engine at
+    1 thread: estimating (the cached path itself), the person out of view for `frames` frames,
+    coming back after 60 frames out of view (blended), 2 DDIM steps, mirror-averaged."""
+    def out_of_view(i):
+        return LandmarkPacket.empty(i, i / FPS, 640, 480)
+
+    def back_after_60(i):
+        return out_of_view(i) if i < warmup + 60 else swaying_packet(i)
+
+    cases = [("estimating (cached)", ENGINE_CONFIG, None),
+             ("out of view: generating", ENGINE_CONFIG, out_of_view),
+             ("back after 2 s out of view: blending, then estimating", ENGINE_CONFIG, back_after_60),
+             ("2 DDIM steps (window passes)", dataclasses.replace(ENGINE_CONFIG, steps=2), None),
+             ("mirror-averaged (window passes)", dataclasses.replace(ENGINE_CONFIG, mirror_average=True), None)]
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    rows = []
+    try:
+        for case, cfg, packet in cases:
+            times = push_ms(causal, norm, body, frames, warmup, cfg, packet)
+            rows.append({"case": case, "engine_p50_ms": round(float(np.percentile(times, 50)), 2),
+                         "engine_p95_ms": round(float(np.percentile(times, 95)), 2),
+                         "engine_max_ms": round(float(np.max(times)), 2)})
+    finally:
+        torch.set_num_threads(before)
+    return rows
+
+
 def largest_fitting(fits: Callable[[int], bool], cap: int = MAX_STREAMS) -> int:
     """The largest n in 1..cap with fits(n), for a fits that holds up to some n and not beyond; 0
     when fits(1) does not hold. Doubling finds a bracket, bisection closes it: about 2 log2(n) calls."""
@@ -228,7 +263,7 @@ def stream_rows(model: Denoiser, norm: Normalizer, body: Body, repeats: int = 50
 
 def run(repeats: int = 50, model_path: str | None = None, weights: str | Path = WEIGHTS_PATH, frames: int = 300,
         streams: tuple[int, ...] = STREAMS, max_streams: int = MAX_STREAMS) -> dict:
-    """All three tables: {windows, per_frame, streams, streams_at_30fps}; the per-frame and stream
+    """All four tables: {windows, per_frame, rare_paths, streams, streams_at_30fps}; the per-frame and stream
     rows with `weights`, window and stream rows at the caller's threads."""
     model, norm, _ = load_model(weights)
     if not isinstance(model, Denoiser):
@@ -236,8 +271,11 @@ def run(repeats: int = 50, model_path: str | None = None, weights: str | Path = 
     body = load_default_body()
     windows = window_rows(repeats, model_path)
     per_frame = per_frame_rows(model, norm, body, repeats, frames)
-    streams, largest = stream_rows(causal_copy(model), norm, body, repeats, streams, max_streams)
-    return {"windows": windows, "per_frame": per_frame, "streams": streams, "streams_at_30fps": largest}
+    causal = causal_copy(model)
+    rare = rare_path_rows(causal, norm, body, frames)
+    streams, largest = stream_rows(causal, norm, body, repeats, streams, max_streams)
+    return {"windows": windows, "per_frame": per_frame, "rare_paths": rare, "streams": streams,
+            "streams_at_30fps": largest}
 
 
 def format_tables(tables: dict) -> str:
@@ -247,10 +285,13 @@ def format_tables(tables: dict) -> str:
                  "|---|---|---|---|---|"]
     per_frame += [f"| {r['path']} | {r['threads']} | {r['engine_p50_ms']:.2f} | {r['engine_p95_ms']:.2f} | "
                   f"{r['model_ms']:.2f} |" for r in tables["per_frame"]]
+    rare = ["| cached causal engine, 1 thread | push p50 ms | push p95 ms | slowest push ms |", "|---|---|---|---|"]
+    rare += [f"| {r['case']} | {r['engine_p50_ms']:.2f} | {r['engine_p95_ms']:.2f} | {r['engine_max_ms']:.2f} |"
+             for r in tables["rare_paths"]]
     streams = ["| tick | streams | ms per tick | streams x frames/s |", "|---|---|---|---|"]
     streams += [f"| {r['tick']} | {r['streams']} | {r['tick_ms']:.2f} | {r['stream_frames_per_s']:.1f} |"
                 for r in tables["streams"]]
     streams += [f"| {r['tick']} | **{r['streams']}**, the most at 30 fps (tick <= {FRAME_MS:.1f} ms) | "
                 + (f"{r['tick_ms']:.2f} | {r['streams'] / r['tick_ms'] * 1e3:.1f} |" if r["streams"] else "— | — |")
                 for r in tables["streams_at_30fps"]]
-    return "\n\n".join("\n".join(t) for t in (windows, per_frame, streams))
+    return "\n\n".join("\n".join(t) for t in (windows, per_frame, rare, streams))

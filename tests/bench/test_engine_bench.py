@@ -101,11 +101,21 @@ def test_the_tables_are_markdown():
     tables = {"windows": [{"case": "192 wide, 4 layers", "params_m": 4.4, "steps": 1, "ms": 9.5}],
               "per_frame": [{"path": "cached causal step", "threads": 1, "engine_p50_ms": 5.0, "engine_p95_ms": 6.0,
                              "model_ms": 1.5}],
+              "rare_paths": [{"case": "out of view: generating", "engine_p50_ms": 2.0, "engine_p95_ms": 30.0,
+                              "engine_max_ms": 41.0}],
               "streams": [{"tick": "model only", "streams": 8, "tick_ms": 4.0, "stream_frames_per_s": 2000.0}],
               "streams_at_30fps": [{"tick": "model only", "streams": 60, "tick_ms": 33.0},
                                    {"tick": "slow", "streams": 0, "tick_ms": None}]}
     text = engine.format_tables(tables)
-    assert [line.startswith("|---") for line in text.splitlines()].count(True) == 3
+    assert [line.startswith("|---") for line in text.splitlines()].count(True) == 4
     assert "| cached causal step | 1 | 5.00 | 6.00 | 1.50 |" in text
+    assert "| out of view: generating | 2.00 | 30.00 | 41.00 |" in text
     assert "| model only | 8 | 4.00 | 2000.0 |" in text
     assert "**60**" in text and "1818.2" in text and "| slow | **0**" in text
+
+
+def test_rare_path_rows_time_each_path_the_cached_engine_leaves(tiny):
+    rows = engine.rare_path_rows(engine.causal_copy(tiny[0]), *tiny[1:], frames=70, warmup=20)
+    assert [r["case"].split(":")[0].split(" (")[0] for r in rows] == [
+        "estimating", "out of view", "back after 2 s out of view", "2 DDIM steps", "mirror-averaged"]
+    assert all(0 < r["engine_p50_ms"] <= r["engine_p95_ms"] <= r["engine_max_ms"] for r in rows)
