@@ -474,12 +474,19 @@ class LiveEngine:
 
     def _run_estimation(self, first: int) -> _Track:
         """The estimate of the frames from arrival `first` on: a causal denoiser's cached rows in
-        estimation mode (1 step, no mirror averaging), else a pass over the window."""
+        estimation mode (1 step, no mirror averaging), else a pass over the window.
+
+        A causal row never sees the frames after it, so with a lag the cached rows are averaged
+        over the lag's frames on both sides (smooth_in_time, a Gaussian reaching `lag` frames each
+        way): the newer frames a lagged pose waits for then shape it, as a window pass's do."""
         if self._cache is not None and self.steps == 1 and self._estimator is self.model:
-            count = min(self._slots[-1].seq - first + 1, self.estimation_window)
+            reach = self.lag * self._k
+            count = min(self._slots[-1].seq - first + 1 + reach, self.estimation_window)
             slots = list(itertools.islice(reversed(self._slots), count))[::-1]
-            return _Track(torch.stack([s.est for s in slots]), torch.stack([s.est_logits for s in slots]),
-                          slots[0].seq)
+            x, logits = torch.stack([s.est for s in slots]), torch.stack([s.est_logits for s in slots])
+            if reach:
+                x, logits = smooth_in_time(x, reach / 3), smooth_in_time(logits, reach / 3)
+            return _Track(x, logits, slots[0].seq)
         return self._run_window_estimation()
 
     @torch.inference_mode()

@@ -10,7 +10,7 @@ import torch
 from configs.config import EngineConfig
 from engine.body.body_model import load_default_body
 from engine.body.rotations import axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_rot6d, quat_to_matrix
-from engine.live.engine import FOOT_JOINTS, LiveEngine, between, substeps_for
+from engine.live.engine import FOOT_JOINTS, LiveEngine, between, smooth_in_time, substeps_for
 from engine.model.denoiser import Denoiser, ModelConfig
 from engine.model.motion import VELOCITY, Normalizer, decode, integrate
 from streamer.packets import LandmarkPacket
@@ -528,6 +528,23 @@ def test_a_causal_engine_computes_each_frame_once_as_a_pass_over_the_whole_strea
     # The cached rows the last push's frames (198, 199) read, from the frame before them: not a window's.
     assert engine._estimate.x.shape == (3, 144) and torch.equal(engine._estimate.x[-1], rows[-1])
     assert engine.step_ms is None  # no window pass was run
+
+
+def test_a_causal_engine_with_a_lag_averages_the_cached_rows_on_both_sides(causal_parts):
+    """A causal row never sees its future, so a lag would only delay it: instead each lagged
+    pose is the Gaussian average (smooth_in_time, reaching `lag` frames each way) of the cached
+    rows around it. On main the emitted row was the frame's own cached row."""
+    engine = LiveEngine(*causal_parts, dataclasses.replace(EngineConfig(), prompt="", window=24, lag=3,
+                                                           smooth_min_cutoff=0.0), fps=30.0)
+    rng, out = np.random.default_rng(1), []
+    for p in packets(60):  # with a detector's jitter, which the average takes out
+        out += engine.push([dataclasses.replace(p, keypoints=p.keypoints + rng.normal(0, 3, (33, 2)).astype(np.float32))])
+    assert [f.frame_id for f in out] == list(range(57))
+    slots = {s.seq: s for s in engine._slots}
+    est = torch.stack([slots[i].est for i in range(20, 40)])
+    want = smooth_in_time(est, 1.0)[10]  # frame 30, from its cached rows 27-33
+    torch.testing.assert_close(slots[30].x, want, atol=1e-6, rtol=0)
+    assert (slots[30].x - slots[30].est).abs().max() > 1e-4  # not its own row
 
 
 def test_a_causal_engine_with_more_steps_runs_window_passes_and_times_one_first(causal_parts):
