@@ -22,6 +22,7 @@ and (x / z, y / z) divided by it (the image position over the told focal, what t
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from engine.body.kinematics import forward_kinematics
@@ -135,7 +136,10 @@ def shift_rows(x: torch.Tensor, source: torch.Tensor, target: torch.Tensor, weig
     weights instead of cutting through the 6D space (which flips the body in one frame). The
     velocity and camera translation move linearly. With source = x, weight 1 gives target.
     """
-    lead = torch.broadcast_shapes(x.shape, source.shape, target.shape)[:-1]
+    # numpy's, not torch.broadcast_shapes: torch's imports its symbolic-shapes machinery (sympy)
+    # on first use, half a second, and the live engine's first use is the first time a person
+    # leaves the view.
+    lead = np.broadcast_shapes(x.shape, source.shape, target.shape)[:-1]
     delta = rotations(target) @ rotations(source).transpose(-1, -2)
     w = torch.as_tensor(weight, dtype=x.dtype, device=x.device).expand(lead)
     turned = axis_angle_to_matrix(matrix_to_axis_angle(delta) * w[..., None, None]) @ rotations(x)

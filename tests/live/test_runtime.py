@@ -2,6 +2,9 @@
 lag, skipped inference and the trajectory, occlusion -> generation -> blend, controls. What the
 trained model makes of real video is tested end to end in tests/clients/test_live.py."""
 import dataclasses
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -561,3 +564,34 @@ def test_a_causal_engine_with_more_steps_runs_window_passes_and_times_one_first(
     out = [f for p in packets(10, start=30) for f in engine.push([p])]
     assert len(out) == 10 and np.isfinite(out[-1].root).all()
     assert all(s.est is not None for s in engine._slots)  # the cache still follows the stream
+
+
+def test_a_person_leaving_the_view_imports_nothing_on_the_way(tmp_path):
+    """The first generated plan that continues emitted frames (and the first blend) turn motion
+    rows with shift_rows. On main it called torch.broadcast_shapes, which imports torch's
+    symbolic-shapes machinery (sympy) on first use: a 0.46 s stall of the stream the first time a
+    person left the view of a causal engine, whose estimation runs no other window work."""
+    script = tmp_path / "leave.py"
+    script.write_text("""
+import sys, dataclasses, torch
+from configs.config import EngineConfig
+from engine.body.body_model import load_default_body
+from engine.live.engine import LiveEngine
+from engine.model.denoiser import Denoiser, ModelConfig
+from engine.model.motion import Normalizer
+from streamer.packets import LandmarkPacket
+sys.path.insert(0, %r)
+from test_runtime import packets
+engine = LiveEngine(Denoiser(ModelConfig(width=32, layers=1, heads=2, mlp=64)).eval(), Normalizer(), load_default_body(),
+                    dataclasses.replace(EngineConfig(), prompt=""), fps=30.0)
+for p in packets(20):
+    engine.push([p])
+before = set(sys.modules)
+out = [f for i in range(20, 60) for f in engine.push([LandmarkPacket.empty(i, i / 30, 640, 480)])]
+out += [f for p in packets(20, start=60) for f in engine.push([p])]
+assert {f.source for f in out} == {"generated", "blended", "estimated"}, {f.source for f in out}
+print(sorted(m for m in set(sys.modules) - before if m.startswith(("sympy", "torch.fx", "torch.utils._sympy")))[:3])
+""" % str(Path(__file__).parent))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=Path(__file__).parents[2])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout
