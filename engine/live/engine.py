@@ -636,7 +636,9 @@ class LiveEngine:
             n = np.linalg.norm(d)
             shift[[0, 2]] = d * min(1.0, FOOT_LOCK_MAX_M * frames / max(n, 1e-9))
         if planted:
-            shift[1] = follow_rate(FLOOR_RATE, frames) * float(
-                np.mean(rest_y[planted] - joints[[FOOT_JOINTS[i] for i in planted], 1]))
+            below = rest_y[planted] - joints[[FOOT_JOINTS[i] for i in planted], 1]  # metres under its rest height
+            # Towards the floor by a share a frame, but a planted foot is never under it: a
+            # person standing up from a chair sank up to 7.5 cm into the floor before.
+            shift[1] = max(follow_rate(FLOOR_RATE, frames) * float(np.mean(below)), float(np.max(below)))
         self._offset += shift
         return root + shift, joints + shift
