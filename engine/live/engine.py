@@ -202,9 +202,9 @@ def condition_slots(slots: list[_Slot]) -> dict[str, np.ndarray]:
 def stream_slots(model: Denoiser, cache: KVCache, streams: list[tuple[list[_Slot], int]]) -> None:
     """Each new slot's conditions and estimate from a causal denoiser, one row each: streams are
     (new slots, oldest first; the stream's row in `cache`). Every frame's conditions in one call,
-    their embeddings in one more; then round r
-    steps the r-th new slot of every stream that has one, all in one batched call. Every slot goes
-    through, generated stretches included, so the cache always holds the stream."""
+    their embeddings in one more; then round r steps the r-th new slot of every stream that has
+    one, all in one batched call. Every slot goes through, generated stretches included, so the
+    cache always holds the stream."""
     slots = [s for fresh, _ in streams for s in fresh]
     if not slots:
         return
