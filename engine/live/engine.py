@@ -11,6 +11,13 @@ for 1 step, DDIM for more, warm-started from the previous window's estimate nois
 each still gets its pose. With `lag` > 0 a frame's pose is emitted once that many newer frames
 have arrived, so it sees some future.
 
+A causal denoiser (ModelConfig.causal) in estimation mode runs a frame at a time instead
+(engine.model.streaming): each new frame's row is computed once, against the cached keys and
+values of the frames before it, and equals a pass over the window. Its lag averages the cached
+rows over the lag's frames on both sides. More steps and mirror averaging run window passes.
+The frames' conditions and their poses (engine.live.decode) are made for many frames, and many
+streams (engine.live.batch), in one call each.
+
 Occlusion. A frame whose body is missing (fewer than `min_body_landmarks` of MediaPipe's 12 body
 landmarks present) for more than `generation_after` frames in a row is *generated*: a plan of
 `generation_horizon` frames is sampled with the active text prompt (DDIM, classifier-free
