@@ -33,6 +33,9 @@ def cmd_eval(args, cfg) -> int:
         raise ConfigError("--fps resamples the synthetic test set; the rendered set is at 30 fps")
     if not 1.0 <= args.fps <= 240.0:
         raise ConfigError(f"--fps {args.fps}: give a camera's frame rate, 1 to 240")
+    if args.scenario != "default" and args.obs == "rendered":
+        raise ConfigError(f"--scenario {args.scenario}: the rendered set has no desk scenes yet; "
+                          "evaluate the scenario with --obs synthetic")
     if model == "mediapipe-ik" and args.obs != "rendered":
         raise ConfigError("--model mediapipe-ik reads MediaPipe's own 3D landmarks: evaluate it with --obs rendered")
     if args.threads:
@@ -54,9 +57,9 @@ def cmd_eval(args, cfg) -> int:
         out = rendered_set(args, cfg, render_body(cfg), cache, split, clips)
         items = rendered_test_set(load_rendered_set(out, clips, args.cameras), clips)
     else:
-        items = build_test_set(clips, body, args.seed, fps=args.fps)
-    print(f"evaluating {model} on {len(items)} {args.obs} {split} sequences "
-          f"({sum(it.obs.num_frames for it in items)} frames at {args.fps:g} fps), seed {args.seed}")
+        items = build_test_set(clips, body, args.seed, fps=args.fps, scenario=args.scenario)
+    print(f"evaluating {model} on {len(items)} {args.obs} {split} sequences ({args.scenario} scenario, "
+          f"{sum(it.obs.num_frames for it in items)} frames at {args.fps:g} fps), seed {args.seed}")
     device = str(select_device(cfg.device))
     mirror = args.mirror_average or cfg.engine.mirror_average
     engine = dataclasses.replace(cfg.engine, steps=args.ddim_steps, mirror_average=mirror)
@@ -70,7 +73,8 @@ def cmd_eval(args, cfg) -> int:
     else:
         predictor = model_predictor(model, body, steps=args.ddim_steps, device=device, mirror_average=mirror)
     report = evaluate(predictor, items)
-    report = {"model": model, "split": split, "seed": args.seed, "obs": args.obs, "fps": args.fps,
+    report = {"model": model, "split": split, "seed": args.seed, "obs": args.obs, "scenario": args.scenario,
+              "fps": args.fps,
               "ddim_steps": args.ddim_steps,
               "live": bool(args.live), "mirror_average": mirror,
               **({"engine": dataclasses.asdict(engine)} if args.live else {}), "data": str(cache), **report}
@@ -156,6 +160,10 @@ def add_commands(sub, parent) -> None:
     ev.add_argument("--obs", choices=["synthetic", "rendered"], default="synthetic",
                     help="synthetic: projected landmarks with MediaPipe's measured noise (fast); "
                          "rendered: the real MediaPipe on rendered frames (rendered on first use)")
+    ev.add_argument("--scenario", choices=["default", "desk"], default="default",
+                    help="where the camera is: default (anywhere around the person, 1.5-6 m away) or desk "
+                         "(0.9-1.3 m high, 0.6-1.5 m away, framing the head to the waist, a desk hiding the legs; "
+                         "synthetic observations)")
     ev.add_argument("--text-control", action="store_true",
                     help="instead: generate 4 s from 'a person walks forward' and 'a person stands still' with "
                          "nobody in view, and report how far the root moves and the foot skate")

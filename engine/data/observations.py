@@ -415,7 +415,10 @@ def synthesize(points: np.ndarray, camera: Camera, noise: NoiseModel, events: Ev
     uv, depth = camera.project(points)
     in_view = camera.in_image(uv) & (depth > 0.1)
     detected = ~events.missing_mask(T) & (in_view[:, BODY_LANDMARKS].sum(-1) >= _MIN_BODY_IN_IMAGE)
-    box_h = np.maximum(np.nan_to_num(box_height(uv), nan=camera.height / 2), 1.0)[:, None, None]
+    # The detector's error scales with the person as it sees them: the part inside the image (a
+    # webcam at a desk shows the head to the waist; the legs far below the image are no part of it).
+    box_h = np.maximum(np.nan_to_num(box_height(np.where(in_view[..., None], uv, np.nan)), nan=camera.height / 2),
+                       1.0)[:, None, None]
     _, hidden = hidden_landmarks(uv, depth, camera, events)
 
     # Position noise: the detector's slowly varying error (measured against the truth on rendered
@@ -460,15 +463,59 @@ def sample_view(rng: np.random.Generator, joints: np.ndarray, world_rot: np.ndar
     return camera, sample_events(rng, len(joints), noise, occlusion)
 
 
+# The desk scenario: a webcam on a desk or on the monitor on it, near the person.
+DESK_CAMERA_HEIGHT_M = (0.9, 1.3)
+DESK_DISTANCE_M = (0.6, 1.5)
+HEAD_TOP_M = 0.12  # from the SMPL head joint to the top of the head, for a 1.70 m body
+
+
+def sample_desk_camera(rng: np.random.Generator, joints: np.ndarray, yaw: float) -> Camera:
+    """A webcam at desk height for a clip posed as joints (T, 24, 3) with mean heading `yaw`:
+    0.9-1.3 m above the floor, 0.6-1.5 m in front of the person (azimuth within ~15° of their
+    heading; farther where the lens is too narrow to hold them, up to the range's end), aimed at
+    the middle of the span from their pelvis to the top of their head, so the image shows them from
+    the head down to about the waist; a webcam's horizontal fov, 60-78°; roll ~ N(0, 2°)."""
+    width, height = IMAGE_SIZES[rng.integers(len(IMAGE_SIZES))]
+    K = intrinsics(width, height, rng.uniform(60.0, 78.0))
+    distance, cam_height = rng.uniform(*DESK_DISTANCE_M), rng.uniform(*DESK_CAMERA_HEIGHT_M)
+    azimuth = yaw + rng.normal(0.0, np.radians(15))
+    pelvis, head = joints[:, 0].mean(0), joints[:, SMPL_JOINT_NAMES.index("head")].mean(0)
+    top = head[1] + HEAD_TOP_M
+    # Near enough to fill the image, far enough that the head to the waist fits 90 % of its height.
+    fits = (top - pelvis[1]) / (2 * 0.9 * (height / 2) / K[1, 1])
+    distance = min(max(distance, fits), DESK_DISTANCE_M[1])
+    position = np.array([pelvis[0] + distance * np.sin(azimuth), cam_height, pelvis[2] + distance * np.cos(azimuth)])
+    target = np.array([pelvis[0], (pelvis[1] + top) / 2, pelvis[2]])
+    R, t = look_at(position, target, roll_deg=float(np.clip(rng.normal(0.0, 2.0), -6, 6)))
+    return Camera(K=K, R=R, t=t, width=width, height=height)
+
+
+def sample_desk_view(rng: np.random.Generator, joints: np.ndarray, world_rot: np.ndarray, noise: NoiseModel,
+                     occlusion: bool = True) -> tuple[Camera, Events]:
+    """sample_view's desk scenario: the desk webcam (sample_desk_camera), and a desk in front of
+    the person hiding their legs (knees, ankles, heels, toes) the whole clip, whatever of them the
+    image still holds; on top of that sample_events' occlusions and swaps, as in any scenario."""
+    camera = sample_desk_camera(rng, joints, facing_yaw(world_rot[:, 0]))
+    events = sample_events(rng, len(joints), noise, occlusion)
+    desk = (0, len(joints), tuple(OCCLUDABLE["legs"]))
+    return camera, Events(limb_spans=(desk, *events.limb_spans), missing_spans=events.missing_spans,
+                          swap_spans=events.swap_spans)
+
+
+# How each evaluation scenario sees a clip (sample_view's signature).
+SCENARIOS = {"default": sample_view, "desk": sample_desk_view}
+
+
 def clip_rng(clip: str, seed: int) -> np.random.Generator:
     """A generator seeded by a clip's name and a seed: the same observation on every machine."""
     return np.random.default_rng([zlib.crc32(clip.encode()), seed])
 
 
 def observe_clip(clip: str, joints: np.ndarray, world_rot: np.ndarray, seed: int, noise: NoiseModel,
-                 stature: float = RIG_STATURE, occlusion: bool = True) -> Observation:
+                 stature: float = RIG_STATURE, occlusion: bool = True, scenario: str = "default") -> Observation:
     """The synthetic observation of one clip (joints (T, 24, 3), world_rot (T, 24, 3, 3)) for a
-    given seed: camera, events and noise all drawn from `clip_rng(clip, seed)`."""
+    given seed: camera, events and noise all drawn from `clip_rng(clip, seed)`, the camera and
+    events as the `scenario` (SCENARIOS) places them."""
     rng = clip_rng(clip, seed)
-    camera, events = sample_view(rng, joints, world_rot, noise, occlusion)
+    camera, events = SCENARIOS[scenario](rng, joints, world_rot, noise, occlusion)
     return synthesize(landmarks_3d(joints, world_rot, stature), camera, noise, events, rng)

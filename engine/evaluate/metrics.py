@@ -48,6 +48,8 @@ __all__ = [
     "edge_jump_mm",
     "foot_skate_mm",
     "foot_skate_ratio",
+    "knee_angle_err_deg",
+    "pelvis_height_err_mm",
     "foot_contact_from_velocity",
     "similarity_align",
     "robust_std",
@@ -295,6 +297,39 @@ def jitter_mm_s3(pred, fps: float = 30.0, mask=None) -> float:
     jerk = p[3:] - 3.0 * p[2:-1] + 3.0 * p[1:-2] - p[:-3]
     err = np.linalg.norm(jerk, axis=-1).mean(axis=1) * (fps ** 3)
     return _masked_mean(err, _window_mask(m, 4)) * M_TO_MM
+
+
+# SMPL (hip, knee, ankle) of each leg, for knee angles.
+KNEE_CHAINS = ((1, 4, 7), (2, 5, 8))
+
+
+def _knee_angles_deg(x: np.ndarray) -> np.ndarray:
+    """(T, 24, 3) joints -> (T, 2) the angle at each knee between thigh and shin, degrees
+    (180 = straight, 90 = a right angle, as when seated)."""
+    out = []
+    for hip, knee, ankle in KNEE_CHAINS:
+        a, b = x[:, hip] - x[:, knee], x[:, ankle] - x[:, knee]
+        cos = (a * b).sum(-1) / np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-12)
+        out.append(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+    return np.stack(out, -1)
+
+
+def knee_angle_err_deg(pred, gt, mask=None) -> float:
+    """Knee angle error (degrees): per frame and knee, |pred's angle between thigh and shin - gt's|,
+    averaged over both knees and the selected frames. Needs no alignment: an angle is the same in
+    any frame of reference. Says whether legs the camera does not see sit, stand or kneel."""
+    p, g = _pair(pred, gt)
+    m = _frame_mask(mask, p.shape[0])
+    return _masked_mean(np.abs(_knee_angles_deg(p) - _knee_angles_deg(g)).mean(axis=1), m)
+
+
+def pelvis_height_err_mm(pred, gt, mask=None) -> float:
+    """Pelvis height error (mm): per frame |pred's pelvis height - gt's| above the floor (y = 0 in
+    both WORLD frames, y up), averaged over the selected frames: seated, standing or crouched, told
+    apart by how high the body is, which no root-relative metric sees."""
+    p, g = _pair(pred, gt)
+    m = _frame_mask(mask, p.shape[0])
+    return _masked_mean(np.abs(p[:, 0, 1] - g[:, 0, 1]), m) * M_TO_MM
 
 
 def edge_jump_mm(pred, gt, mask=None) -> float:

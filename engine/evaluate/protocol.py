@@ -33,6 +33,7 @@ import torch
 from tqdm import tqdm
 
 from engine.body.body_model import Body
+from engine.body.skeleton import SMPL_JOINT_NAMES
 from engine.data.dataset import Clip
 from engine.data.observations import NoiseModel, Observation, observe_clip
 from engine.data.retarget import change_speed
@@ -40,7 +41,14 @@ from engine.evaluate import metrics
 
 FPS = 30.0
 METRICS = ("mpjpe_mm", "pa_mpjpe_mm", "w_mpjpe100_mm", "wa_mpjpe100_mm", "rte_pct",
-           "accel_err_mm_s2", "jitter_mm_s3", "foot_skate_mm", "edge_jump_mm")
+           "accel_err_mm_s2", "jitter_mm_s3", "foot_skate_mm", "edge_jump_mm",
+           "upper_mpjpe_mm", "upper_pa_mpjpe_mm", "pelvis_height_err_mm", "knee_angle_err_deg")
+# The joints above the pelvis (spine, neck, head, collars, arms, hands): what a camera on a desk
+# sees. Their MPJPE is taken about the mid-shoulders, not the pelvis the desk hides.
+UPPER_BODY = tuple(j for j, name in enumerate(SMPL_JOINT_NAMES)
+                   if name.startswith(("spine", "neck", "head")) or name.split("_")[-1] in
+                   ("collar", "shoulder", "elbow", "wrist", "hand"))
+_SHOULDERS = tuple(UPPER_BODY.index(SMPL_JOINT_NAMES.index(f"{s}_shoulder")) for s in ("left", "right"))
 SUBSETS = ("occluded", "missing")
 
 log = logging.getLogger(__name__)
@@ -78,16 +86,17 @@ Predictor = Callable[[TestItem], Prediction]
 
 
 def build_test_set(clips: list[Clip], body: Body, seed: int, noise: NoiseModel | None = None,
-                   fps: float = FPS) -> list[TestItem]:
+                   fps: float = FPS, scenario: str = "default") -> list[TestItem]:
     """The fixed synthetic test set of `clips` (engine.data.dataset.Clip, 30 fps) for one seed, seen by
     a camera running at `fps` (each clip resampled to it; the detector's noise is drawn per frame
-    as at 30 fps)."""
+    as at 30 fps), placed as `scenario` places it (engine.data.observations.SCENARIOS: "desk", a
+    webcam at desk height framing the head to the waist, a desk hiding the legs)."""
     noise = noise or NoiseModel.load()
     items = []
     for c in tqdm(clips, desc="test set", unit="clip", leave=False):
         pose, root, contacts = change_speed(c.pose, c.root, c.contacts, FPS / fps)
         joints, world_rot = body.pose_arrays(pose, root)
-        obs = observe_clip(c.clip, joints, world_rot, seed, noise, body.stature)
+        obs = observe_clip(c.clip, joints, world_rot, seed, noise, body.stature, scenario=scenario)
         items.append(TestItem(clip=c.clip, joints=joints, foot_contact=contacts[:, :4], caption=c.caption,
                               obs=obs, fps=fps))
     return items
@@ -211,6 +220,10 @@ def clip_metrics(pred: Prediction, item: TestItem, gt_cam: np.ndarray, mask: np.
         "jitter_mm_s3": metrics.jitter_mm_s3(pred.joints_world, item.fps, mask),
         "foot_skate_mm": metrics.foot_skate_mm(pred.joints_world, item.foot_contact, item.fps, mask=mask),
         "edge_jump_mm": metrics.edge_jump_mm(pred.joints_world, gt_w, mask),
+        "upper_mpjpe_mm": metrics.mpjpe_mm(pred.joints_cam[:, UPPER_BODY], gt_cam[:, UPPER_BODY], mask, _SHOULDERS),
+        "upper_pa_mpjpe_mm": metrics.pa_mpjpe_mm(pred.joints_cam[:, UPPER_BODY], gt_cam[:, UPPER_BODY], mask),
+        "pelvis_height_err_mm": metrics.pelvis_height_err_mm(pred.joints_world, gt_w, mask),
+        "knee_angle_err_deg": metrics.knee_angle_err_deg(pred.joints_world, gt_w, mask),
     }
 
 

@@ -131,3 +131,9 @@ def test_cuda_without_gpu_is_a_clear_error():
         pytest.skip("this machine has a GPU")
     out = run_cli("info", "--device", "cuda")
     assert out.returncode == 2 and "config key 'device'" in out.stderr
+
+
+def test_eval_refuses_the_desk_scenario_on_the_rendered_set_in_one_line():
+    out = run_cli("eval", "--model", "identity-baseline", "--scenario", "desk", "--obs", "rendered")
+    assert out.returncode == 2 and "--scenario desk: the rendered set has no desk scenes yet" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -416,3 +416,28 @@ def test_similarity_align_recovers_transform():
     np.testing.assert_allclose(t, [1, 2, 3], atol=1e-9)
     s, R, t = M.similarity_align(x, y, scale=False)
     assert s == 1.0 and np.linalg.det(R) == pytest.approx(1.0)
+
+
+# ------------------------------------------------------------------- legs a desk camera does not see
+
+def test_knee_angle_error_is_the_difference_of_the_angles_at_the_knees():
+    """Straight legs against one knee bent to a right angle (seated): 90° on that knee, 45 on
+    average; any rotation or shift of the whole body changes nothing."""
+    gt = np.zeros((3, J, 3))
+    for hip, knee, ankle in M.KNEE_CHAINS:
+        gt[:, hip], gt[:, knee], gt[:, ankle] = [0, 0.9, 0], [0, 0.5, 0], [0, 0.1, 0]
+    pred = gt.copy()
+    pred[:, 7] = [0, 0.5, 0.4]  # the left shin forward: 90° at the left knee
+    assert M.knee_angle_err_deg(pred, gt) == pytest.approx(45.0)
+    assert M.knee_angle_err_deg(transform(pred, R1, (1, 2, 3)), gt) == pytest.approx(45.0)
+    assert M.knee_angle_err_deg(gt, gt) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_pelvis_height_error_is_the_height_above_the_floor_in_the_world():
+    gt = make_seq()
+    pred = gt + [0.3, 0.1, -0.2]  # 10 cm higher (and moved across the floor, which does not count)
+    assert M.pelvis_height_err_mm(pred, gt) == pytest.approx(100.0)
+    mask = np.zeros(len(gt), bool)
+    mask[:5] = True
+    pred[5:, 0, 1] += 1.0
+    assert M.pelvis_height_err_mm(pred, gt, mask) == pytest.approx(100.0)
