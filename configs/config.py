@@ -51,6 +51,10 @@ class BodyConfig:
 class DataConfig:
     mocap_dir: str = setting("../shared/data/mocap", "folder of motion-capture files to build the "
                                                       "dataset from (relative paths: from the repo root)")
+    extra_mocap_dirs: list[str] = setting(["../shared/data/mocap_new"],
+                                          "more folders of motion capture built into the same dataset "
+                                          "(ReActIdle standing idle, CMU's Huge FBX library); one that "
+                                          "is absent is left out")
     cmu_index: str = setting("../shared/data/cmu_index/cmu_mocap_index.csv",
                              "CMU's clip descriptions (captions)")
     cache_dir: str = setting("data_cache", "where `genmo-live data build` writes the dataset cache")

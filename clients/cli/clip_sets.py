@@ -25,16 +25,33 @@ def clip_set_args(p: argparse.ArgumentParser) -> None:
                    help="rendered sets: processes rendering at once (default: the CPU count, at most 8)")
 
 
-def ensure_cache(mocap: Path, cache: Path, body, cmu_index: Path, all_test: bool = False) -> None:
-    """Build the dataset cache from `mocap` into `cache` unless it is already there."""
+def mocap_folders(cfg) -> list[Path]:
+    """The folders the dataset is built from: data.mocap_dir, then those of data.extra_mocap_dirs
+    that exist (a note names any that does not)."""
+    from configs.config import resolve_path
+
+    folders = [resolve_path(cfg.data.mocap_dir)]
+    for extra in cfg.data.extra_mocap_dirs:
+        path = resolve_path(extra)
+        if path.is_dir():
+            folders.append(path)
+        else:
+            print(f"note: data.extra_mocap_dirs: {path} is not here, left out of the dataset")
+    return folders
+
+
+def ensure_cache(mocap: Path | list[Path], cache: Path, body, cmu_index: Path, all_test: bool = False) -> None:
+    """Build the dataset cache from `mocap` (a folder or a list) into `cache` unless it is already there."""
     from engine.data.dataset import build
 
     if (cache / "index.json").exists():
         return
-    if not mocap.is_dir():
-        raise ConfigError(f"{mocap} is not a folder of motion capture")
-    print(f"no dataset cache at {cache}: building it from {mocap}")
-    build(mocap, cache, body, cmu_index, all_test=all_test)
+    folders = [mocap] if isinstance(mocap, Path) else list(mocap)
+    for folder in folders:
+        if not folder.is_dir():
+            raise ConfigError(f"{folder} is not a folder of motion capture")
+    print(f"no dataset cache at {cache}: building it from {', '.join(map(str, folders))}")
+    build(folders, cache, body, cmu_index, all_test=all_test)
 
 
 def dataset_split(args, cfg, body):
@@ -52,7 +69,8 @@ def dataset_split(args, cfg, body):
         ensure_cache(mocap, cache, body, cmu_index, all_test=True)
     else:
         cache, split = resolve_path(cfg.data.cache_dir), args.split
-        ensure_cache(resolve_path(cfg.data.mocap_dir), cache, body, cmu_index)
+        if not (cache / "index.json").exists():  # (no note on absent extra folders once it is built)
+            ensure_cache(mocap_folders(cfg), cache, body, cmu_index)
     clips = load_clips(cache, split)
     if not clips:
         raise ConfigError(f"the {split} split of {cache} has no clips")

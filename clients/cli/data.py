@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from clients.cli.clip_sets import CAPTION_CACHE, clip_set_args, dataset_split, print_and_save, render_body, rendered_set
+from clients.cli.clip_sets import (CAPTION_CACHE, clip_set_args, dataset_split, mocap_folders, print_and_save,
+                                   render_body, rendered_set)
 from configs.config import ConfigError
 
 
@@ -13,18 +14,23 @@ def cmd_data_build(args, cfg) -> int:
     from engine.body.loading import load_body
     from engine.data.dataset import build
 
-    mocap = resolve_path(args.data or cfg.data.mocap_dir)
     out = resolve_path(args.out or cfg.data.cache_dir)
-    if not mocap.is_dir():
-        raise ConfigError(f"config key 'data.mocap_dir': {mocap} is not a folder")
-    print(f"building the dataset from {mocap} into {out}")
-    index = build(mocap, out, load_body(cfg.body), resolve_path(cfg.data.cmu_index), all_test=args.all_test)
+    if args.data:
+        folders = [resolve_path(args.data)]
+        if not folders[0].is_dir():
+            raise ConfigError(f"--data: {folders[0]} is not a folder")
+    else:
+        folders = mocap_folders(cfg)
+        if not folders[0].is_dir():
+            raise ConfigError(f"config key 'data.mocap_dir': {folders[0]} is not a folder")
+    print(f"building the dataset from {', '.join(map(str, folders))} into {out}")
+    index = build(folders, out, load_body(cfg.body), resolve_path(cfg.data.cmu_index), all_test=args.all_test)
     report = (out / "retarget_report.md").read_text()
     print(report.split("## Skipped")[0].split("## Every clip")[0].strip())
     for split in ("train", "val", "test"):
         rs = [r for r in index["clips"] if r["split"] == split]
         print(f"{split:5s}: {len(rs):4d} clips, {sum(r['frames'] for r in rs) / 108000:.2f} h")
-    print(f"skipped {len(index['skipped'])} files; full table: {out / 'retarget_report.md'}")
+    print(f"skipped {len(index['skipped'])} files (reasons in the report); full table: {out / 'retarget_report.md'}")
     return 0
 
 
@@ -126,7 +132,8 @@ def add_commands(sub, parent) -> None:
     data = sub.add_parser("data", help="build and preview the motion dataset")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="STEP")
     build = data_sub.add_parser("build", parents=[parent], help="retarget all mocap into the dataset cache")
-    build.add_argument("--data", metavar="DIR", help="mocap folder (default: data.mocap_dir)")
+    build.add_argument("--data", metavar="DIR",
+                       help="build from this mocap folder alone (default: data.mocap_dir and data.extra_mocap_dirs)")
     build.add_argument("--out", metavar="DIR", help="cache folder (default: data.cache_dir)")
     build.add_argument("--all-test", action="store_true",
                        help="put every clip in the test split (evaluate new motion without retraining)")

@@ -1,9 +1,11 @@
-"""Load every motion-capture set under ../shared/data/mocap into one type, `SourceMotion`.
+"""Load every motion-capture set under ../shared/data/mocap and ../shared/data/mocap_new into one
+type, `SourceMotion`.
 
-Formats: BVH (ACCAD MotionBuilder, CMU "DAZ-friendly" dance, iClone CC_Base, CMU Motionbuilder- and
-3dsMax-friendly), Vicon ASF/AMC (HDM05) and the 117-column expmap rows of the CMU motion-prediction
-benchmark. Each folder's README.md documents its skeleton, units, frame rate and quirks; the
-per-folder differences live in the `_DATASETS` and `_SMPL_MAPS` tables below, not in the parsers.
+Formats: BVH (ACCAD MotionBuilder, CMU "DAZ-friendly" dance and its Huge FBX Mocap Library
+conversion, iClone CC_Base, CMU Motionbuilder- and 3dsMax-friendly, ReActIdle's Blender rig),
+Vicon ASF/AMC (HDM05) and the 117-column expmap rows of the CMU motion-prediction benchmark. Each
+folder's README.md documents its skeleton, units, frame rate and quirks; the per-folder
+differences live in the `_DATASETS` and `_SMPL_MAPS` tables below, not in the parsers.
 
 Output conventions (the retargeter relies on them):
 - metres, right-handed, +y up; the world facing direction is left as recorded, and so is the floor
@@ -35,10 +37,13 @@ or not, any case, at any depth, joins the generic set "other", with none of the 
   else the folder's only ASF; lengths in the ASF's units; 120 fps (CMU's and HDM05's rate) unless
   the AMC header says ":SAMPLES-PER-SECOND n".
 In every set, a file that cannot be parsed (corrupt, truncated), has no ASF or fits no SMPL joint
-map is an UnusableClip, and a SkippedClip with that reason from `iter_motions`.
+map is an UnusableClip, and a SkippedClip with that reason from `iter_motions`; so is a file of a
+known set that breaks the set's rules (bones that stretch, a marker glitch: `_Dataset`).
 """
 from __future__ import annotations
 
+import csv
+import functools
 import gzip
 import math
 import re
@@ -53,6 +58,7 @@ from engine.body.rotations import axis_angle_to_matrix
 from engine.body.skeleton import SMPL_JOINT_NAMES, SMPL_PARENTS
 
 MOCAP_ROOT = Path(__file__).resolve().parents[3] / "shared" / "data" / "mocap"
+MOCAP_NEW_ROOT = MOCAP_ROOT.with_name("mocap_new")
 
 CM = 0.01
 INCH = 0.0254
@@ -81,10 +87,12 @@ class SourceMotion:
     trial id when known. fps: true frame rate. names: (J,) joint names. parents: (J,) int, -1 for
     the root, parent < child. rest_positions: (J, 3) float32 metres, every joint rotation zero.
     positions: (T, J, 3) float32 metres, world. rotations: (T, J, 3, 3) float32, world rotation relative to the rest orientation.
-    smpl_map: SMPL joint name -> source joint name for pelvis..right_wrist and, where the source has
-    one, left_hand/right_hand. The map of an SMPL joint's parent is the same source joint or one of
+    smpl_map: SMPL joint name -> source joint name for pelvis..right_wrist (left_foot/right_foot only
+    where the source has a toe joint or toe End Site: TOELESS_OK) and, where the source has one,
+    left_hand/right_hand. The map of an SMPL joint's parent is the same source joint or one of
     the mapped joint's ancestors; a source joint serves two SMPL joints only on spines with fewer
-    joints than SMPL's three (see `_SMPL_MAPS`).
+    joints than SMPL's three (see `_SMPL_MAPS`). category: the clip's category where its set lists
+    one (`clip_info`), else None.
     """
 
     clip: str
@@ -98,6 +106,7 @@ class SourceMotion:
     positions: np.ndarray
     rotations: np.ndarray
     smpl_map: dict[str, str]
+    category: str | None = None
 
     @property
     def num_frames(self) -> int:
@@ -215,8 +224,13 @@ class Bvh:
     frames: np.ndarray
 
 
-def parse_bvh(text: str) -> Bvh:
-    """Parse BVH text (hierarchy and motion)."""
+def parse_bvh(text: str, child_positions: bool = False) -> Bvh:
+    """Parse BVH text (hierarchy and motion).
+
+    child_positions: accept position channels on joints below the root (Blender exports write them
+    on every joint); `bvh_pose` ignores them, so they must stay at the joint's OFFSET (see
+    `child_position_drift`). Without it such a file is an error.
+    """
     parts = re.split(r"^\s*MOTION\s*$", text, maxsplit=1, flags=re.MULTILINE)
     if len(parts) != 2:
         raise ValueError("BVH: no MOTION section (truncated or not a BVH file)")
@@ -240,7 +254,7 @@ def parse_bvh(text: str) -> Bvh:
             offsets[-1] = np.array([float(next(tokens)) for _ in range(3)])
         elif tok == "CHANNELS":
             channels[-1] = [next(tokens) for _ in range(int(next(tokens)))]
-    if any(ch.endswith("position") for c in channels[1:] for ch in c):
+    if not child_positions and any(ch.endswith("position") for c in channels[1:] for ch in c):
         raise ValueError("BVH: position channels are only supported on the root")
 
     lines = motion.strip().split("\n", 2)
@@ -268,7 +282,9 @@ def bvh_pose(bvh: Bvh) -> tuple[np.ndarray, np.ndarray]:
     """Local rotations (T, J, 3, 3) and root positions (T, 3), file units, from the channels.
 
     Rotation channels compose intrinsically in the listed order; the root's position channels are
-    its absolute position (they replace its OFFSET, which ACCAD sets to the first frame's).
+    its absolute position (they replace its OFFSET, which ACCAD sets to the first frame's). Other
+    joints' position channels (`parse_bvh(child_positions=True)`) are not read: each joint sits at
+    its OFFSET, so the skeleton stays rigid.
     """
     num_frames, num_joints = bvh.frames.shape[0], len(bvh.names)
     local = np.broadcast_to(np.eye(3), (num_frames, num_joints, 3, 3)).copy()
@@ -281,10 +297,32 @@ def bvh_pose(bvh: Bvh) -> tuple[np.ndarray, np.ndarray]:
         if rot:
             order = "".join(c[0] for c in rot)
             local[:, j] = euler_to_matrix(bvh.frames[:, [cols[c] for c in rot]], order)
+        # Only the root's: a child's position channels (Blender exports) would overwrite the
+        # root trajectory with a bone offset.
         for axis, name in enumerate(("Xposition", "Yposition", "Zposition")):
-            if name in cols:
+            if j == 0 and name in cols:
                 root[:, axis] = bvh.frames[:, cols[name]]
     return local, root
+
+
+def child_position_drift(bvh: Bvh) -> tuple[float, str | None]:
+    """The largest distance, file units, between a non-root joint's position channels (any frame)
+    and its OFFSET, and that joint's name; (0.0, None) when no joint below the root has them.
+    Channels missing from a joint's set read as its OFFSET's coordinate."""
+    worst, joint, col = 0.0, None, 0
+    for j, chans in enumerate(bvh.channels):
+        cols = {c: col + k for k, c in enumerate(chans)}
+        col += len(chans)
+        if j == 0 or not any(c.endswith("position") for c in chans):
+            continue
+        pos = np.broadcast_to(bvh.offsets[j], (len(bvh.frames), 3)).copy()
+        for axis, name in enumerate(("Xposition", "Yposition", "Zposition")):
+            if name in cols:
+                pos[:, axis] = bvh.frames[:, cols[name]]
+        drift = float(np.linalg.norm(pos - bvh.offsets[j], axis=-1).max(initial=0.0))
+        if drift > worst:
+            worst, joint = drift, bvh.names[j]
+    return worst, joint
 
 
 # ---------------------------------------------------------------------------------------------
@@ -465,6 +503,11 @@ def expmap_pose(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # SMPL maps: one per source skeleton; the first whose joints all exist in a file is used
 # ---------------------------------------------------------------------------------------------
 
+# SMPL body joints a map may leave out: the toes of rigs that have neither a toe joint nor a toe
+# End Site (retarget rides them rigidly on the ankles, which keep the source foot's rotation).
+TOELESS_OK = ("left_foot", "right_foot")
+
+
 def _sided(table: dict[str, str], left: str, right: str) -> dict[str, str]:
     """Expand {"*_hip": "{s}UpLeg"} into left_/right_ entries with the source's side spellings."""
     out = {}
@@ -484,6 +527,11 @@ _LIMBS = ("*_hip", "*_knee", "*_ankle", "*_foot", "*_collar", "*_shoulder", "*_e
 def _limbs(*sources: str) -> dict[str, str]:
     return dict(zip(_LIMBS, sources))
 
+
+_CMU_DAZ = _sided({"pelvis": "hip", "spine1": "abdomen", "spine2": "abdomen", "spine3": "chest",
+                   "neck": "neck", "head": "head",
+                   **_limbs("{s}Thigh", "{s}Shin", "{s}Foot", "{s}Foot_end", "{s}Collar", "{s}Shldr",
+                            "{s}ForeArm", "{s}Hand", "{s}Mid1")}, "l", "r")
 
 # Spines with fewer than SMPL's three joints share one: SMPL spine3 must be the joint the neck and
 # both collars hang from, and the shared joint is picked by height (SMPL spine1/2/3 sit roughly
@@ -506,10 +554,20 @@ _SMPL_MAPS: dict[str, dict[str, str]] = {
                                 "CC_Base_{s}_Upperarm", "CC_Base_{s}_Forearm", "CC_Base_{s}_Hand",
                                 "CC_Base_{s}_Mid1")}, "L", "R"),
     # CMU "DAZ-friendly" (cgspeed): abdomen 21 cm, chest 32 cm; no toe joint (foot end = toe tip).
-    "cmu_daz": _sided({"pelvis": "hip", "spine1": "abdomen", "spine2": "abdomen",
-                       "spine3": "chest", "neck": "neck", "head": "head",
-                       **_limbs("{s}Thigh", "{s}Shin", "{s}Foot", "{s}Foot_end", "{s}Collar",
-                                "{s}Shldr", "{s}ForeArm", "{s}Hand", "{s}Mid1")}, "l", "r"),
+    "cmu_daz": _CMU_DAZ,
+    # The same rig with zero-length foot End Sites (the Huge FBX Mocap Library's conversion back
+    # to BVH): no toe tip, so the toes ride on the ankles (TOELESS_OK).
+    "cmu_daz_no_toes": {k: v for k, v in _CMU_DAZ.items() if k not in TOELESS_OK},
+    # ReActIdle (Blender/Rigify-style names): spine starts at the pelvis and spine.001 23 cm above
+    # it (nearest SMPL's spine1 and spine2 at 10 and 21 cm); the neck and both shoulders hang from
+    # spine.001; face is the head. No hand joint (the forearm's End Site is the wrist) and no toe
+    # joint (the foot's End Site is the toe tip).
+    "reactidle": _sided({"pelvis": "pelvis", "spine1": "spine", "spine2": "spine.001",
+                         "spine3": "spine.001", "neck": "neck", "head": "face",
+                         "*_hip": "thigh.{s}", "*_knee": "shin.{s}", "*_ankle": "foot.{s}",
+                         "*_foot": "foot.{s}_end", "*_collar": "shoulder.{s}",
+                         "*_shoulder": "upper_arm.{s}", "*_elbow": "forearm.{s}",
+                         "*_wrist": "forearm.{s}_end"}, "L", "R"),
     # CMU Motionbuilder-friendly (cgspeed): the ASF bones, renamed. LowerBack/Neck/LeftShoulder
     # start where their parent does; the thorax has no length, so Spine1 is spine2 and spine3.
     "cmu_motionbuilder": _sided({"pelvis": "Hips", "spine1": "Spine", "spine2": "Spine1",
@@ -545,9 +603,10 @@ def pick_smpl_map(names: list[str]) -> dict[str, str]:
 
 def check_smpl_map(names: list[str], parents: np.ndarray, smpl_map: dict[str, str]) -> None:
     """Raise UnusableClip unless every SMPL bone parent->child maps to the same source joint or to
-    an ancestor->descendant pair, and the 22 body joints are all mapped."""
+    an ancestor->descendant pair, and the 22 body joints are all mapped (the toes aside, for rigs
+    without them: TOELESS_OK)."""
     index = {n: j for j, n in enumerate(names)}
-    missing = [s for s in SMPL_JOINT_NAMES[:22] if s not in smpl_map]
+    missing = [s for s in SMPL_JOINT_NAMES[:22] if s not in smpl_map and s not in TOELESS_OK]
     if missing:
         raise UnusableClip(f"SMPL map lacks {missing}")
     for c, smpl in enumerate(SMPL_JOINT_NAMES):
@@ -626,9 +685,52 @@ def _kind(path: Path) -> str:
     return (name[:-3] if name.endswith(".gz") else name).rsplit(".", 1)[-1]
 
 
+# CMU subjects whose takes are exact copies of another subject's (identical motion data: one capture
+# session under two numbers; mocap_new READMEs): the same performer, so one subject id for a split.
+_CMU_SAME_SUBJECT = {"105": "91", "106": "141", "117": "85", "121": "90", "122": "83", "123": "70",
+                     "139": "77"}
+
+
 def _cmu_subject(rel: Path) -> str:
-    """CMU "SS_TT" file name -> "cmu:SS", shared by every folder that names its CMU trials."""
-    return "cmu:" + _stem(rel).split("_")[0]
+    """CMU "SS_TT" file name -> "cmu:SS", shared by every folder that names its CMU trials; a
+    duplicate subject number gets the one it copies ("139_16" -> "cmu:77")."""
+    number = _stem(rel).split("_")[0]
+    return "cmu:" + _CMU_SAME_SUBJECT.get(number, number)
+
+
+# Takes of the Huge FBX Mocap Library captured at 60 Hz: Hahne's BVH headers say 120, so the
+# library's 1/24 s keys play them twice too fast; they are 12 fps. Whole sessions (139 = 77) and
+# single takes, found by ballistic flight and walking cadence (mocap_new CMU READMEs).
+_HUGE_FBX_60HZ_SUBJECTS = frozenset({"75", "77", "88", "89", "93", "107", "139", "141", "143"})
+_HUGE_FBX_60HZ_TAKES = frozenset({"87_03", "87_04", "90_08", "90_09", "90_11", "103_08"})
+
+
+def _huge_fbx_fps(rel: Path) -> float | None:
+    """12.0 for a 60 Hz take of the Huge FBX library (whatever its Frame Time says), else None."""
+    stem = _stem(rel)
+    return 12.0 if stem.split("_")[0] in _HUGE_FBX_60HZ_SUBJECTS or stem in _HUGE_FBX_60HZ_TAKES else None
+
+
+@functools.lru_cache(maxsize=None)
+def _files_tsv(folder: Path, column: str) -> dict[str, str]:
+    """A set's files.tsv: clip stem -> the value in `column` ({} when the file or column is absent)."""
+    path = folder / "files.tsv"
+    if not path.exists():
+        return {}
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    return {_stem(Path(r["clip"] if "clip" in r else r["file"])): r[column] for r in rows if column in r}
+
+
+def _tsv_category(folder: Path, rel: Path) -> str | None:
+    """The category its set's files.tsv gives the clip ("sit_chair_stool", "walk_styles", ...)."""
+    return _files_tsv(folder, "category").get(_stem(rel))
+
+
+# A mapped joint moving faster than this from one frame to the next is a marker glitch (a pop), not
+# motion: the mocap_new CMU README puts real peaks (kicks, pitches, flips) at 15-25 m/s and the
+# glitches above ~25 m/s.
+MARKER_GLITCH_M_S = 25.0
 
 
 @dataclass(frozen=True)
@@ -640,8 +742,15 @@ class _Dataset:
     cmu_id: Callable[[Path], str | None] = lambda rel: None
     unit_m: float | None = None                 # metres per unit (None: ASF's; BVH: guessed)
     fps: dict[str, float] = field(default_factory=dict)  # by first path part ("" = all); else header
+    fps_of: Callable[[Path], float | None] = lambda rel: None  # per file, over both of the above
     root_offset_added: bool = False             # BVH root position = OFFSET + channels, not channels
     not_takes: tuple[str, ...] = ()             # files that hold no take (skipped with a reason)
+    leading_tpose: int | None = None            # frames of added T-pose always dropped (None: detected)
+    # BVH position channels on every joint (Blender exports) are read as their OFFSETs, and the
+    # file is skipped if any moves further than this from its OFFSET, metres (None: not allowed).
+    child_position_tolerance_m: float | None = None
+    max_joint_speed_m_s: float | None = None    # faster: a marker glitch, the file is skipped
+    category: Callable[[Path, Path], str | None] = lambda folder, rel: None  # (folder, rel path)
 
 
 _DATASETS: dict[str, _Dataset] = {
@@ -668,6 +777,24 @@ _DATASETS: dict[str, _Dataset] = {
     # "cmu_expmap:walking_train".
     "cmu_motionpred_expmap": _Dataset("*/*/*.txt.gz", unit_m=CMU_ASF_UNIT, fps={"": 120.0},
                                       subject=lambda rel: f"cmu_expmap:{rel.parts[1]}_{rel.parts[0]}"),
+    # ../shared/data/mocap_new (MOCAP_NEW_ROOT; each folder's README).
+    # ReActIdle: standing idle, acted/NNN and genuine/NNN by the same performer NNN ->
+    # "reactidle:NNN"; category "idle_acted" / "idle_genuine". A Blender export: metres, 24 fps,
+    # position channels on every joint (the thighs' wobble up to 2 cm about their OFFSETs, the
+    # rest stay on them), and the root's channels move it about its OFFSET (pelvis 0.72 m up;
+    # read as absolute, the pelvis would sit on the floor).
+    "reactidle_bvh": _Dataset("*/*.bvh.gz", unit_m=1.0, root_offset_added=True,
+                              child_position_tolerance_m=0.03, max_joint_speed_m_s=MARKER_GLITCH_M_S,
+                              subject=lambda rel: "reactidle:" + _stem(rel).split("_")[0],
+                              category=lambda folder, rel: "idle_" + rel.parts[0]),
+    # CMU through the Huge FBX Mocap Library, converted back to BVH: Hahne's Daz-friendly rig in cm
+    # without toe tips (cmu_daz_no_toes); frame 0 is Hahne's added T-pose (the rest pose), always
+    # dropped; 24 fps, and 12 for the takes captured at 60 Hz (_huge_fbx_fps); category from
+    # files.tsv. The two sets share no clip.
+    **{name: _Dataset("bvh/*.bvh.gz", unit_m=CM, leading_tpose=1, fps_of=_huge_fbx_fps,
+                      max_joint_speed_m_s=MARKER_GLITCH_M_S, subject=_cmu_subject, cmu_id=_stem,
+                      category=_tsv_category)
+       for name in ("cmu_hugefbx_daz_bvh", "cmu_hugefbx_more_bvh")},
 }
 
 
@@ -761,7 +888,14 @@ def _read_pose(path: Path, folder: Path, ds: _Dataset):
     metres per unit or None, header fps), lengths in file units."""
     kind = _kind(path)
     if kind == "bvh":
-        bvh = parse_bvh(_read_text(path))
+        tolerance = ds.child_position_tolerance_m
+        bvh = parse_bvh(_read_text(path), child_positions=tolerance is not None)
+        if tolerance is not None:
+            drift, joint = child_position_drift(bvh)
+            if drift * ds.unit_m > tolerance:
+                raise UnusableClip(f"{joint}'s position channels move {drift * ds.unit_m:.3f} m from its "
+                                   f"OFFSET (over {tolerance} m): its bones stretch, which the rigid "
+                                   f"skeleton read from the OFFSETs cannot follow")
         local, root = bvh_pose(bvh)
         if ds.root_offset_added:
             root = root + bvh.offsets[0]
@@ -789,18 +923,51 @@ def guess_length_unit(height: float) -> float:
 _BAD_INPUT = (ValueError, KeyError, IndexError, StopIteration, EOFError, OSError, zlib.error)
 
 
+@dataclass(frozen=True)
+class ClipInfo:
+    """What a motion file's path alone says (no parsing): its ids as `load_motion` gives them, and
+    its category where its set lists one (files.tsv; ReActIdle "idle_acted" / "idle_genuine")."""
+
+    clip: str
+    dataset: str
+    subject: str
+    cmu_id: str | None
+    category: str | None
+
+
+def clip_info(path: Path | str, root: Path | str | None = None) -> ClipInfo:
+    """The ids and category of a motion file, from its path (`root`: as for `load_motion`)."""
+    folder, dataset, rel, ds = _locate(Path(path), None if root is None else Path(root))
+    return ClipInfo(clip=clip_id(path, root), dataset=dataset, subject=ds.subject(rel),
+                    cmu_id=ds.cmu_id(rel), category=ds.category(folder, rel))
+
+
+def fastest_step(positions: np.ndarray, names: list[str], smpl_map: dict[str, str],
+                 fps: float) -> tuple[float, str, int]:
+    """The fastest frame-to-frame move of any SMPL-mapped joint: (speed m/s, source joint name,
+    index of the frame it moves into). positions: (T, J, 3) metres; (0.0, "", 0) for one frame.
+    Fingers, eyes and other unmapped joints are left out (their jitter is no body motion)."""
+    if len(positions) < 2:
+        return 0.0, "", 0
+    mapped = sorted({names.index(n) for n in smpl_map.values()})
+    speed = np.linalg.norm(np.diff(positions[:, mapped], axis=0), axis=-1) * fps  # (T - 1, M)
+    step, k = np.unravel_index(np.argmax(speed), speed.shape)
+    return float(speed[step, k]), names[mapped[k]], int(step) + 1
+
+
 def load_motion(path: Path | str, root: Path | str | None = None) -> SourceMotion:
     """Load one motion file: BVH, AMC (its ASF beside it) or expmap rows, gzipped or not where the
     folder's rules allow (module docstring). `root`: the folder being listed, which only "other"
     clip ids are relative to.
 
     Raises UnusableClip for a file that holds no usable take, cannot be parsed (the parser's
-    message), or fits no SMPL joint map; leading added T-pose frames are dropped wherever they are
-    detected.
+    message), fits no SMPL joint map, or breaks its set's rules (stretching bones, marker glitches);
+    leading added T-pose frames are dropped where its set has them, or wherever they are detected.
     """
     path = Path(path)
     folder, dataset, rel, ds = _locate(path, None if root is None else Path(root))
-    clip = clip_id(path, root)
+    info = clip_info(path, root)
+    clip = info.clip
     if not _claims(ds, rel):
         raise ValueError(f"{path}: not a motion file this loader reads (.bvh, .amc, optionally "
                          f"gzipped, or a known folder's files)")
@@ -814,7 +981,7 @@ def load_motion(path: Path | str, root: Path | str | None = None) -> SourceMotio
     except _BAD_INPUT as e:
         kind = "" if isinstance(e, ValueError) else f"{type(e).__name__}: "
         raise UnusableClip(f"{clip}: {kind}{e}") from e
-    fps = ds.fps.get(rel.parts[0], ds.fps.get("", fps))
+    fps = ds.fps_of(rel) or ds.fps.get(rel.parts[0], ds.fps.get("", fps))
     rest = rest_pose(parents, offsets)
     height = skeleton_height(rest, parents, names, smpl_map)  # file units
     if unit_m is None:
@@ -831,14 +998,20 @@ def load_motion(path: Path | str, root: Path | str | None = None) -> SourceMotio
 
     positions, world = forward_kinematics(parents, offsets, local, root_pos)
     positions *= unit_m
-    drop = leading_tpose_frames(positions, names, smpl_map)
+    drop = ds.leading_tpose if ds.leading_tpose is not None else leading_tpose_frames(positions, names, smpl_map)
     if len(positions) <= drop:
         raise UnusableClip(f"{clip}: no frames")
-    return SourceMotion(clip=clip, dataset=dataset, subject=ds.subject(rel), cmu_id=ds.cmu_id(rel),
+    if ds.max_joint_speed_m_s is not None:
+        speed, joint, step = fastest_step(positions[drop:], names, smpl_map, fps)
+        if speed > ds.max_joint_speed_m_s:
+            raise UnusableClip(f"{clip}: marker glitch: {joint} moves at {speed:.0f} m/s into file frame "
+                               f"{step + drop} (over {ds.max_joint_speed_m_s:.0f} m/s)")
+    return SourceMotion(clip=clip, dataset=dataset, subject=info.subject, cmu_id=info.cmu_id,
                         fps=float(fps), names=list(names), parents=np.asarray(parents, np.int64),
                         rest_positions=rest.astype(np.float32),
                         positions=positions[drop:].astype(np.float32),
-                        rotations=world[drop:].astype(np.float32), smpl_map=smpl_map)
+                        rotations=world[drop:].astype(np.float32), smpl_map=smpl_map,
+                        category=info.category)
 
 
 def iter_motions(root: Path | str = MOCAP_ROOT) -> Iterator[SourceMotion | SkippedClip]:

@@ -11,9 +11,11 @@ How (all in world space, y-up):
    takes the source's rest posture; joints without a mapped child inherit their parent's B.
    The pelvis and spine3 use two directions (up + hip line, up + collar line) to fix their twist.
 3. A source joint's rotation relative to its rest, R_s, then gives our joint's world rotation
-   G_j = R_s(map[j]) Q^T B_j: twist comes from the source's own joint rotation.
+   G_j = R_s(map[j]) Q^T B_j: twist comes from the source's own joint rotation. Joints the source
+   lacks (hands, the toes of toeless rigs: MAY_LACK) ride rigidly on their parent.
 4. A swing correction turns each G_j so its primary bone points exactly along the source's current
-   bone (source positions), which also absorbs twist bones and in-between joints of the source rig.
+   bone (source positions), which also absorbs twist bones and in-between joints of the source rig;
+   not where another source joint bends that bone (`swung`: ReActIdle's spine starts at its pelvis).
 5. Limb twist is made the same for every rig (canonical_twist): a rig whose bind pose has a limb
    turned about its own bone (the iClone CMU legs: thigh, shin and foot all half a turn) gives the
    right joint positions with wrong rotations (kneecaps backwards, soles up: a skinned avatar
@@ -132,10 +134,15 @@ def _leg_length(rest, hip, knee, ankle):
     return np.linalg.norm(rest[knee] - rest[hip]) + np.linalg.norm(rest[ankle] - rest[knee])
 
 
+# Joints a source may lack (rigs without hands, or without a toe joint or toe End Site): they ride
+# rigidly on their parent, whose rotation is the source's wrist or foot rotation.
+MAY_LACK = ("left_foot", "right_foot", "left_hand", "right_hand")
+
+
 def _smpl_index_of(src) -> dict:
     """SMPL joint name -> source joint index, for the mapped joints."""
     index = {n: i for i, n in enumerate(src.names)}
-    missing = [s for s in SMPL_JOINT_NAMES[:22] if s not in src.smpl_map]
+    missing = [s for s in SMPL_JOINT_NAMES if s not in src.smpl_map and s not in MAY_LACK]
     if missing:
         raise ValueError(f"{src.clip}: the source map lacks body joints {missing}")
     return {s: index[n] for s, n in src.smpl_map.items()}
@@ -157,6 +164,22 @@ def aim_children(src_rest, m) -> dict[int, int]:
     return aims
 
 
+def swung(m, aims) -> set[int]:
+    """The SMPL joints (indices) that `world_rotations` swings onto their aim bone: those whose aim
+    bone turns with them alone. A joint whose aim was reached past a zero-length bone starting at
+    another source joint (ReActIdle's spine, which starts at the pelvis and bends the lower back)
+    keeps its own rotation: swung onto that bone, the pelvis would tilt with every bend of the
+    back. Skipping past SMPL joints that share its own source joint (short spines) is fine."""
+    out = set()
+    for j, aim in aims.items():
+        name, child = SMPL_JOINT_NAMES[j], PRIMARY_CHILD[SMPL_JOINT_NAMES[j]]
+        while J[child] != aim and m[child] == m[name]:
+            child = PRIMARY_CHILD[child]
+        if J[child] == aim:
+            out.add(j)
+    return out
+
+
 def rest_alignment(src_rest, m, body_rest, aims):
     """Q (3, 3) turning the source rest pose to face like ours (+z, left at +x), and B (24, 3, 3)
     per-joint alignments.
@@ -164,8 +187,12 @@ def rest_alignment(src_rest, m, body_rest, aims):
     src_rest: (Js, 3) source rest positions; m: SMPL name -> source index; body_rest: (24, 3);
     aims: `aim_children(src_rest, m)`.
     """
+    # Up: towards the joint the pelvis aims at, spine1 unless the source's spine1 starts at the
+    # pelvis (ReActIdle), where spine1 - pelvis has no direction and Q came out NaN.
+    up = SMPL_JOINT_NAMES[aims.get(J["pelvis"], J["spine1"])]
+
     def pelvis_frame(rest, index):
-        return frame_from(rest[index["spine1"]] - rest[index["pelvis"]],
+        return frame_from(rest[index[up]] - rest[index["pelvis"]],
                           rest[index["left_hip"]] - rest[index["right_hip"]])
 
     # Measured the same way on both skeletons, so our own body as a source gets Q = I exactly.
@@ -191,15 +218,16 @@ def rest_alignment(src_rest, m, body_rest, aims):
 
 def world_rotations(src_rot, src_pos, m, q, b, body_rest, aims):
     """(T, 24, 3, 3) world rotations of our joints, swing-corrected onto the source bones
-    (each joint onto the bone to its aim joint, `aim_children`)."""
+    (each joint onto the bone to its aim joint, `aim_children`, where `swung`)."""
     T = src_rot.shape[0]
     g = np.zeros((T, NUM_JOINTS, 3, 3))
+    swing = swung(m, aims)
     for j, name in enumerate(SMPL_JOINT_NAMES):
-        if name not in m:  # unmapped hand: rides rigidly on its parent
+        if name not in m:  # unmapped hand or toe (MAY_LACK): rides rigidly on its parent
             g[:, j] = g[:, SMPL_PARENTS[j]]
             continue
         g[:, j] = src_rot[:, m[name]] @ (q.T @ b[j])
-        if j in aims:
+        if j in swing:
             aim = aims[j]
             predicted = g[:, j] @ (body_rest[aim] - body_rest[j])
             actual = src_pos[:, m[SMPL_JOINT_NAMES[aim]]] - src_pos[:, m[name]]

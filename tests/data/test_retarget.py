@@ -24,21 +24,26 @@ def world_rotations(body, local):
     return body.pose(torch.as_tensor(local, dtype=torch.float32), form="matrix")["world_rot"].numpy()
 
 
-def make_source(body, pose_aa, root, fps=30.0, rest_pose=None, scale=1.0, yaw=0.0, drop_hands=False):
+def make_source(body, pose_aa, root, fps=30.0, rest_pose=None, scale=1.0, yaw=0.0, drop_hands=False,
+                drop_toes=False, rest_joints=None):
     """A SourceMotion of our own body performing `pose_aa` (T, 24, 3), whose file rest pose is
-    `rest_pose` (24, 3) axis-angle (default T-pose), turned by `yaw` about y and scaled by `scale`."""
+    `rest_pose` (24, 3) axis-angle (default T-pose), turned by `yaw` about y and scaled by `scale`.
+    rest_joints: (24, 3) T-pose joints of another skeleton of our tree (only with a T-pose rest)."""
     local = axis_angle_to_matrix(pose_aa.astype(np.float64))
     rest_local = axis_angle_to_matrix(np.zeros((NUM_JOINTS, 3)) if rest_pose is None else rest_pose)
     turn = axis_angle_to_matrix(np.array([0.0, yaw, 0.0]))
     rest_local = rest_local.copy()
     rest_local[0] = turn @ rest_local[0]
-    rest_joints = body.rest_joints.double() * scale
+    rest_joints = (body.rest_joints.double() if rest_joints is None else torch.as_tensor(rest_joints).double()) * scale
     rest_out = body.pose(torch.from_numpy(rest_local).float(), form="matrix")
     g_rest = rest_out["world_rot"].numpy().astype(np.float64)
     rest_positions = (rest_out["joints"].numpy() - body.rest_joints.numpy()[0]) * scale
+    if rest_pose is None and yaw == 0.0:
+        rest_positions = (rest_joints - rest_joints[0]).numpy()
     from engine.body.kinematics import forward_kinematics
     joints, g = forward_kinematics(torch.from_numpy(local), rest_joints, SMPL_PARENTS, torch.from_numpy(root * scale))
-    names = [n for n in SMPL_JOINT_NAMES if not (drop_hands and n.endswith("_hand"))]
+    names = [n for n in SMPL_JOINT_NAMES if not (drop_hands and n.endswith("_hand"))
+             and not (drop_toes and n.endswith("_foot"))]
     keep = [J[n] for n in names]
     return SimpleNamespace(
         clip="test/own_body", dataset="test", subject="test:1", cmu_id=None, fps=fps,
@@ -208,3 +213,33 @@ def test_a_rig_with_half_turned_legs_comes_back_untwisted(body):
     np.testing.assert_allclose(body.pose(torch.from_numpy(clip.pose), torch.from_numpy(clip.root))["joints"],
                                body.pose(torch.from_numpy(clean.pose), torch.from_numpy(clean.root))["joints"],
                                atol=1e-4)
+
+
+def test_missing_toes_ride_on_the_ankles(body):
+    """A rig without a toe joint or toe End Site (the Huge FBX library's CMU BVH): the toes ride on
+    the ankles, which keep the source foot's rotation."""
+    pose, root = random_motion(5, seed=3)
+    pose[:, [J["left_foot"], J["right_foot"]]] = 0.0
+    clip = retarget(make_source(body, pose, root, drop_toes=True), body)
+    assert_same_pose(body, clip, pose)
+    np.testing.assert_allclose(clip.pose[:, [J["left_foot"], J["right_foot"]]], 0.0, atol=1e-5)
+
+
+def test_spine_starting_at_the_pelvis_bends_the_back_not_the_pelvis(body):
+    """ReActIdle's rig: its first spine joint sits on the pelvis and bends the lower back. The rest
+    alignment used to take its "up" from that zero-length bone (NaN, then a crash), and the pelvis,
+    swung onto the bone the back bends, tilted with every bend; it must keep its own rotation."""
+    rest = body.rest_joints.numpy().astype(np.float64).copy()
+    rest[J["spine1"]] = rest[J["pelvis"]]
+    T = 10
+    pose = np.zeros((T, NUM_JOINTS, 3))
+    pose[:, J["spine1"], 0] = np.linspace(0.0, math.radians(40), T)  # bend forward from the hips up
+    root = np.tile([0.0, 0.95, 0.0], (T, 1))
+    clip = retarget(make_source(body, pose, root, rest_joints=rest), body)
+    assert np.isfinite(clip.pose).all()
+    np.testing.assert_allclose(clip.pose[:, J["pelvis"]], 0.0, atol=1e-5)
+    # The back bends by the source's bend (about x; plus a constant: our spine1 -> spine2 bone sits
+    # 5° off the source's pelvis -> spine2 one at rest, and follows the source's).
+    bend = clip.pose[:, J["spine1"]] - clip.pose[:1, J["spine1"]]
+    np.testing.assert_allclose(bend, pose[:, J["spine1"]], atol=1e-4)
+    assert clip.bone_error_deg.max() < 0.1
