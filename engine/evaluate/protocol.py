@@ -167,6 +167,11 @@ def model_predictor(path: Path | str, body: Body, steps: int = 1, device: str = 
         motion = decode(norm.inverse(x0)[0])
         _, joints_cam = camera_joints(motion, rest)
         joints_world, _ = forward_kinematics(motion["local_rot"], rest, body.parents, motion["root_world"])
+        # The path starts at the origin; stand its first frame on the floor as the live engine does
+        # (its lowest foot joint at that joint's rest height), so heights above the floor compare.
+        feet = list(metrics.FOOT_JOINTS)
+        lift = (rest[feet, 1] - joints_world[0, feet, 1]).max()
+        joints_world = joints_world + torch.stack([torch.zeros_like(lift), lift, torch.zeros_like(lift)])
         return Prediction(joints_cam=joints_cam.double().cpu().numpy(),
                           joints_world=joints_world.double().cpu().numpy())
 

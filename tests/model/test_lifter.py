@@ -105,6 +105,11 @@ def test_eval_runs_a_lifter_checkpoint_in_estimation_mode(tmp_path, caplog):
     one = model_predictor(path, body, steps=1)(item)
     assert one.joints_cam.shape == one.joints_world.shape == (40, 24, 3)
     assert np.isfinite(one.joints_cam).all() and np.isfinite(one.joints_world).all()
+    # Its first frame stands on the floor, as the live engine's does: heights above it compare
+    # (on main the path started with the pelvis at the origin, 0.9 m low).
+    feet = [7, 8, 10, 11]
+    rest = body.rest_joints.numpy()
+    assert np.min(one.joints_world[0, feet, 1] - rest[feet, 1]) == pytest.approx(0.0, abs=1e-5)
     five = model_predictor(path, body, steps=5)(item)
     assert "DDIM steps ignored" in caplog.text
     np.testing.assert_array_equal(five.joints_cam, one.joints_cam)
