@@ -179,11 +179,18 @@ def follow_rate(rate: float, frames: float) -> float:
     return 1.0 - (1.0 - rate) ** frames
 
 
+def packets_conditions(packets: list[LandmarkPacket]) -> dict[str, np.ndarray]:
+    """The fields of engine.model.denoiser.Conditions of frames (of one stream or many, each image
+    its own size), stacked, in one engine.model.conditions.landmark_conditions call, the focal
+    length assumed from each image's width."""
+    width = np.array([p.width for p in packets], np.float64)
+    return landmark_conditions(np.stack([p.keypoints for p in packets]), np.stack([p.visibility for p in packets]),
+                               width, np.array([p.height for p in packets], np.float64), assumed_focal(width))
+
+
 def packet_conditions(p: LandmarkPacket) -> dict[str, np.ndarray]:
-    """One frame's fields of engine.model.denoiser.Conditions (engine.model.conditions.landmark_conditions, the
-    focal length assumed from the image width)."""
-    cond = landmark_conditions(p.keypoints[None], p.visibility[None], p.width, p.height, assumed_focal(p.width))
-    return {k: v[0] for k, v in cond.items()}
+    """One frame's packets_conditions."""
+    return {k: v[0] for k, v in packets_conditions([p]).items()}
 
 
 def decode_due(due: list[_Due], norm: Normalizer, rest64: torch.Tensor, parents) -> dict[str, np.ndarray]:
@@ -193,12 +200,9 @@ def decode_due(due: list[_Due], norm: Normalizer, rest64: torch.Tensor, parents)
 
 
 def condition_slots(slots: list[_Slot]) -> dict[str, np.ndarray]:
-    """Each slot's conditions (packet_conditions) and body_seen, all of them (of one stream or
-    many, each image its own size) in one landmark_conditions call. Returns the stacked fields."""
-    packets = [s.packet for s in slots]
-    width = np.array([p.width for p in packets], np.float64)
-    cond = landmark_conditions(np.stack([p.keypoints for p in packets]), np.stack([p.visibility for p in packets]),
-                               width, np.array([p.height for p in packets], np.float64), assumed_focal(width))
+    """Each slot's conditions and body_seen, all of them in one packets_conditions call. Returns
+    the stacked fields."""
+    cond = packets_conditions([s.packet for s in slots])
     seen = cond["visible"][:, list(BODY_LANDMARKS)].sum(-1)
     for i, slot in enumerate(slots):
         slot.cond, slot.body_seen = {k: v[i] for k, v in cond.items()}, int(seen[i])
@@ -333,7 +337,7 @@ class LiveEngine:
         """The first half of push: the frames (oldest first) join the window. A causal engine's
         new slots then go through the cache (take_uncached, stream_slots: their conditions too)
         before emit_due."""
-        first = self._seq
+        new = []
         for p in packets:
             last = self._slots[-1].packet if self._slots else None
             self._measured.add(p.t_capture)
@@ -344,11 +348,13 @@ class LiveEngine:
                          "motion at the speed it trained on", rate, k, k - 1)
                 self._k = k
             span = k if last is not None else 1
-            for j in range(1, span):
-                self._add_slot(between(last, p, j / span), span=0, dt=1.0 / (k * rate))
-            self._pending.append(self._add_slot(p, span=span, dt=1.0 / (k * rate)))
-        if self._cache is None and self._seq > first:
-            condition_slots(list(itertools.islice(self._slots, len(self._slots) - (self._seq - first), None)))
+            new += [self._add_slot(between(last, p, j / span), span=0, dt=1.0 / (k * rate)) for j in range(1, span)]
+            new.append(self._add_slot(p, span=span, dt=1.0 / (k * rate)))
+            self._pending.append(new[-1])
+        if self._cache is not None:
+            self._uncached += new
+        elif new:
+            condition_slots(new)
 
     def take_uncached(self) -> list[_Slot]:
         """The slots that have not been through the cache yet, oldest first (now the caller's)."""
@@ -377,8 +383,6 @@ class LiveEngine:
         slot = _Slot(self._seq, p, self._clock, span)
         self._seq += 1
         self._slots.append(slot)
-        if self._cache is not None:
-            self._uncached.append(slot)
         return slot
 
     def flush(self) -> list[PoseFrame]:
