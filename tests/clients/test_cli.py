@@ -137,3 +137,22 @@ def test_eval_refuses_the_desk_scenario_on_the_rendered_set_in_one_line():
     out = run_cli("eval", "--model", "identity-baseline", "--scenario", "desk", "--obs", "rendered")
     assert out.returncode == 2 and "--scenario desk: the rendered set has no desk scenes yet" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_extra_mocap_folders_that_are_absent_or_not_folders_are_left_out_with_a_note(tmp_path, capsys):
+    """data.extra_mocap_dirs comes from a config file or a flag: a folder that is not there (or a
+    file) is named in a note and left out of the dataset, never a traceback; a value that is no
+    list is refused by the config's check."""
+    from clients.cli.clip_sets import mocap_folders
+    from configs.config import load_config
+
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "more").mkdir()
+    extra = [str(tmp_path / "more"), str(tmp_path / "missing"), str(tmp_path / "a_file")]
+    cfg = load_config(overrides={"data.extra_mocap_dirs": extra})
+    folders = mocap_folders(cfg)
+    assert folders[1:] == [tmp_path / "more"]
+    printed = capsys.readouterr().out
+    assert "missing is not here" in printed and "a_file is not here" in printed
+    out = run_cli("data", "build", "--data.extra_mocap_dirs", "somewhere")
+    assert out.returncode == 2 and "data.extra_mocap_dirs" in out.stderr and "Traceback" not in out.stderr
