@@ -36,12 +36,14 @@ JSON (the default): one text message per pose, PoseFrame.to_dict() plus "type": 
     {"type": "pose", "v": 1, "frame_id": 812, "t_capture": 1718000000.123, "t_emit": 1718000000.171,
      "source": "estimated", "confidence": 0.94, "root": [x, y, z],
      "pose_aa": [[x, y, z] * 24], "pose_quat": [[w, x, y, z] * 24], "joints": [[x, y, z] * 24],
-     "contacts": [6 floats], "stature": 1.7, "betas": []}
+     "contacts": [6 floats], "stature": 1.7, "betas": [], "seen": [24 ints, 0 or 1]}
 
 Units and frames as in engine.live.pose_frame: metres, y up, seconds of time.time() on the server's
 clock (t_emit - t_capture is the capture-to-pose latency; comparing either with a client's clock
 is meaningless across machines). Joint order: engine.body.skeleton.SMPL_JOINT_NAMES. Contacts: ankles, feet,
-wrists (engine.body.skeleton.CONTACT_JOINTS). About 3 kB a frame.
+wrists (engine.body.skeleton.CONTACT_JOINTS). seen: the joints MediaPipe saw in this frame
+(engine.live.pose_frame.seen_joints; JSON only: the binary layout below does not carry it yet).
+About 3 kB a frame.
 
 Binary (`?format=binary` or `{"type": "subscribe", "format": "binary"}`): one binary message per
 pose, little-endian, 748 bytes plus 4 per beta; `decode_binary` reads it.

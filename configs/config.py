@@ -75,6 +75,8 @@ class EngineConfig:
                                         "is noised to as the next window's start", min=1, max=999)
     prompt: str = setting("a person stands still", "text that drives the motion while the person is not seen",
                           max_len=200)
+    legs: str = setting("", "text that steers the legs while they are not seen (a desk hides them), e.g. "
+                            "'a person sits on a chair'; empty: the model's prior alone", max_len=200)
     guidance: float = setting(6.0, "classifier-free guidance scale of the prompt (1 = none)", min=0.0, max=10.0)
     generation_steps: int = setting(4, "DDIM steps of a generated stretch", min=1, max=50)
     generation_horizon: int = setting(30, "frames generated ahead at a time while the person is not seen",

@@ -100,6 +100,10 @@ class TrainConfig:
     # Share of the clips seen, each round, with the upper body of another clip (mix_bodies): new
     # pairings of arms and legs for a small dataset (the test split holds motions the train split lacks).
     mix_share: float = 0.25
+    # Share of the clips seen, each round, as the desk scenario sees them (engine.data.observations.
+    # sample_desk_view: a webcam at desk height, the legs hidden for the whole clip): most users sit
+    # at a desk, and the legs must come from the prior there, not from landmarks.
+    desk_share: float = 0.2
     # The live engine reads its answer off the newest frame of its window, the one with no future in
     # view; a training window weighs that case only at its last frames. Their loss counts
     # 1 + tail_weight times (the last tail_frames valid frames of each window; 0 = all frames alike).
@@ -192,9 +196,9 @@ def as_prepared(pose: np.ndarray, root: np.ndarray, contacts: np.ndarray, obs, s
 
 
 def prepare(clip: Clip, body: Body, noise: NoiseModel, seed: int, rng: np.random.Generator,
-            augment: bool = True, upper: Clip | None = None) -> Prepared:
+            augment: bool = True, upper: Clip | None = None, scenario: str = "default") -> Prepared:
     """A clip, augmented (mirror, speed; with `upper`, that clip's upper body over its legs:
-    mix_bodies), seen through a new synthetic webcam. Its motion is captioned after augmentation,
+    mix_bodies), seen through a new synthetic webcam placed as the `scenario` places it. Its motion is captioned after augmentation,
     so mirrored turns and sped-up walks get their own words and frames. A mixed clip gets no text
     at all: its arms and legs were not moved together, and generation from text should learn
     only whole motions."""
@@ -208,7 +212,8 @@ def prepare(clip: Clip, body: Body, noise: NoiseModel, seed: int, rng: np.random
             caption = mirror_caption(caption)
         pose, root, contacts = change_speed(pose, root, contacts, float(rng.uniform(0.8, 1.25)))
     joints, world_rot = body.pose_arrays(pose, root)
-    return as_prepared(pose, root, contacts, observe_clip(clip.clip, joints, world_rot, seed, noise, body.stature),
+    return as_prepared(pose, root, contacts, observe_clip(clip.clip, joints, world_rot, seed, noise, body.stature,
+                                                          scenario=scenario),
                        [] if upper is not None else motion_captions(joints, world_rot[:, 0]), caption)
 
 
@@ -458,8 +463,9 @@ def train(clips: list[Clip], body: Body, out_dir: Path, cfg: TrainConfig, model_
     def observe(round_: int) -> list[Prepared]:
         r = np.random.default_rng([cfg.seed, round_])
         uppers = [clips[int(r.integers(len(clips)))] if r.random() < cfg.mix_share else None for _ in clips]
-        return [prepare(c, body, noise, cfg.seed * 1000 + round_, r, upper=u)
-                for c, u in tqdm(zip(clips, uppers), total=len(clips), desc="observe", leave=False)]
+        scenarios = ["desk" if r.random() < cfg.desk_share else "default" for _ in clips]
+        return [prepare(c, body, noise, cfg.seed * 1000 + round_, r, upper=u, scenario=s)
+                for c, u, s in tqdm(zip(clips, uppers, scenarios), total=len(clips), desc="observe", leave=False)]
 
     cls = next(cls for cls, config in ARCHS.values() if isinstance(model_cfg, config))
     resuming = resume and ckpt.exists()

@@ -22,6 +22,8 @@ L = {n: i for i, n in enumerate(LANDMARK_NAMES)}
 # defined on these.
 BODY_LANDMARKS = tuple(L[f"{s}_{n}"] for n in ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")
                        for s in ("left", "right"))
+# The knees and ankles: the legs are hidden (a desk, the bottom of the image) when none is present.
+LEG_LANDMARKS = tuple(L[f"{s}_{n}"] for n in ("knee", "ankle") for s in ("left", "right"))
 # Landmark index of each one's mirror image (left <-> right); centre points map to themselves.
 MIRROR = tuple(L[n.replace("left", "#").replace("right", "left").replace("#", "right")]
                for n in LANDMARK_NAMES)

@@ -12,6 +12,7 @@ def run_overrides(args) -> dict:
     (configs.config) with every other setting: {dotted key: value} for the flags given."""
     flags = {"source.source": args.source, "source.realtime": False if args.no_realtime else None,
              "source.loop": True if args.loop else None, "engine.steps": args.steps, "engine.prompt": args.prompt,
+             "engine.legs": args.legs,
              "engine.lag": args.lag, "outputs.ws": args.ws, "outputs.vmc": args.vmc, "outputs.vrchat": args.vrchat,
              "outputs.record": args.record, "outputs.viewer": "" if args.headless else args.viewer}
     return {key: value for key, value in flags.items() if value is not None}
@@ -61,6 +62,8 @@ def add_commands(sub, parent) -> None:
                                      "else the sample clip in a loop)")
     rn.add_argument("--steps", type=int, help="denoising steps per window (1 = estimation mode)")
     rn.add_argument("--prompt", help="text that drives the motion while you are not seen")
+    rn.add_argument("--legs", help="text that steers your legs while they are not seen (a desk hides them), "
+                                   "e.g. \"a person sits on a chair\"")
     rn.add_argument("--lag", type=int, help="output lag, frames")
     rn.add_argument("--no-realtime", action="store_true", help="read a video file as fast as possible")
     rn.add_argument("--loop", action="store_true", help="play a video file again at its end")

@@ -95,6 +95,11 @@ def cmd_train(args, cfg) -> int:
     if args.rendered and not any(Path(args.rendered).glob("*.npz")):
         raise ConfigError(f"--rendered {args.rendered}: no rendered jobs there "
                           "(genmo-live data render --split train makes them)")
+    for share in ("mix_share", "desk_share", "rendered_share", "text_share"):
+        if not 0.0 <= getattr(args, share) <= 1.0:
+            raise ConfigError(f"--{share.replace('_', '-')} {getattr(args, share)}: give a share from 0 to 1")
+    if args.refresh < 1:
+        raise ConfigError(f"--refresh {args.refresh}: give the steps between observations, 1 or more")
     sizes = {k: getattr(args, k) for k in ("width", "layers", "heads", "mlp") if getattr(args, k) is not None}
     deepen_to = None
     if args.start_from:
@@ -108,7 +113,7 @@ def cmd_train(args, cfg) -> int:
     tc = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, warmup=args.warmup, seed=args.seed,
                      rendered=args.rendered or "", rendered_share=args.rendered_share, text_share=args.text_share,
                      clip_caption_share=args.clip_caption_share, text_drop_observations=args.text_drop_observations,
-                     mix_share=args.mix_share, precision=args.precision, tail_frames=args.tail_frames,
+                     mix_share=args.mix_share, desk_share=args.desk_share, refresh=args.refresh, precision=args.precision, tail_frames=args.tail_frames,
                      tail_weight=args.tail_weight, minutes=args.minutes, caption_cache=str(cache / CAPTION_CACHE))
     if args.model == "per-frame":
         if args.causal:
@@ -204,6 +209,12 @@ def add_commands(sub, parent) -> None:
     tr.add_argument("--mix-share", type=float, default=0.25,
                     help="share of the clips seen, each round, with the upper body of another clip over their "
                          "legs (new pairings of arms and legs; 0 = none)")
+    tr.add_argument("--refresh", type=int, default=300, metavar="STEPS",
+                    help="steps between new observations of every clip (each round observes all of them: "
+                         "minutes on a CPU with hours of data)")
+    tr.add_argument("--desk-share", type=float, default=0.2,
+                    help="share of the clips seen, each round, by a desk webcam with the legs hidden the "
+                         "whole clip (eval --scenario desk's view), so hidden legs come from the prior; 0 = none")
     tr.add_argument("--tail-weight", type=float, default=0.0,
                     help="extra loss weight on each window's last --tail-frames frames, the live engine's "
                          "case (its newest frame has no future in view); 0 = every frame alike")

@@ -68,7 +68,8 @@ class StreamBatch:
         engines = {key: self.streams[key] for key in packets}
         for key, engine in engines.items():
             engine.add(packets[key])
-        stream_slots(self.model, self.cache, [(e.take_uncached(), e.cache_row) for e in engines.values()])
+        stream_slots(self.model, self.cache,
+                     [(e.take_uncached(), e.cache_row, e.legs_text()) for e in engines.values()])
         due = {key: engine.take_due() for key, engine in engines.items()}
         every = [d for frames in due.values() for d in frames]
         poses = decode_due(every, self.norm, self._rest64, self.body.parents) if every else {}

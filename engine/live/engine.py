@@ -62,15 +62,15 @@ import torch
 from engine.body.body_model import Body
 from engine.live.decode import decode_rows
 from engine.live.filters import one_euro_step
-from engine.live.pose_frame import PoseFrame
+from engine.live.pose_frame import PoseFrame, seen_joints
 from engine.model.conditions import assumed_focal, batch_conditions, landmark_conditions
-from engine.model.denoiser import Conditions, Denoiser
+from engine.model.denoiser import TEXT_DIM, Conditions, Denoiser
 from engine.model.diffusion import cosine_alpha_bar, ddim, guided, q_sample
 from engine.model.mirror import mirror_averaged
 from engine.model.streaming import KVCache, step
 from engine.model.motion import Normalizer, align_heading, shift_rows
 from streamer.frame_rate import FrameRate
-from streamer.landmarks import BODY_LANDMARKS
+from streamer.landmarks import BODY_LANDMARKS, LEG_LANDMARKS
 from streamer.packets import LandmarkPacket
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,7 @@ class _Slot:
     span: int = 1
     cond: dict | None = None  # made by condition_slots, for many slots at once
     body_seen: int = 0
+    legs_hidden: bool = False  # no knee or ankle present: the legs prompt drives this frame
     x: torch.Tensor | None = None
     embedding: torch.Tensor | None = None  # (width,) the denoiser's embed_frames of cond, made once
     # A causal denoiser's estimate of this frame (x0 (144,), contact logits (6,)), made once on arrival.
@@ -200,33 +201,52 @@ def decode_due(due: list[_Due], norm: Normalizer, rest64: torch.Tensor, parents)
 
 
 def condition_slots(slots: list[_Slot]) -> dict[str, np.ndarray]:
-    """Each slot's conditions and body_seen, all of them in one packets_conditions call. Returns
-    the stacked fields."""
+    """Each slot's conditions, body_seen and legs_hidden, all of them in one packets_conditions
+    call. Returns the stacked fields."""
     cond = packets_conditions([s.packet for s in slots])
     seen = cond["visible"][:, list(BODY_LANDMARKS)].sum(-1)
+    legs = cond["visible"][:, list(LEG_LANDMARKS)].any(-1)
     for i, slot in enumerate(slots):
-        slot.cond, slot.body_seen = {k: v[i] for k, v in cond.items()}, int(seen[i])
+        slot.cond, slot.body_seen, slot.legs_hidden = {k: v[i] for k, v in cond.items()}, int(seen[i]), not legs[i]
     return cond
 
 
+def row_texts(texts: list[tuple[torch.Tensor, torch.Tensor] | None], device) -> tuple | None:
+    """engine.model.streaming.step's `text` for rows each with a text (tokens (Lt, 384), mask (Lt,))
+    or None: tokens padded to the longest, or None when no row has one."""
+    if all(t is None for t in texts):
+        return None
+    length = max(len(t[0]) for t in texts if t is not None)
+    tokens = torch.zeros(len(texts), length, TEXT_DIM, device=device)
+    mask = torch.zeros(len(texts), length, dtype=torch.bool, device=device)
+    for i, t in enumerate(texts):
+        if t is not None:
+            tokens[i, :len(t[0])], mask[i, :len(t[1])] = t
+    return tokens, mask, torch.tensor([t is not None for t in texts], device=device)
+
+
 @torch.inference_mode()
-def stream_slots(model: Denoiser, cache: KVCache, streams: list[tuple[list[_Slot], int]]) -> None:
+def stream_slots(model: Denoiser, cache: KVCache,
+                 streams: list[tuple[list[_Slot], int, tuple[torch.Tensor, torch.Tensor] | None]]) -> None:
     """Each new slot's conditions and estimate from a causal denoiser, one row each: streams are
-    (new slots, oldest first; the stream's row in `cache`). Every frame's conditions in one call,
-    their embeddings in one more; then round r steps the r-th new slot of every stream that has
-    one, all in one batched call. Every slot goes through, generated stretches included, so the
-    cache always holds the stream."""
-    slots = [s for fresh, _ in streams for s in fresh]
+    (new slots, oldest first; the stream's row in `cache`; its legs text (LiveEngine.legs_text)
+    or None). Every frame's conditions in one call, their embeddings in one more; then one
+    batched step for the new slots of every stream (a 20 fps camera's two model frames a frame
+    too; `window` of a stream at a time), the legs text on the slots whose legs are hidden. Every
+    slot goes through, generated stretches included, so the cache always holds the stream."""
+    slots = [s for fresh, _, _ in streams for s in fresh]
     if not slots:
         return
     device = cache.count.device
     conds = condition_slots(slots)
     for slot, embedding in zip(slots, model.embed_frames(batch_conditions([conds], device))[0]):
         slot.embedding = embedding
-    for r in range(max(len(fresh) for fresh, _ in streams)):
-        due = [(fresh[r], row) for fresh, row in streams if r < len(fresh)]
-        x0, logits = step(model, cache, torch.stack([slot.embedding for slot, _ in due]), [row for _, row in due])
-        for (slot, _), x, c in zip(due, x0, logits):
+    for first in range(0, max(len(fresh) for fresh, _, _ in streams), cache.window):
+        due = [(slot, row, legs if slot.legs_hidden else None)
+               for fresh, row, legs in streams for slot in fresh[first:first + cache.window]]
+        x0, logits = step(model, cache, torch.stack([slot.embedding for slot, _, _ in due]), [row for _, row, _ in due],
+                          row_texts([legs for _, _, legs in due], device))
+        for (slot, _, _), x, c in zip(due, x0, logits):
             slot.est, slot.est_logits = x, c
 
 
@@ -243,7 +263,7 @@ class LiveEngine:
         self.alpha_bar = cosine_alpha_bar().to(self.device)
         self.window = model.cfg.window  # the model's: generated stretches continue this much history
         self.estimation_window = min(cfg.window, self.window)
-        self.steps, self.prompt = cfg.steps, cfg.prompt
+        self.steps, self.prompt, self.legs = cfg.steps, cfg.prompt, cfg.legs
         self.step_ms: float | None = None  # an estimation pass's time per denoising step (a moving average)
         self.set_lag(cfg.lag)
         self.fps = fps                # the source's rate; None: measured from the packets
@@ -252,7 +272,7 @@ class LiveEngine:
         self._k = 1                   # model frames per input frame, as the last packet was taken
         self._text_encoder = text_encoder
         self._text_failed = False
-        self._failed_prompt: str | None = None  # the last prompt the text model could not encode
+        self._failed_prompts: set[str] = set()  # prompts the text model could not encode (at most PROMPT_CACHE)
         self._gen = torch.Generator(device="cpu").manual_seed(seed)
         self._slots: deque[_Slot] = deque()
         self._seq = 0
@@ -294,8 +314,10 @@ class LiveEngine:
         self.prompt = prompt or self.cfg.prompt
 
     def load_prompt(self) -> None:
-        """Encode the active prompt now (loading the text model), not at the first occlusion."""
+        """Encode the active prompt and the legs prompt now (loading the text model), not at the
+        first occlusion."""
         self._text(torch.ones(1, 1, dtype=torch.bool, device=self.device))
+        self.legs_text()
 
     def set_steps(self, steps: int) -> None:
         """Denoising steps from now on. More than the configured steps only while an estimation
@@ -330,7 +352,8 @@ class LiveEngine:
         """Add frames (oldest first); return the poses now due, oldest first."""
         self.add(packets)
         if self._cache is not None:
-            stream_slots(self.model, self._cache, [(self.take_uncached(), self.cache_row)])
+            stream_slots(self.model, self._cache,
+                         [(self.take_uncached(), self.cache_row, self.legs_text())])
         return self.emit_due()
 
     def add(self, packets: list[LandmarkPacket]) -> None:
@@ -472,16 +495,24 @@ class LiveEngine:
         """The estimator over the window of `slots`: (x_t, t) -> (x0, contact logits). Each frame's
         landmark and box embedding is made once, when it first enters a window, not again in each
         of the `window` passes that see it (with stacking the window's conditions, a fifth of a pass's
-        time on one thread: bench/README.md)."""
-        if self._estimator is not self.model or not isinstance(self.model, Denoiser):
+        time on one thread: bench/README.md). The legs prompt drives the frames whose legs are hidden."""
+        denoiser = isinstance(self.model, Denoiser)  # the per-frame lifter reads no text
+        hidden = [s.legs_hidden for s in slots]
+        legs = None
+        if denoiser and self.legs and any(hidden):
+            legs = self._text(torch.tensor([hidden], device=self.device), self.legs)
+        if self._estimator is not self.model or not denoiser:
             cond = self._window([s.cond for s in slots])
+            cond = Conditions(cond.keypoints, cond.visible, cond.box, cond.has_box, **legs) if legs else cond
             return lambda x_t, t: self._estimator(x_t, t, cond)
         fresh = [s for s in slots if s.embedding is None]
         if fresh:
             for s, e in zip(fresh, self.model.embed_frames(self._window([s.cond for s in fresh]))[0]):
                 s.embedding = e
         frames = torch.stack([s.embedding for s in slots])[None]
-        return lambda x_t, t: self.model(x_t, t, None, frames)
+        # With `frames` given the model reads only the text fields of its Conditions.
+        c = Conditions(None, None, None, None, **legs) if legs else None
+        return lambda x_t, t: self.model(x_t, t, c, frames)
 
     def _run_estimation(self, first: int) -> _Track:
         """The estimate of the frames from arrival `first` on: a causal denoiser's cached rows in
@@ -526,29 +557,41 @@ class LiveEngine:
         self.step_ms = per_step if self.step_ms is None else self.step_ms + STEP_EMA * (per_step - self.step_ms)
         return _Track(x0[0], logits["c"][0], slots[0].seq)
 
-    def _text(self, frames: torch.Tensor) -> dict | None:
-        """Text fields of Conditions for the active prompt over `frames` (1, L) bool, or None when
-        the text model is not installed or cannot encode the prompt (generation then runs
-        unconditioned)."""
-        if self._text_failed or not self.prompt or self.prompt == self._failed_prompt:
+    def _encode(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(tokens (Lt, 384), mask (Lt,)) of `prompt`, or None when the text model is not installed
+        or cannot encode it (the frames it would drive run without it)."""
+        if self._text_failed or not prompt or prompt in self._failed_prompts:
             return None
         if self._text_encoder is None:
             from engine.model.text import TextEncoder
 
             self._text_encoder = TextEncoder(cache_size=PROMPT_CACHE)
         try:
-            tokens, mask = self._text_encoder.tokens([self.prompt])
+            tokens, mask = self._text_encoder.tokens([prompt])
         except ImportError as e:
-            log.warning("no text model (%s): occluded frames are generated without the prompt", e)
+            log.warning("no text model (%s): prompts are not followed", e)
             self._text_failed = True
             return None
-        except Exception as e:  # a prompt the tokenizer rejects: the frames are still generated
-            log.warning("the text model cannot encode the prompt %r (%s): generating without it",
-                        self.prompt[:60], e)
-            self._failed_prompt = self.prompt
+        except Exception as e:  # a prompt the tokenizer rejects: the frames are still made
+            log.warning("the text model cannot encode the prompt %r (%s): going on without it", prompt[:60], e)
+            if len(self._failed_prompts) >= PROMPT_CACHE:
+                self._failed_prompts.clear()
+            self._failed_prompts.add(prompt)
             return None
-        return {"text": tokens[None].to(self.device), "text_mask": mask[None].to(self.device),
-                "text_frames": frames[:, None]}
+        return tokens[0].to(self.device), mask[0].to(self.device)
+
+    def _text(self, frames: torch.Tensor, prompt: str | None = None) -> dict | None:
+        """Text fields of Conditions for `prompt` (default: the active prompt) over `frames` (1, L)
+        bool, or None where _encode gives none."""
+        encoded = self._encode(self.prompt if prompt is None else prompt)
+        if encoded is None:
+            return None
+        tokens, mask = encoded
+        return {"text": tokens[None, None], "text_mask": mask[None, None], "text_frames": frames[:, None]}
+
+    def legs_text(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The legs prompt's (tokens, mask) (_encode) for the frames whose legs are hidden, or None."""
+        return self._encode(self.legs) if self.legs else None
 
     @torch.inference_mode()
     def _run_generation(self, seq: int) -> _Track:
@@ -612,12 +655,13 @@ class LiveEngine:
             contacts = poses["contacts"][i]
             root = self._root + self._offset
             root, joints = self._foot_lock(root, poses["joints"][i] + root, contacts, first)
-            p = d.slot.packet
+            p, generated = d.slot.packet, d.source == "generated"
             out.append(PoseFrame(frame_id=p.frame_id, t_capture=p.t_capture, t_emit=time.time(),
                                  pose_aa=poses["pose_aa"][i], pose_quat=poses["pose_quat"][i], root=root,
                                  joints=joints, contacts=contacts, source=d.source,
-                                 confidence=0.0 if d.source == "generated" else d.slot.body_seen / len(BODY_LANDMARKS),
-                                 stature=self.body.stature, joints_cam=poses["joints_cam"][i]))
+                                 confidence=0.0 if generated else d.slot.body_seen / len(BODY_LANDMARKS),
+                                 stature=self.body.stature, joints_cam=poses["joints_cam"][i],
+                                 seen=seen_joints(d.slot.cond["visible"] & (not generated))))
         return out
 
     def _foot_lock(self, root: np.ndarray, joints: np.ndarray, contacts: np.ndarray, first: bool):

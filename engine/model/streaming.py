@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -76,27 +77,80 @@ class KVCache:
         return torch.arange(self.window, device=self.count.device)[None] < self.count[rows, None]
 
 
-# Per model, its input layer folded with estimation mode's constants (_input_layer), and the
-# versions of the weights it was folded from.
-_FOLDED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+@dataclass(frozen=True)
+class _Layer:
+    """One block's weights as a single row uses them: linear weights transposed (in, out) for
+    torch.addmm, the gates folded into the projection and the MLP's last layer."""
+
+    norm1: tuple
+    qkv: tuple[torch.Tensor, torch.Tensor]
+    proj: tuple[torch.Tensor, torch.Tensor]
+    norm2: tuple
+    mlp_in: tuple[torch.Tensor, torch.Tensor]
+    mlp_out: tuple[torch.Tensor, torch.Tensor]
+    approximate: str
 
 
-def _input_layer(model: Denoiser) -> tuple[torch.Tensor, torch.Tensor]:
-    """(weight (width, width), bias (width,)) such that frames @ weight.T + bias is the denoiser's
-    input layer on embed_frames rows in estimation mode: x_t = 0 and the last diffusion step's
-    time embedding are the same every step, so they are folded into the bias once (two MLP layers
-    and a concatenation a step otherwise). Folded again when the weights change in place (a model
-    being trained)."""
-    params = (model.inp.weight, model.inp.bias, *model.time.parameters())
-    version = tuple(p._version for p in params)
-    held = _FOLDED.get(model)
-    if held is None or held[0] != version:
-        width, device = model.cfg.width, model.inp.weight.device
-        time = model.time(sinusoid(torch.full((1,), NUM_STEPS - 1, device=device), width))
-        bias = model.inp(torch.cat([time.new_zeros(1, MOTION_DIM), time], -1))[0]
-        held = (version, (model.inp.weight[:, MOTION_DIM:].contiguous(), bias))
-        _FOLDED[model] = held
-    return held[1]
+@dataclass(frozen=True)
+class _Weights:
+    """A causal denoiser's weights prepared for step (_prepared): the input layer with estimation
+    mode's constants folded in, the blocks (_Layer), the final norm, and the two heads' first
+    layers as one (their second layers stay apart)."""
+
+    inp: tuple[torch.Tensor, torch.Tensor]
+    layers: tuple[_Layer, ...]
+    norm: tuple
+    heads_in: tuple[torch.Tensor, torch.Tensor]
+    x0_out: tuple[torch.Tensor, torch.Tensor]
+    contact_out: tuple[torch.Tensor, torch.Tensor]
+    approximate: str
+
+
+def _t(linear: torch.nn.Linear, gate: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(bias, weight.T) of a linear layer for torch.addmm, scaled by `gate` (out,) when given."""
+    w, b = linear.weight, linear.bias
+    if gate is not None:
+        w, b = w * gate[:, None], b * gate
+    return b.detach().clone(), w.detach().t().contiguous()
+
+
+def _norm(ln: torch.nn.LayerNorm) -> tuple:
+    return ln.normalized_shape, ln.weight.detach(), ln.bias.detach(), ln.eps
+
+
+def _linear(x: torch.Tensor, layer: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """x (N, in) through a _t layer -> (N, out)."""
+    return torch.addmm(layer[0], x, layer[1])
+
+
+# Per model, its prepared weights (_Weights) and the versions of the parameters they were made from.
+_PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+@torch.no_grad()
+def _prepared(model: Denoiser) -> _Weights:
+    """The model's weights as step uses them, made once (a row's small products cost mostly
+    their calls: one addmm on a transposed weight is quicker than a linear, a gate folded into
+    its layer is one multiplication less, two heads' first layers are one product). In estimation
+    mode x_t = 0 and the last diffusion step's time embedding are the same every step, so the
+    input layer takes embed_frames rows alone, with those constants in its bias. Made again when
+    the weights change: in place (a model being trained), or moved to another dtype or device."""
+    # model.to() swaps in new tensors without bumping their versions: their storage tells.
+    version = tuple((p._version, p.data_ptr(), p.dtype) for p in model.parameters())
+    held = _PREPARED.get(model)
+    if held is not None and held[0] == version:
+        return held[1]
+    width, weight = model.cfg.width, model.inp.weight
+    time = model.time(sinusoid(torch.full((1,), NUM_STEPS - 1, device=weight.device), width).to(weight.dtype))
+    inp_bias = model.inp(torch.cat([time.new_zeros(1, MOTION_DIM), time], -1))[0]
+    layers = tuple(_Layer(_norm(b.norm1), _t(b.qkv), _t(b.proj, b.gate1), _norm(b.norm2), _t(b.mlp[0]),
+                          _t(b.mlp[3], b.gate2), b.mlp[1].approximate) for b in model.blocks)
+    x0, contact = model.x0_head, model.contact_head
+    heads_in = (torch.cat([x0[0].bias, contact[0].bias]), torch.cat([x0[0].weight, contact[0].weight]).t().contiguous())
+    prepared = _Weights((inp_bias, weight[:, MOTION_DIM:].t().contiguous()), layers, _norm(model.norm), heads_in,
+                        _t(x0[3]), _t(contact[3]), x0[1].approximate)
+    _PREPARED[model] = (version, prepared)
+    return prepared
 
 
 def _attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -113,44 +167,83 @@ def _attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: tor
 
 
 @torch.inference_mode()
-def step(model: Denoiser, cache: KVCache, frames: torch.Tensor, rows: torch.Tensor | Sequence[int] | None = None
-         ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One new frame for each of the streams `rows` (N,) int64 or ints (default: all, in order):
-    frames (N, width) their Denoiser.embed_frames rows. Returns x0 (N, 144) normalised motion and
+def step(model: Denoiser, cache: KVCache, frames: torch.Tensor, rows: torch.Tensor | Sequence[int] | None = None,
+         text: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One new frame for each entry of `rows` (N,) int64 or ints, the stream it belongs to
+    (default: all streams, one each, in order; a stream given k times gets its next k frames,
+    oldest first, at most `window`): frames (N, width) their Denoiser.embed_frames rows. Returns x0 (N, 144) normalised motion and
     contact logits (N, 6) of the new frames, as Denoiser.forward at the last diffusion step with x_t = 0 over
-    each stream so far; the frames' keys and values join the cache."""
+    each stream so far; the frames' keys and values join the cache.
+
+    text: the new frames' texts, (tokens (N, Lt, 384), mask (N, Lt) bool, on (N,) bool the rows
+    a text drives): as Denoiser.forward with each row's text over its frame (Conditions.text_frames),
+    the rows it is off for as with no text at all. None: no text (the text blocks are not run)."""
     if not model.cfg.causal:
         raise ValueError("only a causal denoiser (ModelConfig.causal) can be run a frame at a time")
     n, width = frames.shape
     device = cache.count.device
     rows = list(range(n)) if rows is None else rows.tolist() if isinstance(rows, torch.Tensor) else list(rows)
     heads, head_dim = model.cfg.heads, width // model.cfg.heads
+    # A stream named more than once has that many new frames, its next ones in order (a 20 fps
+    # camera's frame and the one interpolated before it, or a backlog): one call for all of them.
+    # Each attends to the ring as it was and to its stream's new frames up to its own (writing them
+    # into the ring first would overwrite the oldest frames the earlier ones still see).
+    rank, members = [], {}
+    for e, r in enumerate(rows):
+        rank.append(len(members.setdefault(r, [])))
+        members[r].append(e)
+    if max(len(m) for m in members.values()) > cache.window:
+        raise ValueError(f"at most {cache.window} new frames of a stream in one step")
+    repeated = len(members) < n
     # Rows in a run (all the streams of a batch in order, or one stream) are a view of the cache;
     # gathering them (advanced indexing) was most of a many-stream step's time.
     listed = torch.tensor(rows, device=device) if n > 1 else None
-    run = rows == list(range(rows[0], rows[0] + n))
+    run = not repeated and rows == list(range(rows[0], rows[0] + n))
     at = slice(rows[0], rows[0] + n) if run else listed
-    index = cache.count[at].clone()
+    index = cache.count[at] + torch.tensor(rank, device=device) if repeated else cache.count[at].clone()
     slot = index % cache.window
     # Where each new row's key and value go: plain indices for one stream, else (row, slot) pairs.
     put = (rows[0], slice(None), int(slot[0])) if n == 1 else (listed, slice(None), slot)
     cos, sin = rope_at(index, head_dim)
-    h = F.linear(frames, *_input_layer(model))
-    cache.count[at] += 1
-    # Streams past their first `window` frames attend every slot, and need no mask.
-    mask = None if int(index.min()) >= cache.window - 1 else cache.filled(at)[:, None, None]
-    # The block's layers as functions of their weights: on one row, calling the modules cost a
-    # sixth of the step.
-    for layer, block in enumerate(model.blocks):
-        x = F.layer_norm(h, (width,), block.norm1.weight, block.norm1.bias, block.norm1.eps)
-        qkv = F.linear(x, block.qkv.weight, block.qkv.bias).view(n, 3, heads, head_dim)
+    use_text = text is not None and model.text_blocks is not None and bool(text[2].any())
+    if use_text:
+        tokens, text_mask, on = text
+        tokens, text_mask, on = model.text_proj(tokens)[:, None], text_mask[:, None], on[:, None, None]
+        frames = frames + model.text_present * on[:, 0]
+    w = _prepared(model)
+    h = _linear(frames, w.inp)
+    if repeated:
+        # The frame each ring slot of the entry's stream holds: those of the entry's window.
+        last = cache.count[listed, None] - 1
+        held = last - (last - torch.arange(cache.window, device=device)) % cache.window
+        width_new = max(len(m) for m in members.values())
+        # Per entry, its stream's new entries (padded), and which of them it sees: itself and older.
+        fellows = torch.tensor([members[r] + members[r][:1] * (width_new - len(members[r])) for r in rows], device=device)
+        older = torch.arange(width_new, device=device)[None] <= torch.tensor(rank, device=device)[:, None]
+        mask = torch.cat([(held >= 0) & (held > index[:, None] - cache.window), older], -1)[:, None, None]
+        cache.count.index_add_(0, listed, torch.ones(n, dtype=cache.count.dtype, device=device))
+    else:
+        cache.count[at] += 1
+        # Streams past their first `window` frames attend every slot, and need no mask.
+        mask = None if int(index.min()) >= cache.window - 1 else cache.filled(at)[:, None, None]
+    for layer, lw in enumerate(w.layers):
+        if use_text:  # a row's text reaches that row alone: one frame of Denoiser.forward's text block
+            h = model.text_blocks[layer](h[:, None], tokens, text_mask, on)[:, 0]
+        qkv = _linear(F.layer_norm(h, *lw.norm1), lw.qkv).view(n, 3, heads, head_dim)
         q, k = rotate(qkv[:, :2], cos, sin).unbind(1)
-        keys, values = cache.keys[layer], cache.values[layer]
-        keys[put] = k[0] if n == 1 else k
-        values[put] = qkv[0, 2] if n == 1 else qkv[:, 2]
-        keys, values = (keys[at], values[at]) if run else (keys.index_select(0, at), values.index_select(0, at))
-        h = h + block.gate1 * F.linear(_attend(q, keys, values, mask), block.proj.weight, block.proj.bias)
-        x = F.layer_norm(h, (width,), block.norm2.weight, block.norm2.bias, block.norm2.eps)
-        h = h + block.gate2 * block.mlp(x)
-    h = F.layer_norm(h, (width,), model.norm.weight, model.norm.bias, model.norm.eps)
-    return model.x0_head(h), model.contact_head(h)
+        ring_keys, ring_values = cache.keys[layer], cache.values[layer]
+        if repeated:
+            v = qkv[:, 2]
+            keys = torch.cat([ring_keys.index_select(0, listed), k[fellows].transpose(1, 2)], 2)
+            values = torch.cat([ring_values.index_select(0, listed), v[fellows].transpose(1, 2)], 2)
+            ring_keys[put], ring_values[put] = k, v
+        else:
+            ring_keys[put] = k[0] if n == 1 else k
+            ring_values[put] = qkv[0, 2] if n == 1 else qkv[:, 2]
+            keys, values = ((ring_keys[at], ring_values[at]) if run
+                            else (ring_keys.index_select(0, at), ring_values.index_select(0, at)))
+        h = torch.addmm(h, _attend(q, keys, values, mask), lw.proj[1]).add_(lw.proj[0])
+        hidden = F.gelu(_linear(F.layer_norm(h, *lw.norm2), lw.mlp_in), approximate=lw.approximate)
+        h = torch.addmm(h, hidden, lw.mlp_out[1]).add_(lw.mlp_out[0])
+    hidden = F.gelu(_linear(F.layer_norm(h, *w.norm), w.heads_in), approximate=w.approximate)
+    return _linear(hidden[:, :width], w.x0_out), _linear(hidden[:, width:], w.contact_out)

@@ -54,6 +54,7 @@ def test_run_refuses_bad_addresses_and_unguarded_servers_before_starting(flags, 
     (["--lag", "100"], "config key 'engine.lag': 100 is above the maximum 60"),
     (["--prompt", b"walk\xff"], "config key 'engine.prompt': not valid text"),  # not UTF-8
     (["--prompt", "a" * 201], "config key 'engine.prompt': 201 characters, at most 200"),
+    (["--legs", "a" * 201], "config key 'engine.legs': 201 characters, at most 200"),
     (["--record", "take.mp4"], "outputs.record: cannot record to take.mp4: the suffix must be .npz or .bvh"),
     (["--record", "/dev/null/take.npz"], "outputs.record: cannot write /dev/null/take.npz"),
     (["--report", "/dev/null/run.json"], "--report: cannot write /dev/null/run.json"),
@@ -67,6 +68,17 @@ def test_run_refuses_bad_flags_with_one_line_before_loading_the_engine(flags, me
     assert out.returncode == 2, out.stderr
     assert message in out.stderr and "Traceback" not in out.stderr
     assert out.stderr.strip().count("\n") == 0, out.stderr  # one line: no engine loaded, nothing started
+
+
+@pytest.mark.parametrize("share", ["--desk-share", "--mix-share", "--rendered-share", "--text-share"])
+def test_train_refuses_a_share_outside_0_to_1(share):
+    out = run_cli("train", share, "1.5")
+    assert out.returncode == 2 and f"{share} 1.5: give a share from 0 to 1" in out.stderr
+
+
+def test_train_refuses_a_refresh_below_one_step():
+    out = run_cli("train", "--refresh", "0")
+    assert out.returncode == 2 and "--refresh 0: give the steps between observations" in out.stderr
 
 
 def test_train_from_weights_refuses_new_sizes_other_than_more_layers():

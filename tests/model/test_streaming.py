@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from engine.model.conditions import batch_conditions
-from engine.model.denoiser import Denoiser, ModelConfig
+from engine.model.denoiser import Conditions, Denoiser, ModelConfig
 from engine.model.diffusion import NUM_STEPS
 from engine.model.motion import MOTION_DIM
 from engine.model.streaming import KVCache, rope_at, rotate, step
@@ -78,6 +78,55 @@ def test_streams_in_one_batch_join_leave_and_reset_independently():
         torch.testing.assert_close(torch.stack(got[k]), whole_pass(model, own)[0], atol=1e-5, rtol=0)
 
 
+def test_a_text_on_some_frames_equals_a_whole_pass_with_it_on_those_frames():
+    """Each row's text reaches that row alone (the legs prompt on the frames whose legs are hidden);
+    rows it is off for are as with no text."""
+    model = small_model()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.startswith("text_blocks") and "gate" in name or name == "text_present":
+                p.normal_(0.0, 0.5)
+    frames = stream_frames(model, 30, seed=5)
+    g = torch.Generator().manual_seed(0)
+    tokens, mask = torch.randn(1, 7, 384, generator=g), torch.arange(7)[None] < 5
+    on = torch.zeros(30, dtype=torch.bool)
+    on[8:20] = True
+    cache, plain = KVCache(model.cfg, batch=1), KVCache(model.cfg, batch=1)
+    rows = torch.cat([step(model, cache, frames[i:i + 1], text=(tokens, mask, on[i:i + 1]))[0] for i in range(30)])
+    none = torch.cat([step(model, plain, frames[i:i + 1])[0] for i in range(30)])
+    c = Conditions(None, None, None, None, text=tokens[:, None], text_mask=mask[:, None], text_frames=on[None, None])
+    with torch.no_grad():
+        x0, _ = model(torch.zeros(1, 30, MOTION_DIM), torch.tensor([NUM_STEPS - 1]), c, frames[None])
+    torch.testing.assert_close(rows, x0[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(rows[:8], none[:8], atol=0, rtol=0)
+    assert (rows[8:20] - none[8:20]).abs().max() > 1e-2
+
+
+def test_several_frames_of_a_stream_in_one_step_equal_them_one_at_a_time():
+    """Streams 0 and 2 get 1-4 frames a tick in one call (a 20 fps camera's two model frames, a
+    backlog), stream 1 one: from the first frame (a partly filled ring) through many slides of the
+    16-frame window, every row as in a whole pass over its stream; more than `window` frames of a
+    stream in one call is refused."""
+    model = small_model()
+    streams = [stream_frames(model, 90, seed=s) for s in (6, 7, 8)]
+    cache = KVCache(model.cfg, batch=3)
+    got, at = [[], [], []], [0, 0, 0]
+    rng = np.random.default_rng(0)
+    while at[0] < 90:
+        take = [min(int(rng.integers(1, 5)), 90 - at[0]), 1, min(int(rng.integers(1, 5)), 90 - at[2])]
+        rows = [k for k in range(3) for _ in range(take[k]) if at[k] + take[k] <= 90]
+        frames = torch.cat([streams[k][at[k]:at[k] + take[k]] for k in sorted(set(rows))])
+        x0, _ = step(model, cache, frames, rows)
+        for k, row in zip(rows, x0):
+            got[k].append(row)
+        for k in set(rows):
+            at[k] += take[k]
+    for k in range(3):
+        torch.testing.assert_close(torch.stack(got[k]), whole_pass(model, streams[k][:at[k]])[0], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="at most 16 new frames of a stream"):
+        step(model, KVCache(model.cfg, batch=1), streams[0][:17], [0] * 17)
+
+
 def test_rope_at_is_the_tables_rows_and_stays_relative_hours_into_a_stream():
     cos, sin = rope(50, 16)
     at_cos, at_sin = rope_at(torch.arange(50), 16)
@@ -94,3 +143,16 @@ def test_a_window_model_is_refused():
     model = small_model(causal=False)
     with pytest.raises(ValueError, match="only a causal denoiser"):
         step(model, KVCache(model.cfg, batch=1), torch.zeros(1, 64))
+
+
+def test_a_model_moved_to_another_dtype_after_a_step_steps_in_it():
+    """The folded input layer follows model.to(): it was kept in the old dtype before."""
+    model = small_model()
+    frames = stream_frames(model, 12, seed=3)
+    expected = whole_pass(model, frames)[0].double()
+    step(model, KVCache(model.cfg, batch=1), frames[:1])
+    model.double()
+    cache = KVCache(model.cfg, batch=1, dtype=torch.float64)
+    rows = torch.cat([step(model, cache, frames[i:i + 1].double())[0] for i in range(len(frames))])
+    assert rows.dtype == torch.float64
+    torch.testing.assert_close(rows, expected, atol=1e-5, rtol=0)

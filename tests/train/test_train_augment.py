@@ -8,8 +8,10 @@ from engine.data.dataset import Clip
 from engine.data.observations import NoiseModel
 from engine.model.denoiser import ModelConfig
 from engine.train import UPPER_BODY, TrainConfig, mix_bodies, prepare, train
+from streamer.landmarks import L
 
 BODY = load_default_body()
+LEGS = [L[f"{s}_{n}"] for s in ("left", "right") for n in ("knee", "ankle", "heel", "foot_index")]
 LOWER = ["pelvis", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
          "left_foot", "right_foot"]
 
@@ -79,3 +81,26 @@ def test_training_mixes_the_asked_share_of_clips(tmp_path, monkeypatch):
     train(clips, BODY, tmp_path / "none", TrainConfig(steps=1, batch=2, window=30, mix_share=0.0, text_share=0.0),
           ModelConfig(width=32, layers=1, heads=2, mlp=64))
     assert all(u is None for u in uppers)
+
+
+def test_training_sees_the_asked_share_of_clips_from_a_desk_with_the_legs_hidden(tmp_path, monkeypatch):
+    """Each round about desk_share of the clips are observed by eval --scenario desk's webcam, the
+    knees, ankles, heels and toes hidden behind the desk (seen only where the noise model's
+    detector guesses a hidden landmark with visibility over 0.5); the other clips by the default one."""
+    import engine.train
+
+    seen = []
+    real = engine.train.prepare
+
+    def spy(c, *args, scenario="default", **kwargs):
+        p = real(c, *args, scenario=scenario, **kwargs)
+        seen.append((scenario, p.cond["visible"][:, LEGS].mean()))
+        return p
+
+    monkeypatch.setattr(engine.train, "prepare", spy)
+    clips = [clip(f"c{i}", 40, i) for i in range(40)]
+    train(clips, BODY, tmp_path, TrainConfig(steps=1, batch=2, window=30, desk_share=0.5, text_share=0.0),
+          ModelConfig(width=32, layers=1, heads=2, mlp=64))
+    first = seen[:40]
+    assert 12 <= sum(s == "desk" for s, _ in first) <= 28
+    assert max(legs for s, legs in first if s == "desk") < 0.05 < 0.4 < np.mean([legs for s, legs in first if s == "default"])
