@@ -123,6 +123,39 @@ def _bench_engine(args, cfg) -> int:
     return 0
 
 
+def _bench_desk(args, cfg) -> int:
+    """genmo-live bench desk: bench.desk on --clip (default the sample clip) with --model (default
+    the configured weights)."""
+    import torch
+
+    from bench import desk
+    from configs.config import resolve_path
+    from engine.body.loading import load_body
+    from engine.model.checkpoint import load_model
+    from engine.model.text import TextEncoder
+    from engine.paths import WEIGHTS_PATH
+    from streamer.pose import PoseDetector
+    from streamer.sources import SAMPLE_CLIP
+
+    if not 0.1 <= args.keep <= 1.0:
+        raise ConfigError(f"bench desk: --keep {args.keep}: give the share of the image kept, 0.1 to 1")
+    weights = Path(args.model) if args.model else (resolve_path(cfg.engine.weights) if cfg.engine.weights else WEIGHTS_PATH)
+    if not weights.is_file():
+        raise ConfigError(f"bench desk: no weights at {weights}")
+    clip = Path(args.clip) if args.clip else SAMPLE_CLIP
+    if not clip.is_file():
+        raise ConfigError(f"bench desk: no video at {clip}")
+    torch.set_num_threads(args.threads)
+    model, norm, _ = load_model(weights)
+    make = desk.engine_factory(model, norm, load_body(cfg.body), cfg.engine, TextEncoder())
+    print(f"genmo-live bench desk: {clip} whole and cropped to its top {args.keep:.0%}, weights {weights}")
+    report = desk.run(clip, args.keep, args.legs, make, PoseDetector, Path(args.out))
+    report["weights"] = str(weights)
+    print(json.dumps(report, indent=2) if args.json else desk.format_report(report))
+    (Path(args.out) / "desk.json").write_text(json.dumps(report, indent=1))
+    return 0
+
+
 def cmd_bench(args, cfg) -> int:
     import torch
 
@@ -132,6 +165,8 @@ def cmd_bench(args, cfg) -> int:
         return _bench_quality(args, cfg)
     if args.target == "soak":
         return _bench_soak(args, cfg)
+    if args.target == "desk":
+        return _bench_desk(args, cfg)
     if args.target == "live":
         from bench import live
         from streamer.sources import SAMPLE_CLIP
@@ -157,15 +192,18 @@ def cmd_bench(args, cfg) -> int:
 def add_commands(sub, parent) -> None:
     """Register this module's subcommands on `sub`, each with the shared config options `parent`."""
     bench = sub.add_parser("bench", parents=[parent], help="benchmark speed against a baseline")
-    bench.add_argument("target", choices=["kinematics", "engine", "train", "live", "quality", "soak"],
+    bench.add_argument("target", choices=["kinematics", "engine", "train", "live", "quality", "soak", "desk"],
                        help="what to benchmark")
-    bench.add_argument("--clip", metavar="PATH", help="live, soak: the video (default: the bundled sample clip)")
+    bench.add_argument("--clip", metavar="PATH", help="live, soak, desk: the video (default: the bundled sample clip)")
+    bench.add_argument("--keep", type=float, default=0.55, help="desk: the share of the image's height kept, from "
+                                                                "the top (default 0.55: the legs out of view)")
+    bench.add_argument("--legs", default="a person sits on a chair", help="desk: the legs prompt of its third run")
     bench.add_argument("--minutes", type=float, default=15.0, help="soak: how long the run goes (default 15)")
     bench.add_argument("--model", metavar="PATH", help="engine, live: also time this checkpoint (engine: its live "
-                                                       "and stream rows with it); quality: the weights (default: the "
-                                                       "configured ones)")
+                                                       "and stream rows with it); quality, desk: the weights (default: "
+                                                       "the configured ones)")
     bench.add_argument("--lifter", metavar="PATH", help="quality: the per-frame lifter (default assets/per_frame_lifter.pt)")
-    bench.add_argument("--out", metavar="DIR", default="bench/results", help="quality: where results go")
+    bench.add_argument("--out", metavar="DIR", default="bench/results", help="quality, desk: where results go")
     bench.add_argument("--readme", metavar="PATH", help="quality: put the summary into this README's results section")
     bench.add_argument("--clips", type=int, help="quality: only the first N real clips")
     bench.add_argument("--gt-items", type=int, help="quality: only the first N ground-truth sequences of each set")
