@@ -41,7 +41,8 @@ FLAG_BONE_ERROR_DEG = 8.0
 @dataclass
 class Clip:
     """One cached clip at 30 fps: pose (T, 24, 3) axis-angle, root (T, 3) pelvis position in metres,
-    contacts (T, 6) bool (engine.body.skeleton.CONTACT_JOINTS), caption text or None."""
+    contacts (T, 6) bool (engine.body.skeleton.CONTACT_JOINTS), caption text or None, and what it
+    shows (kind_of: seated, idle or other)."""
 
     clip: str
     subject: str
@@ -50,6 +51,7 @@ class Clip:
     pose: np.ndarray
     root: np.ndarray
     contacts: np.ndarray
+    kind: str = "other"
 
 
 def load_split_rules(path: Path = SPLIT_FILE) -> dict[str, list[str]]:
@@ -261,7 +263,7 @@ def load_clips(cache_dir: Path, split: str) -> list[Clip]:
         a, b = start[i], start[i + 1]
         r = meta[str(name)]
         out.append(Clip(clip=str(name), subject=r["subject"], split=split, caption=r["caption"],
-                        pose=pose[a:b], root=root[a:b], contacts=contacts[a:b]))
+                        pose=pose[a:b], root=root[a:b], contacts=contacts[a:b], kind=r.get("kind", "other")))
     return out
 
 

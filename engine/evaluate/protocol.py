@@ -59,7 +59,8 @@ class TestItem:
     """One test clip: ground truth on our body and what the webcam saw of it.
 
     joints: (T, 24, 3) world metres. foot_contact: (T, 4) bool for metrics.FOOT_JOINTS.
-    caption: the clip's text or None. fps: its frame rate (the camera's)."""
+    caption: the clip's text or None. fps: its frame rate (the camera's). kind: what the clip
+    shows (engine.data.dataset.kind_of: seated, idle or other)."""
 
     clip: str
     joints: np.ndarray
@@ -67,6 +68,7 @@ class TestItem:
     caption: str | None
     obs: Observation
     fps: float = FPS
+    kind: str = "other"
 
     @property
     def root(self) -> np.ndarray:
@@ -98,7 +100,7 @@ def build_test_set(clips: list[Clip], body: Body, seed: int, noise: NoiseModel |
         joints, world_rot = body.pose_arrays(pose, root)
         obs = observe_clip(c.clip, joints, world_rot, seed, noise, body.stature, scenario=scenario)
         items.append(TestItem(clip=c.clip, joints=joints, foot_contact=contacts[:, :4], caption=c.caption,
-                              obs=obs, fps=fps))
+                              obs=obs, fps=fps, kind=c.kind))
     return items
 
 
@@ -110,7 +112,7 @@ def rendered_test_set(rendered: list, clips: list[Clip]) -> list[TestItem]:
     for r in rendered:
         clip = by_name[r.clip]
         items.append(TestItem(clip=f"{r.clip}#cam{r.camera_index}", joints=r.joints,
-                              foot_contact=clip.contacts[:, :4], caption=clip.caption, obs=r.obs))
+                              foot_contact=clip.contacts[:, :4], caption=clip.caption, obs=r.obs, kind=clip.kind))
     return items
 
 
@@ -278,6 +280,11 @@ def evaluate(predict: Predictor, items: list[TestItem]) -> dict:
     for row, item in zip(rows["all"], items):
         by_set.setdefault(dataset_of(item.clip), []).append(row)
     report["by_dataset"] = {name: {**_weighted(r), "n_clips": len(r)} for name, r in sorted(by_set.items())}
+    # The poses users live in (issue 28): seated at a desk and standing idle, apart from the rest.
+    by_kind: dict[str, list] = {}
+    for row, item in zip(rows["all"], items):
+        by_kind.setdefault(item.kind, []).append(row)
+    report["by_kind"] = {name: {**_weighted(r), "n_clips": len(r)} for name, r in sorted(by_kind.items())}
     report["per_clip"] = per_clip
     return report
 
@@ -307,6 +314,12 @@ def format_report(report: dict) -> str:
         lines += ["", f"{'by dataset':24s}{'clips':>6s}{'frames':>8s}{'mpjpe_mm':>10s}{'pa_mpjpe_mm':>13s}"]
         lines += [f"{name:24s}{r['n_clips']:>6d}{r['n_frames']:>8d}{r['mpjpe_mm']:>10.1f}{r['pa_mpjpe_mm']:>13.1f}"
                   for name, r in report["by_dataset"].items()]
+    if report.get("by_kind"):
+        cols = ("mpjpe_mm", "pa_mpjpe_mm", "upper_pa_mpjpe_mm", "pelvis_height_err_mm", "knee_angle_err_deg")
+        lines += ["", f"{'by kind':10s}{'clips':>6s}{'frames':>8s}" + "".join(f"{c:>22s}" for c in cols)]
+        lines += [f"{name:10s}{r['n_clips']:>6d}{r['n_frames']:>8d}" + "".join(
+                  f"{'—' if r[c] is None else format(r[c], '.1f'):>22s}" for c in cols)
+                  for name, r in report["by_kind"].items()]
     return "\n".join(lines)
 
 

@@ -1,5 +1,6 @@
 """The evaluation harness: fixed test set, predictions scored against hand-computed cases, subsets,
 the identity baseline, and `genmo-live eval` end to end."""
+import dataclasses
 import json
 from pathlib import Path
 
@@ -81,6 +82,31 @@ def test_the_report_splits_the_error_by_dataset(items):
     assert a["mpjpe_mm"] == pytest.approx(100 / 24, abs=1e-3) and b["mpjpe_mm"] == pytest.approx(0.0, abs=1e-3)
     assert report["mpjpe_mm"] == pytest.approx(100 / 24 * 150 / 240, abs=1e-3)
     assert "by dataset" in format_report(report)
+
+
+def test_the_report_splits_the_error_by_what_the_clips_show(items):
+    """The seated clip carries all of the error of a shin turned 30° at the knee: the seated kind
+    reports that clip's knee angle error, the other kind none."""
+    seated = [dataclasses.replace(items[0], kind="seated"), items[1]]
+
+    def predict(it):
+        world = it.joints.copy()
+        if it.kind == "seated":  # the left shin turned 30° about the knee, sideways
+            knee, ankle, foot = J["left_knee"], J["left_ankle"], J["left_foot"]
+            c, s = np.cos(np.radians(30)), np.sin(np.radians(30))
+            turn = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+            world[:, [ankle, foot]] = (world[:, [ankle, foot]] - world[:, [knee]]) @ turn.T + world[:, [knee]]
+        return Prediction(it.obs.camera.to_camera(world), world)
+
+    report = evaluate(predict, seated)
+    kinds = report["by_kind"]
+    assert (kinds["seated"]["n_clips"], kinds["seated"]["n_frames"], kinds["other"]["n_frames"]) == (1, 150, 90)
+    assert kinds["other"]["knee_angle_err_deg"] == pytest.approx(0.0, abs=1e-3)
+    # 30° more on one knee of two, less where the walking knee bends
+    assert kinds["seated"]["knee_angle_err_deg"] == pytest.approx(report["per_clip"][0]["knee_angle_err_deg"], abs=1e-3)
+    assert 8.0 < kinds["seated"]["knee_angle_err_deg"] <= 15.0
+    assert "by kind" in format_report(report)
+    json.dumps(report)
 
 
 def test_subsets_follow_the_observation(items):
