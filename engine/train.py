@@ -369,6 +369,10 @@ def truth(x: torch.Tensor, norm: Normalizer, rest: torch.Tensor) -> dict[str, to
             "trajectory": integrate(g["root_gv"], raw[..., VELOCITY])}
 
 
+REPROJ_MIN_DEPTH_M = 0.3  # a joint nearer the camera than this has no 2D error
+REPROJ_REACH = 1.0        # nor one farther than this many image widths from the image's centre
+
+
 def losses(pred: torch.Tensor, logits: torch.Tensor, gt: dict, contacts: torch.Tensor, w: torch.Tensor,
            focal: torch.Tensor, size: torch.Tensor, norm: Normalizer, rest: torch.Tensor) -> dict[str, torch.Tensor]:
     """Every loss term of one pass, each a weighted mean over frames. pred: (B, L, 144) normalised;
@@ -382,15 +386,21 @@ def losses(pred: torch.Tensor, logits: torch.Tensor, gt: dict, contacts: torch.T
     p_rel, p_abs = camera_joints(decode(raw), rest)
 
     def project(j):
-        uv = j[..., :2] / j[..., 2:].clamp_min(0.3) * focal[:, None, None, None]
+        uv = j[..., :2] / j[..., 2:].clamp_min(REPROJ_MIN_DEPTH_M) * focal[:, None, None, None]
         return uv / size[:, None, None, :1]  # in image widths, so every camera weighs alike
 
+    gt_uv = project(gt["abs"])
+    # The 2D error counts where the truth is in front of the camera and near its image: a desk
+    # webcam 0.6 m away has a seated person's knees beside or under it, where the projection is
+    # meaningless; with the depth clamped it made errors of many image widths, losses of thousands.
+    in_view = (gt["abs"][..., 2] > REPROJ_MIN_DEPTH_M) & (gt_uv.abs() < REPROJ_REACH).all(-1)  # (B, L, J)
+    reproj = ((project(p_abs) - gt_uv) ** 2).sum(-1) * in_view
     # The predicted velocities integrated along the true heading (GEM's transl_w).
     trajectory = integrate(gt["root_gv"], raw[..., VELOCITY])
     return {
         "x0": masked(((pred - gt["x"]) ** 2).mean(-1)),
         "joints": masked(((p_rel - gt["rel"]) ** 2).sum(-1).mean(-1)),
-        "reproj": masked(((project(p_abs) - project(gt["abs"])) ** 2).sum(-1).mean(-1)),
+        "reproj": masked(reproj.sum(-1) / in_view.sum(-1).clamp_min(1)),
         "trajectory": masked((trajectory - gt["trajectory"]).abs().sum(-1)),
         "contact": masked(F.binary_cross_entropy_with_logits(logits, contacts, reduction="none").mean(-1)),
     }

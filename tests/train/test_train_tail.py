@@ -4,6 +4,7 @@ import numpy as np
 import torch
 
 from engine.body.body_model import load_default_body
+from engine.body.skeleton import SMPL_JOINT_NAMES
 from engine.data.observations import NoiseModel
 from engine.model.denoiser import Denoiser, ModelConfig
 from engine.model.diffusion import NUM_STEPS, cosine_alpha_bar
@@ -64,3 +65,17 @@ def test_train_step_scores_with_the_configured_tail_weight():
         torch.testing.assert_close(parts[k], want[k])
     even = losses(pred, logits, gt, contacts, valid.float(), focal, size, norm, BODY.rest_joints)
     assert not torch.isclose(parts["x0"], even["x0"])
+
+
+def test_the_2d_error_leaves_out_joints_beside_or_behind_the_camera():
+    """A desk webcam 0.6 m away has a seated person's knees beside or under it: with the left knee
+    of the truth 5 cm in front of the lens, its projection is meaningless and is left out, so the
+    2D error stays what the other joints make of it (it was thousands of times that before)."""
+    x, c, contacts, valid, focal, size, norm = batch()
+    gt = truth(x, norm, BODY.rest_joints)
+    pred, logits, w = x + 0.05, torch.zeros_like(contacts), frame_weights(valid, 8, 0.0)
+    reproj = losses(pred, logits, gt, contacts, w, focal, size, norm, BODY.rest_joints)["reproj"].item()
+    knee = SMPL_JOINT_NAMES.index("left_knee")
+    gt["abs"][..., knee, :] = torch.tensor([0.4, -0.3, 0.05])
+    near = losses(pred, logits, gt, contacts, w, focal, size, norm, BODY.rest_joints)["reproj"].item()
+    assert 0 < reproj and abs(near - reproj) < 0.2 * reproj
