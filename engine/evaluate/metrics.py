@@ -332,6 +332,15 @@ def pelvis_height_err_mm(pred, gt, mask=None) -> float:
     return _masked_mean(np.abs(p[:, 0, 1] - g[:, 0, 1]), m) * M_TO_MM
 
 
+def pelvis_height_bias_mm(pred, gt, mask=None) -> float:
+    """Pelvis height bias (mm): per frame pred's pelvis height - gt's above the floor, signed,
+    averaged over the selected frames. Negative: the body sits lower than it is (a standing
+    person read as a slight crouch); pelvis_height_err_mm says how far, this which way."""
+    p, g = _pair(pred, gt)
+    m = _frame_mask(mask, p.shape[0])
+    return _masked_mean(p[:, 0, 1] - g[:, 0, 1], m) * M_TO_MM
+
+
 def edge_jump_mm(pred, gt, mask=None) -> float:
     """How much a span's edges jolt (mm): at every frame t where the mask switches on or off, the
     largest step any joint of pred takes from t-1 to t, less the ground truth's largest step there

@@ -42,7 +42,8 @@ from engine.evaluate import metrics
 FPS = 30.0
 METRICS = ("mpjpe_mm", "pa_mpjpe_mm", "w_mpjpe100_mm", "wa_mpjpe100_mm", "rte_pct",
            "accel_err_mm_s2", "jitter_mm_s3", "foot_skate_mm", "edge_jump_mm",
-           "upper_mpjpe_mm", "upper_pa_mpjpe_mm", "pelvis_height_err_mm", "knee_angle_err_deg")
+           "upper_mpjpe_mm", "upper_pa_mpjpe_mm", "pelvis_height_err_mm", "pelvis_height_bias_mm",
+           "knee_angle_err_deg")
 # The joints above the pelvis (spine, neck, head, collars, arms, hands): what a camera on a desk
 # sees. Their MPJPE is taken about the mid-shoulders, not the pelvis the desk hides.
 UPPER_BODY = tuple(j for j, name in enumerate(SMPL_JOINT_NAMES)
@@ -230,6 +231,7 @@ def clip_metrics(pred: Prediction, item: TestItem, gt_cam: np.ndarray, mask: np.
         "upper_mpjpe_mm": metrics.mpjpe_mm(pred.joints_cam[:, UPPER_BODY], gt_cam[:, UPPER_BODY], mask, _SHOULDERS),
         "upper_pa_mpjpe_mm": metrics.pa_mpjpe_mm(pred.joints_cam[:, UPPER_BODY], gt_cam[:, UPPER_BODY], mask),
         "pelvis_height_err_mm": metrics.pelvis_height_err_mm(pred.joints_world, gt_w, mask),
+        "pelvis_height_bias_mm": metrics.pelvis_height_bias_mm(pred.joints_world, gt_w, mask),
         "knee_angle_err_deg": metrics.knee_angle_err_deg(pred.joints_world, gt_w, mask),
     }
 
@@ -315,7 +317,8 @@ def format_report(report: dict) -> str:
         lines += [f"{name:24s}{r['n_clips']:>6d}{r['n_frames']:>8d}{r['mpjpe_mm']:>10.1f}{r['pa_mpjpe_mm']:>13.1f}"
                   for name, r in report["by_dataset"].items()]
     if report.get("by_kind"):
-        cols = ("mpjpe_mm", "pa_mpjpe_mm", "upper_pa_mpjpe_mm", "pelvis_height_err_mm", "knee_angle_err_deg")
+        cols = ("mpjpe_mm", "pa_mpjpe_mm", "upper_pa_mpjpe_mm", "pelvis_height_err_mm", "pelvis_height_bias_mm",
+                "knee_angle_err_deg")
         lines += ["", f"{'by kind':10s}{'clips':>6s}{'frames':>8s}" + "".join(f"{c:>22s}" for c in cols)]
         lines += [f"{name:10s}{r['n_clips']:>6d}{r['n_frames']:>8d}" + "".join(
                   f"{'—' if r[c] is None else format(r[c], '.1f'):>22s}" for c in cols)

@@ -48,7 +48,8 @@ def items(body):
 def test_ground_truth_scores_zero(items):
     report = evaluate(ground_truth(load_default_body()), items)
     for name in ("mpjpe_mm", "pa_mpjpe_mm", "w_mpjpe100_mm", "wa_mpjpe100_mm", "rte_pct", "accel_err_mm_s2",
-                 "upper_mpjpe_mm", "upper_pa_mpjpe_mm", "pelvis_height_err_mm", "knee_angle_err_deg"):
+                 "upper_mpjpe_mm", "upper_pa_mpjpe_mm", "pelvis_height_err_mm", "pelvis_height_bias_mm",
+                 "knee_angle_err_deg"):
         assert report[name] == pytest.approx(0.0, abs=1e-3), name
     assert report["n_frames"] == 240 and report["n_clips"] == 2
     assert set(report) >= set(METRICS) | set(SUBSETS) | {"per_clip"}

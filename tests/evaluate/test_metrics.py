@@ -441,3 +441,14 @@ def test_pelvis_height_error_is_the_height_above_the_floor_in_the_world():
     mask[:5] = True
     pred[5:, 0, 1] += 1.0
     assert M.pelvis_height_err_mm(pred, gt, mask) == pytest.approx(100.0)
+
+
+def test_pelvis_height_bias_is_signed():
+    gt = make_seq()
+    lower = gt - [0.0, 0.05, 0.0]
+    assert M.pelvis_height_bias_mm(lower, gt) == pytest.approx(-50.0)
+    assert M.pelvis_height_err_mm(lower, gt) == pytest.approx(50.0)
+    half = gt.copy()
+    half[::2, 0, 1] += 0.02
+    half[1::2, 0, 1] -= 0.02
+    assert M.pelvis_height_bias_mm(half, gt) == pytest.approx(0.0, abs=1e-6)
