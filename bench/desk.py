@@ -150,7 +150,9 @@ def run(clip: Path | str, keep: float, legs: str, engine_factory, detector_facto
     bend = knee_bend_deg(np.stack([f.joints for f in runs["whole image"]]))
     seated = (bend > SEATED_KNEE_DEG).all(-1)
     seated_at = np.flatnonzero(seated)
-    picks = seated_at[np.linspace(0, len(seated_at) - 1, STRIP_FRAMES // 2).astype(int)].tolist() if len(seated_at) else []
+    picks = []
+    if len(seated_at):
+        picks = seated_at[np.linspace(0, len(seated_at) - 1, STRIP_FRAMES // 2).astype(int)].tolist()
     others = np.flatnonzero(~seated)
     picks += others[np.linspace(0, len(others) - 1, STRIP_FRAMES - len(picks)).astype(int)].tolist()
     strip = frame_strip(crops, runs, sorted(picks), out_dir / "desk_strip.jpg")

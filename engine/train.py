@@ -198,10 +198,11 @@ def as_prepared(pose: np.ndarray, root: np.ndarray, contacts: np.ndarray, obs, s
 def prepare(clip: Clip, body: Body, noise: NoiseModel, seed: int, rng: np.random.Generator,
             augment: bool = True, upper: Clip | None = None, scenario: str = "default") -> Prepared:
     """A clip, augmented (mirror, speed; with `upper`, that clip's upper body over its legs:
-    mix_bodies), seen through a new synthetic webcam placed as the `scenario` places it. Its motion is captioned after augmentation,
-    so mirrored turns and sped-up walks get their own words and frames. A mixed clip gets no text
-    at all: its arms and legs were not moved together, and generation from text should learn
-    only whole motions."""
+    mix_bodies), seen through a new synthetic webcam placed as the `scenario` places it
+    (engine.data.observations.SCENARIOS). Its motion is captioned after augmentation, so mirrored
+    turns and sped-up walks get their own words and frames. A mixed clip gets no text at all: its
+    arms and legs were not moved together, and generation from text should learn only whole
+    motions."""
     pose, root, contacts, caption = clip.pose, clip.root, clip.contacts, clip.caption
     if upper is not None:
         pose, root, contacts = mix_bodies(clip, upper, body, rng)

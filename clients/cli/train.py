@@ -113,7 +113,8 @@ def cmd_train(args, cfg) -> int:
     tc = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, warmup=args.warmup, seed=args.seed,
                      rendered=args.rendered or "", rendered_share=args.rendered_share, text_share=args.text_share,
                      clip_caption_share=args.clip_caption_share, text_drop_observations=args.text_drop_observations,
-                     mix_share=args.mix_share, desk_share=args.desk_share, refresh=args.refresh, precision=args.precision, tail_frames=args.tail_frames,
+                     mix_share=args.mix_share, desk_share=args.desk_share, refresh=args.refresh,
+                     precision=args.precision, tail_frames=args.tail_frames,
                      tail_weight=args.tail_weight, minutes=args.minutes, caption_cache=str(cache / CAPTION_CACHE))
     if args.model == "per-frame":
         if args.causal:

@@ -12,7 +12,7 @@ are made in float64: float32 angles of a stream hours long (index * frequency ~ 
 be off by ~0.1 rad.
 
     cache = KVCache(model.cfg, batch=8)            # 8 independent streams
-    x0, logits = step(model, cache, frames, rows)  # one new frame for the streams `rows`
+    x0, logits = step(model, cache, frames, rows)  # a new frame for each of the streams `rows`
 
 The result equals Denoiser.forward over each whole stream so far (the causal mask makes the
 newest row of a pass over the last layers * (window - 1) + 1 frames the same), to float error
@@ -154,7 +154,7 @@ def _prepared(model: Denoiser) -> _Weights:
 
 
 def _attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """One query per stream: q (N, heads, head_dim) against keys and values (N, heads, window,
+    """One query per entry: q (N, heads, head_dim) against keys and values (N, heads, window,
     head_dim), mask (N, 1, 1, window) bool or None -> (N, heads * head_dim). One stream through
     scaled_dot_product_attention; many through two batched products, which took 0.6 of its time at
     128 streams."""
@@ -171,9 +171,10 @@ def step(model: Denoiser, cache: KVCache, frames: torch.Tensor, rows: torch.Tens
          text: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One new frame for each entry of `rows` (N,) int64 or ints, the stream it belongs to
     (default: all streams, one each, in order; a stream given k times gets its next k frames,
-    oldest first, at most `window`): frames (N, width) their Denoiser.embed_frames rows. Returns x0 (N, 144) normalised motion and
-    contact logits (N, 6) of the new frames, as Denoiser.forward at the last diffusion step with x_t = 0 over
-    each stream so far; the frames' keys and values join the cache.
+    oldest first, at most `window`): frames (N, width) their Denoiser.embed_frames rows. Returns
+    x0 (N, 144) normalised motion and contact logits (N, 6) of the new frames, as Denoiser.forward
+    at the last diffusion step with x_t = 0 over each stream so far; the frames' keys and values
+    join the cache.
 
     text: the new frames' texts, (tokens (N, Lt, 384), mask (N, Lt) bool, on (N,) bool the rows
     a text drives): as Denoiser.forward with each row's text over its frame (Conditions.text_frames),
@@ -218,7 +219,8 @@ def step(model: Denoiser, cache: KVCache, frames: torch.Tensor, rows: torch.Tens
         held = last - (last - torch.arange(cache.window, device=device)) % cache.window
         width_new = max(len(m) for m in members.values())
         # Per entry, its stream's new entries (padded), and which of them it sees: itself and older.
-        fellows = torch.tensor([members[r] + members[r][:1] * (width_new - len(members[r])) for r in rows], device=device)
+        fellows = torch.tensor([members[r] + members[r][:1] * (width_new - len(members[r])) for r in rows],
+                               device=device)
         older = torch.arange(width_new, device=device)[None] <= torch.tensor(rank, device=device)[:, None]
         mask = torch.cat([(held >= 0) & (held > index[:, None] - cache.window), older], -1)[:, None, None]
         cache.count.index_add_(0, listed, torch.ones(n, dtype=cache.count.dtype, device=device))
