@@ -8,7 +8,9 @@ own legs and root, mirrored or not, played 0.8-1.25x as fast, through a new synt
 new detector noise and occlusion events (engine.data.observations), so the model never sees the same
 observation twice. The webcam stands at a random azimuth about the person (engine.data.observations
 .sample_camera), which is the random heading: the motion is encoded relative to the camera and the
-person's own heading. Windows of `window` frames are cut from those.
+person's own heading. A `desk_share` of the clips are seen by a webcam on a desk instead
+(engine.data.observations.sample_desk_view: the head to the waist, the legs hidden the whole clip),
+so the model learns to fill in legs it is not shown. Windows of `window` frames are cut from those.
 
 Text (GEM_NOTES §2.6, §5.2): every clip, as augmented, is captioned from its own motion
 (engine.data.captions: spans like "a person walks forward") and keeps its dataset caption (with left and
