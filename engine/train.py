@@ -374,6 +374,7 @@ def truth(x: torch.Tensor, norm: Normalizer, rest: torch.Tensor) -> dict[str, to
 
 REPROJ_MIN_DEPTH_M = 0.3  # a joint nearer the camera than this has no 2D error
 REPROJ_REACH = 1.0        # nor one farther than this many image widths from the image's centre
+REPROJ_CAP = 1.0          # a joint's squared 2D error counts at most this (image widths squared)
 
 
 def losses(pred: torch.Tensor, logits: torch.Tensor, gt: dict, contacts: torch.Tensor, w: torch.Tensor,
@@ -397,7 +398,9 @@ def losses(pred: torch.Tensor, logits: torch.Tensor, gt: dict, contacts: torch.T
     # webcam 0.6 m away has a seated person's knees beside or under it, where the projection is
     # meaningless; with the depth clamped it made errors of many image widths, losses of thousands.
     in_view = (gt["abs"][..., 2] > REPROJ_MIN_DEPTH_M) & (gt_uv.abs() < REPROJ_REACH).all(-1)  # (B, L, J)
-    reproj = ((project(p_abs) - gt_uv) ** 2).sum(-1) * in_view
+    # And a predicted joint near the camera's plane (a desk view's hidden legs) projects anywhere:
+    # its squared error is capped, and the 3D loss brings it back.
+    reproj = ((project(p_abs) - gt_uv) ** 2).sum(-1).clamp_max(REPROJ_CAP) * in_view
     # The predicted velocities integrated along the true heading (GEM's transl_w).
     trajectory = integrate(gt["root_gv"], raw[..., VELOCITY])
     return {

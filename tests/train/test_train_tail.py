@@ -1,6 +1,7 @@
 """engine.train's tail weight: the last frames of each training window (the live engine's case: the
 newest frame has no future in view) count more in the loss."""
 import numpy as np
+import pytest
 import torch
 
 from engine.body.body_model import load_default_body
@@ -79,3 +80,29 @@ def test_the_2d_error_leaves_out_joints_beside_or_behind_the_camera():
     gt["abs"][..., knee, :] = torch.tensor([0.4, -0.3, 0.05])
     near = losses(pred, logits, gt, contacts, w, focal, size, norm, BODY.rest_joints)["reproj"].item()
     assert 0 < reproj and abs(near - reproj) < 0.2 * reproj
+
+
+def test_a_predicted_joint_at_the_camera_s_plane_costs_at_most_the_cap(monkeypatch):
+    """The prediction's left knee 1 m aside at the camera's plane (a desk view's hidden legs) is
+    many image widths off in 2D: it counts as REPROJ_CAP, not its square (losses of hundreds)."""
+    from engine.train import REPROJ_CAP
+
+    x, c, contacts, valid, focal, size, norm = batch()
+    gt = truth(x, norm, BODY.rest_joints)
+    logits, w = torch.zeros_like(contacts), frame_weights(valid, 8, 0.0)
+    base = losses(x, logits, gt, contacts, w, focal, size, norm, BODY.rest_joints)["reproj"].item()
+    assert base == pytest.approx(0.0, abs=1e-6)
+    import engine.train
+
+    real = engine.train.camera_joints
+    knee = SMPL_JOINT_NAMES.index("left_knee")
+
+    def knee_aside(*args):
+        rel, absolute = real(*args)
+        absolute = absolute.clone()
+        absolute[..., knee, :] = torch.tensor([1.0, 0.0, 0.01])
+        return rel, absolute
+
+    monkeypatch.setattr(engine.train, "camera_joints", knee_aside)
+    off = losses(x, logits, gt, contacts, w, focal, size, norm, BODY.rest_joints)["reproj"].item()
+    assert off == pytest.approx(REPROJ_CAP / 24, rel=0.05)
