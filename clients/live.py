@@ -57,13 +57,15 @@ class Control:
     by the engine loop between two pushes, and its Future resolves to the result or the error.
 
         future = control.submit("set_prompt", "a person walks forward")   # concurrent.futures.Future
-    Commands: set_prompt(text | None), set_steps(n), set_lag(n), recenter(), pause(), resume(), state().
+    Commands: set_prompt(text | None), set_legs(text | None), set_steps(n), set_lag(n), recenter(),
+    pause(), resume(), state().
     """
 
-    COMMANDS = ("set_prompt", "set_steps", "set_lag", "recenter", "pause", "resume", "state")
+    COMMANDS = ("set_prompt", "set_legs", "set_steps", "set_lag", "recenter", "pause", "resume", "state")
     # The setting each value-carrying command changes: its value is checked as the config's own
     # (configs.config.check_setting), once, before it reaches the engine.
-    SETTINGS = {"set_prompt": "engine.prompt", "set_steps": "engine.steps", "set_lag": "engine.lag"}
+    SETTINGS = {"set_prompt": "engine.prompt", "set_legs": "engine.legs", "set_steps": "engine.steps",
+                "set_lag": "engine.lag"}
 
     def __init__(self):
         self._queue: queue.Queue = queue.Queue()
@@ -101,7 +103,8 @@ class Control:
             self.paused = command == "pause"
         elif command != "state":
             getattr(engine, command)(*args)
-        return {"prompt": engine.prompt, "steps": engine.steps, "lag": engine.lag, "paused": self.paused}
+        return {"prompt": engine.prompt, "legs": engine.legs, "steps": engine.steps, "lag": engine.lag,
+                "paused": self.paused}
 
 
 def percentiles(values) -> dict:

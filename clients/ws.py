@@ -72,6 +72,9 @@ Control messages (client -> server, JSON text)
 ----------------------------------------------
     {"type": "set_prompt", "text": "a person waves"}   the text that drives generated motion
     {"type": "clear_prompt"}                           back to the configured prompt
+    {"type": "set_legs", "text": "a person sits on a chair"}  the text that steers the legs while
+                                                       they are not seen (a desk hides them)
+    {"type": "clear_legs"}                             back to the configured legs prompt
     {"type": "set_steps", "steps": 4}                  denoising steps per window (1..50; more than
                                                        configured only while the engine keeps real
                                                        time, unless engine.slow_steps)
@@ -85,8 +88,8 @@ Control messages (client -> server, JSON text)
 Any message may carry an "id" (any JSON value), echoed in its reply. An engine command is applied
 by the engine loop between two frames and acknowledged with the state after it:
 
-    {"type": "ack", "command": "set_steps", "state": {"prompt": "...", "steps": 4, "lag": 10,
-     "paused": false}, "id": 7}
+    {"type": "ack", "command": "set_steps", "state": {"prompt": "...", "legs": "", "steps": 4,
+     "lag": 10, "paused": false}, "id": 7}
 
 subscribe is acknowledged with {"type": "ack", "command": "subscribe", "format": "binary"}, a
 repeated auth with {"type": "ack", "command": "auth"}. A message that is not JSON, not an object,
@@ -169,6 +172,8 @@ _STOP_TIMEOUT_S = 15.0  # the closing handshakes (2 s) and a command in flight (
 MESSAGES = {
     "set_prompt": ("set_prompt", {"text": str}),
     "clear_prompt": ("set_prompt", {}),
+    "set_legs": ("set_legs", {"text": str}),
+    "clear_legs": ("set_legs", {}),
     "set_steps": ("set_steps", {"steps": int}),
     "set_lag": ("set_lag", {"frames": int}),
     "recenter": ("recenter", {}),
@@ -461,7 +466,7 @@ class WebSocketServer(Output):
             elif kind == "auth":  # already authenticated (or no token needed)
                 reply = {"type": "ack", "command": kind}
             else:
-                args = (None,) if kind == "clear_prompt" else tuple(msg[name] for name in MESSAGES[kind][1])
+                args = (None,) if kind.startswith("clear_") else tuple(msg[name] for name in MESSAGES[kind][1])
                 state = await self._engine_command(kind, command, args)
                 reply = {"type": "ack", "command": kind, "state": state}
         except MessageError as e:

@@ -313,6 +313,11 @@ class LiveEngine:
     def set_prompt(self, prompt: str | None) -> None:
         self.prompt = prompt or self.cfg.prompt
 
+    def set_legs(self, prompt: str | None) -> None:
+        """The legs prompt from the next frame on (None: the configured one); encoded now."""
+        self.legs = prompt or self.cfg.legs
+        self.legs_text()
+
     def load_prompt(self) -> None:
         """Encode the active prompt and the legs prompt now (loading the text model), not at the
         first occlusion."""

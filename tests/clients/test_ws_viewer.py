@@ -57,11 +57,14 @@ class StandInEngine:
     """LiveEngine's control surface (what Control calls), with its range checks."""
 
     def __init__(self):
-        self.prompt, self.steps, self.lag = DEFAULT_PROMPT, 1, 10
+        self.prompt, self.legs, self.steps, self.lag = DEFAULT_PROMPT, "", 1, 10
         self.recentered = 0
 
     def set_prompt(self, prompt):
         self.prompt = prompt or DEFAULT_PROMPT
+
+    def set_legs(self, prompt):
+        self.legs = prompt or ""
 
     def set_steps(self, steps):
         if not 1 <= int(steps) <= 50:
@@ -261,10 +264,13 @@ def test_every_control_message_is_acknowledged_and_changes_the_state(stream):
                 assert reply["state"][key] == value, (message, reply)
             return reply["state"]
 
-        assert ack({"type": "state"}) == {"prompt": DEFAULT_PROMPT, "steps": 1, "lag": 10, "paused": False}
+        assert ack({"type": "state"}) == {"prompt": DEFAULT_PROMPT, "legs": "", "steps": 1, "lag": 10, "paused": False}
         ack({"type": "set_prompt", "text": "a person waves"}, prompt="a person waves")
         assert loop.engine.prompt == "a person waves"
         ack({"type": "clear_prompt"}, prompt=DEFAULT_PROMPT)
+        ack({"type": "set_legs", "text": "a person sits on a chair"}, legs="a person sits on a chair")
+        assert loop.engine.legs == "a person sits on a chair"
+        ack({"type": "clear_legs"}, legs="")
         ack({"type": "set_steps", "steps": 4}, steps=4)
         ack({"type": "set_lag", "frames": 5}, lag=5)
         ack({"type": "recenter"})

