@@ -128,12 +128,16 @@ def sample_camera(rng: np.random.Generator, root: np.ndarray, yaw: float) -> Cam
     pitch += rng.normal(0.0, np.radians(3))
     target = np.array([centre[0], cam_height + distance * np.tan(pitch), centre[2]])
     R, t = look_at(position, target, roll_deg=float(np.clip(rng.normal(0.0, 2.0), -6, 6)))
-    # A person who walks far could pass the camera: step it back along its view (like GEM's
-    # camera augmentation) until the whole path stays at least MIN_DEPTH_M in front of it.
+    return Camera(K=K, R=R, t=in_front(root, R, t, MIN_DEPTH_M), width=width, height=height)
+
+
+def in_front(root: np.ndarray, R: np.ndarray, t: np.ndarray, min_depth: float) -> np.ndarray:
+    """A camera's translation t (3,), stepped back along its view (like GEM's camera augmentation)
+    until the pelvis path `root` (T, 3) stays at least `min_depth` metres in front of it: a person
+    who walks far could pass the camera otherwise, and a pelvis beside or behind it has no place
+    in its image (the motion's camera-frame translation, x / z, ran to thousands)."""
     nearest = float((root @ R.T + t)[:, 2].min())
-    if nearest < MIN_DEPTH_M:
-        t = t + np.array([0.0, 0.0, MIN_DEPTH_M - nearest])
-    return Camera(K=K, R=R, t=t, width=width, height=height)
+    return t + np.array([0.0, 0.0, min_depth - nearest]) if nearest < min_depth else t
 
 
 # ---------------------------------------------------------------------------------------------
@@ -467,6 +471,7 @@ def sample_view(rng: np.random.Generator, joints: np.ndarray, world_rot: np.ndar
 DESK_CAMERA_HEIGHT_M = (0.9, 1.3)
 DESK_DISTANCE_M = (0.6, 1.5)
 HEAD_TOP_M = 0.12  # from the SMPL head joint to the top of the head, for a 1.70 m body
+DESK_MIN_DEPTH_M = 0.4  # the nearest the pelvis comes to a desk webcam (a person walking about)
 
 
 def sample_desk_camera(rng: np.random.Generator, joints: np.ndarray, yaw: float) -> Camera:
@@ -474,7 +479,8 @@ def sample_desk_camera(rng: np.random.Generator, joints: np.ndarray, yaw: float)
     0.9-1.3 m above the floor, 0.6-1.5 m in front of the person (azimuth within ~15° of their
     heading; farther where the lens is too narrow to hold them, up to the range's end), aimed at
     the middle of the span from their pelvis to the top of their head, so the image shows them from
-    the head down to about the waist; a webcam's horizontal fov, 60-78°; roll ~ N(0, 2°)."""
+    the head down to about the waist; a webcam's horizontal fov, 60-78°; roll ~ N(0, 2°); moved back
+    along its view when the pelvis would come nearer than DESK_MIN_DEPTH_M (a person walking about)."""
     width, height = IMAGE_SIZES[rng.integers(len(IMAGE_SIZES))]
     K = intrinsics(width, height, rng.uniform(60.0, 78.0))
     distance, cam_height = rng.uniform(*DESK_DISTANCE_M), rng.uniform(*DESK_CAMERA_HEIGHT_M)
@@ -487,7 +493,7 @@ def sample_desk_camera(rng: np.random.Generator, joints: np.ndarray, yaw: float)
     position = np.array([pelvis[0] + distance * np.sin(azimuth), cam_height, pelvis[2] + distance * np.cos(azimuth)])
     target = np.array([pelvis[0], (pelvis[1] + top) / 2, pelvis[2]])
     R, t = look_at(position, target, roll_deg=float(np.clip(rng.normal(0.0, 2.0), -6, 6)))
-    return Camera(K=K, R=R, t=t, width=width, height=height)
+    return Camera(K=K, R=R, t=in_front(joints[:, 0], R, t, DESK_MIN_DEPTH_M), width=width, height=height)
 
 
 def sample_desk_view(rng: np.random.Generator, joints: np.ndarray, world_rot: np.ndarray, noise: NoiseModel,

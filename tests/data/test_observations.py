@@ -306,3 +306,19 @@ def test_a_desk_camera_frames_the_head_to_the_waist_and_the_desk_hides_the_legs(
             assert not seen[:, ankles].any(), (name, seed)
             assert seen[:, L["left_shoulder"]].mean() > 0.9, (name, seed)
     assert LANDMARK_JOINT[L["nose"]] == 15
+
+
+def test_a_person_walking_past_a_desk_camera_stays_in_front_of_it(body, noise):
+    """A 4 m walk straight at the desk webcam: it is stepped back so the pelvis never comes
+    nearer than DESK_MIN_DEPTH_M (it passed beside and behind it before, and the motion's
+    camera-frame translation x / z ran to thousands, losses of 500,000 in training)."""
+    from engine.data.observations import DESK_MIN_DEPTH_M, observe_clip
+
+    T = 120
+    root = np.tile(body.rest_joints.numpy()[0], (T, 1))
+    root[:, 2] = np.linspace(-2.0, 2.0, T)  # facing +z, walking 4 m forward
+    joints, world_rot = posed(body, T=T, pose=np.zeros((T, 24, 3)), root=root)
+    for seed in range(10):
+        cam = observe_clip("desk/walk", joints, world_rot, seed, noise, scenario="desk").camera
+        depth = (joints[:, 0] @ cam.R.T + cam.t)[:, 2]
+        assert depth.min() >= DESK_MIN_DEPTH_M - 1e-9, seed
