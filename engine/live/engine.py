@@ -207,7 +207,8 @@ def condition_slots(slots: list[_Slot]) -> dict[str, np.ndarray]:
     seen = cond["visible"][:, list(BODY_LANDMARKS)].sum(-1)
     legs = cond["visible"][:, list(LEG_LANDMARKS)].any(-1)
     for i, slot in enumerate(slots):
-        slot.cond, slot.body_seen, slot.legs_hidden = {k: v[i] for k, v in cond.items()}, int(seen[i]), not legs[i]
+        slot.cond = {k: v[i] for k, v in cond.items()}
+        slot.body_seen, slot.legs_hidden = int(seen[i]), not legs[i]
     return cond
 
 
@@ -244,8 +245,8 @@ def stream_slots(model: Denoiser, cache: KVCache,
     for first in range(0, max(len(fresh) for fresh, _, _ in streams), cache.window):
         due = [(slot, row, legs if slot.legs_hidden else None)
                for fresh, row, legs in streams for slot in fresh[first:first + cache.window]]
-        x0, logits = step(model, cache, torch.stack([slot.embedding for slot, _, _ in due]), [row for _, row, _ in due],
-                          row_texts([legs for _, _, legs in due], device))
+        x0, logits = step(model, cache, torch.stack([slot.embedding for slot, _, _ in due]),
+                          [row for _, row, _ in due], row_texts([legs for _, _, legs in due], device))
         for (slot, _, _), x, c in zip(due, x0, logits):
             slot.est, slot.est_logits = x, c
 
