@@ -11,3 +11,5 @@ SMPL_PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17
 NUM_JOINTS = len(SMPL_JOINT_NAMES)
 # The joints whose ground contact the model predicts (its contact head), in its output order.
 CONTACT_JOINTS = ("left_ankle", "right_ankle", "left_foot", "right_foot", "left_wrist", "right_wrist")
+# The foot joints (left ankle, right ankle, left foot, right foot): the first 4 contacts, as indices.
+FOOT_JOINTS = tuple(SMPL_JOINT_NAMES.index(name) for name in CONTACT_JOINTS[:4])

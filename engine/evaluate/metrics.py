@@ -28,11 +28,10 @@ from typing import Sequence
 
 import numpy as np
 
+from engine.body.skeleton import FOOT_JOINTS
+
 M_TO_MM = 1000.0
 
-# SMPL foot joints, in the order foot_skate_mm uses: left ankle, right ankle, left foot (toe/ball),
-# right foot.
-FOOT_JOINTS = (7, 8, 10, 11)
 _FOOT_SIDE = np.array([0, 1, 0, 1])  # 0 = left, 1 = right, per FOOT_JOINTS entry
 _IS_ANKLE = np.array([True, True, False, False])
 

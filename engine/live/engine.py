@@ -60,6 +60,7 @@ import numpy as np
 import torch
 
 from engine.body.body_model import Body
+from engine.body.skeleton import FOOT_JOINTS
 from engine.live.decode import decode_rows
 from engine.live.filters import one_euro_step
 from engine.live.pose_frame import PoseFrame, seen_joints
@@ -75,7 +76,6 @@ from streamer.packets import LandmarkPacket
 
 log = logging.getLogger(__name__)
 
-FOOT_JOINTS = (7, 8, 10, 11)   # SMPL left/right ankle, left/right foot = the first 4 contacts
 # The foot lock's constants, per 1/TRAINED_FPS s (follow_rate and the frame rate make them per frame).
 FOOT_LOCK_MAX_M = 0.05         # largest root shift, so a wrong contact cannot teleport
 FLOOR_RATE = 0.2               # share of the planted feet's height error corrected
