@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from engine.body.skeleton import SMPL_JOINT_NAMES, SMPL_PARENTS
+from engine.evaluate.metrics import knee_angles_deg
 from engine.live.engine import LiveEngine
 from engine.live.pose_frame import PoseFrame
 from streamer.packets import LandmarkPacket
@@ -58,9 +59,7 @@ def landmark_packets(frames: list[np.ndarray], fps: float, detector) -> list[Lan
     out = []
     for i, rgb in enumerate(frames):
         h, w = rgb.shape[:2]
-        det = detector.detect(rgb)
-        out.append(LandmarkPacket(i, i / fps, w, h, det.keypoints.astype(np.float32), det.visibility.astype(np.float32))
-                   if det is not None else LandmarkPacket.empty(i, i / fps, w, h))
+        out.append(LandmarkPacket.of_detection(i, i / fps, w, h, detector.detect(rgb)))
     return out
 
 
@@ -69,14 +68,9 @@ def poses(engine: LiveEngine, packets: list[LandmarkPacket]) -> list[PoseFrame]:
 
 
 def knee_bend_deg(joints: np.ndarray) -> np.ndarray:
-    """(T, 24, 3) joints -> (T, 2) left and right knee bend, degrees (0 = straight leg)."""
-    out = []
-    for side in ("left", "right"):
-        thigh = joints[:, J[f"{side}_knee"]] - joints[:, J[f"{side}_hip"]]
-        shin = joints[:, J[f"{side}_ankle"]] - joints[:, J[f"{side}_knee"]]
-        cos = (thigh * shin).sum(-1) / (np.linalg.norm(thigh, axis=-1) * np.linalg.norm(shin, axis=-1))
-        out.append(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
-    return np.stack(out, -1)
+    """(T, 24, 3) joints -> (T, 2) left and right knee bend, degrees (0 = straight leg): 180° less
+    the evaluation's angle between thigh and shin."""
+    return 180.0 - knee_angles_deg(joints)
 
 
 def summary(frames: list[PoseFrame], seated: np.ndarray) -> dict:

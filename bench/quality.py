@@ -110,8 +110,7 @@ def run_clip(path: Path, engine_factory, body: Body, detector_factory) -> ClipRu
             t0 = time.perf_counter()
             det = detector.detect(rgb)
             t1 = time.perf_counter()
-            packet = (LandmarkPacket(i, i / fps, *size, det.keypoints.astype(np.float32), det.visibility.astype(np.float32))
-                      if det is not None else LandmarkPacket.empty(i, i / fps, *size))
+            packet = LandmarkPacket.of_detection(i, i / fps, *size, det)
             (f,) = engine.push([packet])  # lag 0: this frame's pose
             t2 = time.perf_counter()
             ik_world, ik_cam = ik.step(None if det is None else det.world, packet.keypoints, packet.visibility,

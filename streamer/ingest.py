@@ -103,9 +103,7 @@ def run_ingest(options: IngestOptions, packets, events, stop) -> None:
                 det = detector.detect(frame.rgb)
                 ms = (time.perf_counter() - t0) * 1000
                 frame_id = options.first_index + frame.index
-                packet = (LandmarkPacket(frame_id, frame.t_capture, w, h, det.keypoints.astype("f4"),
-                                         det.visibility.astype("f4"), ms) if det is not None
-                          else LandmarkPacket.empty(frame_id, frame.t_capture, w, h, ms))
+                packet = LandmarkPacket.of_detection(frame_id, frame.t_capture, w, h, det, ms)
                 frames_in += 1
                 if waits:
                     while not stop.value:

@@ -40,6 +40,16 @@ class LandmarkPacket:
         return cls(frame_id, t_capture, width, height, np.full((NUM_LANDMARKS, 2), np.nan, np.float32),
                    np.zeros(NUM_LANDMARKS, np.float32), keypoint_ms)
 
+    @classmethod
+    def of_detection(cls, frame_id: int, t_capture: float, width: int, height: int, detection,
+                     keypoint_ms: float = 0.0):
+        """The packet of a streamer.pose.Detection (its keypoints and visibility as float32), or an
+        empty one where the detector found nobody (None)."""
+        if detection is None:
+            return cls.empty(frame_id, t_capture, width, height, keypoint_ms)
+        return cls(frame_id, t_capture, width, height, detection.keypoints.astype(np.float32),
+                   detection.visibility.astype(np.float32), keypoint_ms)
+
     def to_bytes(self) -> bytes:
         body = np.concatenate([self.keypoints, self.visibility[:, None]], 1).astype("<f4")
         return _HEADER.pack(self.frame_id, self.t_capture, self.width, self.height, self.keypoint_ms) + body.tobytes()

@@ -302,7 +302,7 @@ def jitter_mm_s3(pred, fps: float = 30.0, mask=None) -> float:
 KNEE_CHAINS = ((1, 4, 7), (2, 5, 8))
 
 
-def _knee_angles_deg(x: np.ndarray) -> np.ndarray:
+def knee_angles_deg(x: np.ndarray) -> np.ndarray:
     """(T, 24, 3) joints -> (T, 2) the angle at each knee between thigh and shin, degrees
     (180 = straight, 90 = a right angle, as when seated)."""
     out = []
@@ -319,7 +319,7 @@ def knee_angle_err_deg(pred, gt, mask=None) -> float:
     any frame of reference. Says whether legs the camera does not see sit, stand or kneel."""
     p, g = _pair(pred, gt)
     m = _frame_mask(mask, p.shape[0])
-    return _masked_mean(np.abs(_knee_angles_deg(p) - _knee_angles_deg(g)).mean(axis=1), m)
+    return _masked_mean(np.abs(knee_angles_deg(p) - knee_angles_deg(g)).mean(axis=1), m)
 
 
 def pelvis_height_err_mm(pred, gt, mask=None) -> float:

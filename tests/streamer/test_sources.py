@@ -79,6 +79,19 @@ def test_auto_falls_back_to_the_looping_sample_without_a_webcam(monkeypatch):
         assert isinstance(src, VideoFileSource) and src.path == SAMPLE_CLIP and src.loop and src.realtime
 
 
+def test_a_packet_of_a_detection_or_of_none():
+    from streamer.pose import Detection
+
+    rng = np.random.default_rng(0)
+    det = Detection(rng.uniform(0, 640, (33, 2)), rng.uniform(0, 1, 33), rng.normal(size=(33, 3)))
+    p = LandmarkPacket.of_detection(7, 1.5, 640, 480, det, 12.0)
+    assert p.keypoints.dtype == p.visibility.dtype == np.float32 and p.detected
+    np.testing.assert_allclose(p.keypoints, det.keypoints, rtol=1e-6)
+    assert (p.frame_id, p.t_capture, p.width, p.height, p.keypoint_ms) == (7, 1.5, 640, 480, 12.0)
+    none = LandmarkPacket.of_detection(8, 2.0, 640, 480, None, 3.0)
+    assert not none.detected and none.keypoint_ms == 3.0
+
+
 def test_a_full_queue_drops_the_oldest_packet():
     q = mp.get_context("spawn").Queue(maxsize=2)
     assert not _put_latest(q, b"a") and not _put_latest(q, b"b")
