@@ -11,25 +11,34 @@ from clients.cli.clip_sets import dataset_split, render_body, rendered_set
 from configs.config import ConfigError
 
 
+def _weights(args, cfg) -> Path:
+    """The weights a bench runs: --model, else the configured ones, else the bundled ones."""
+    from configs.config import resolve_path
+    from engine.paths import WEIGHTS_PATH
+
+    if args.model:
+        return Path(args.model)
+    return resolve_path(cfg.engine.weights) if cfg.engine.weights else WEIGHTS_PATH
+
+
 def _bench_quality(args, cfg) -> int:
     """genmo-live bench quality: bench.quality with the configured weights, the committed lifter,
     the rendered and synthetic test sets (built when missing)."""
     import torch
 
     from bench import mediapipe_ik, quality
-    from configs.config import resolve_path
     from engine.body.loading import load_body
     from engine.data.rendered import load_rendered_set
     from engine.evaluate.protocol import build_test_set, live_predictor, model_predictor, rendered_test_set
     from engine.live.engine import LiveEngine
     from engine.model.checkpoint import load_model
     from engine.model.text import TextEncoder
-    from engine.paths import LIFTER_PATH, WEIGHTS_PATH
+    from engine.paths import LIFTER_PATH
     from streamer.packets import LandmarkPacket
     from streamer.pose import PoseDetector
 
     torch.set_num_threads(args.threads)
-    weights = Path(args.model) if args.model else (resolve_path(cfg.engine.weights) if cfg.engine.weights else WEIGHTS_PATH)
+    weights = _weights(args, cfg)
     lifter = Path(args.lifter) if args.lifter else LIFTER_PATH
     for what, path in (("weights", weights), ("per-frame lifter", lifter))[:1 if args.no_ground_truth else 2]:
         if not path.is_file():
@@ -99,8 +108,6 @@ def _bench_engine(args, cfg) -> int:
     time per frame, window pass against cached causal step, at 1 and 2 threads; batched streams at
     --threads. The live and stream rows use --model, else the configured weights."""
     from bench import engine
-    from configs.config import resolve_path
-    from engine.paths import WEIGHTS_PATH
 
     if args.frames < 1 or args.max_streams < 1:
         raise ConfigError(f"bench engine: --frames and --max-streams must be at least 1, not {args.frames} and "
@@ -111,8 +118,7 @@ def _bench_engine(args, cfg) -> int:
         streams = ()
     if not streams or min(streams) < 1:
         raise ConfigError(f"bench engine: --streams takes stream counts like 1,8,32,128, not {args.streams!r}")
-    configured = resolve_path(cfg.engine.weights) if cfg.engine.weights else WEIGHTS_PATH
-    weights = Path(args.model) if args.model else configured
+    weights = _weights(args, cfg)
     if not weights.is_file():
         raise ConfigError(f"bench engine: no weights at {weights}")
     print(f"genmo-live bench engine: window passes and streams at {args.threads} torch threads, median of "
@@ -129,17 +135,15 @@ def _bench_desk(args, cfg) -> int:
     import torch
 
     from bench import desk
-    from configs.config import resolve_path
     from engine.body.loading import load_body
     from engine.model.checkpoint import load_model
     from engine.model.text import TextEncoder
-    from engine.paths import WEIGHTS_PATH
     from streamer.pose import PoseDetector
     from streamer.sources import SAMPLE_CLIP
 
     if not 0.1 <= args.keep <= 1.0:
         raise ConfigError(f"bench desk: --keep {args.keep}: give the share of the image kept, 0.1 to 1")
-    weights = Path(args.model) if args.model else (resolve_path(cfg.engine.weights) if cfg.engine.weights else WEIGHTS_PATH)
+    weights = _weights(args, cfg)
     if not weights.is_file():
         raise ConfigError(f"bench desk: no weights at {weights}")
     clip = Path(args.clip) if args.clip else SAMPLE_CLIP
