@@ -277,18 +277,21 @@ def evaluate(predict: Predictor, items: list[TestItem]) -> dict:
         report[subset] = _weighted(rows[subset])
     report["n_clips"] = len(items)
     # Where the error is: the sets differ in what they hold (CMU subject 5's modern dance, HDM05's
-    # floor work, CMU's walks and runs), and a mean over all of them hides which is hard.
-    by_set: dict[str, list] = {}
-    for row, item in zip(rows["all"], items):
-        by_set.setdefault(dataset_of(item.clip), []).append(row)
-    report["by_dataset"] = {name: {**_weighted(r), "n_clips": len(r)} for name, r in sorted(by_set.items())}
-    # The poses users live in (issue 28): seated at a desk and standing idle, apart from the rest.
-    by_kind: dict[str, list] = {}
-    for row, item in zip(rows["all"], items):
-        by_kind.setdefault(item.kind, []).append(row)
-    report["by_kind"] = {name: {**_weighted(r), "n_clips": len(r)} for name, r in sorted(by_kind.items())}
+    # floor work, CMU's walks and runs), and a mean over all of them hides which is hard; and the
+    # poses users live in (issue 28), seated at a desk and standing idle, apart from the rest.
+    report["by_dataset"] = _grouped(rows["all"], [dataset_of(item.clip) for item in items])
+    report["by_kind"] = _grouped(rows["all"], [item.kind for item in items])
     report["per_clip"] = per_clip
     return report
+
+
+def _grouped(rows: list[tuple[dict, int]], groups: list[str]) -> dict:
+    """{group: _weighted metrics of its clips' rows and n_clips}, the rows (one per clip) grouped
+    by `groups` (the same order), sorted by group."""
+    by: dict[str, list] = {}
+    for row, group in zip(rows, groups):
+        by.setdefault(group, []).append(row)
+    return {name: {**_weighted(r), "n_clips": len(r)} for name, r in sorted(by.items())}
 
 
 def dataset_of(clip: str) -> str:

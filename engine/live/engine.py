@@ -503,10 +503,10 @@ class LiveEngine:
         of the `window` passes that see it (with stacking the window's conditions, a fifth of a pass's
         time on one thread: bench/README.md). The legs prompt drives the frames whose legs are hidden."""
         denoiser = isinstance(self.model, Denoiser)  # the per-frame lifter reads no text
-        hidden = [s.legs_hidden for s in slots]
         legs = None
-        if denoiser and self.legs and any(hidden):
-            legs = self._text(torch.tensor([hidden], device=self.device), self.legs)
+        if denoiser and self.legs:
+            hidden = [s.legs_hidden for s in slots]
+            legs = self._text(torch.tensor([hidden], device=self.device), self.legs) if any(hidden) else None
         if self._estimator is not self.model or not denoiser:
             cond = self._window([s.cond for s in slots])
             cond = Conditions(cond.keypoints, cond.visible, cond.box, cond.has_box, **legs) if legs else cond

@@ -17,12 +17,10 @@ SCHEMA_VERSION = 1
 SOURCES = ("estimated", "generated", "blended")
 
 _SIDES = ("left", "right")
+_HIPS, _SHOULDERS = ("left_hip", "right_hip"), ("left_shoulder", "right_shoulder")
 # The MediaPipe landmarks that place each SMPL joint: a joint was seen when all of them were present.
 JOINT_LANDMARKS = {
-    "pelvis": ("left_hip", "right_hip"), "spine1": ("left_hip", "right_hip", "left_shoulder", "right_shoulder"),
-    "spine2": ("left_hip", "right_hip", "left_shoulder", "right_shoulder"),
-    "spine3": ("left_hip", "right_hip", "left_shoulder", "right_shoulder"),
-    "neck": ("left_shoulder", "right_shoulder"), "head": ("nose",),
+    "pelvis": _HIPS, **{f"spine{i}": _HIPS + _SHOULDERS for i in (1, 2, 3)}, "neck": _SHOULDERS, "head": ("nose",),
     **{f"{s}_{j}": (f"{s}_{j}",) for s in _SIDES for j in ("hip", "knee", "ankle", "shoulder", "elbow", "wrist")},
     **{f"{s}_foot": (f"{s}_heel", f"{s}_foot_index") for s in _SIDES},
     **{f"{s}_collar": (f"{s}_shoulder",) for s in _SIDES},

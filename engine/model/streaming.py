@@ -140,15 +140,17 @@ def step(model: Denoiser, cache: KVCache, frames: torch.Tensor, rows: torch.Tens
     for e, r in enumerate(rows):
         rank.append(len(members.setdefault(r, [])))
         members[r].append(e)
-    if max(len(m) for m in members.values()) > cache.window:
+    most = max(len(m) for m in members.values())
+    if most > cache.window:
         raise ValueError(f"at most {cache.window} new frames of a stream in one step")
-    repeated = len(members) < n
+    repeated = most > 1
+    ranks = torch.tensor(rank, device=device) if repeated else None
     # Rows in a run (all the streams of a batch in order, or one stream) are a view of the cache;
     # gathering them (advanced indexing) was most of a many-stream step's time.
     listed = torch.tensor(rows, device=device) if n > 1 else None
     run = not repeated and rows == list(range(rows[0], rows[0] + n))
     at = slice(rows[0], rows[0] + n) if run else listed
-    index = cache.count[at] + torch.tensor(rank, device=device) if repeated else cache.count[at].clone()
+    index = cache.count[at] + ranks if repeated else cache.count[at].clone()
     slot = index % cache.window
     # Where each new row's key and value go: plain indices for one stream, else (row, slot) pairs.
     put = (rows[0], slice(None), int(slot[0])) if n == 1 else (listed, slice(None), slot)
@@ -163,11 +165,9 @@ def step(model: Denoiser, cache: KVCache, frames: torch.Tensor, rows: torch.Tens
         # The frame each ring slot of the entry's stream holds: those of the entry's window.
         last = cache.count[listed, None] - 1
         held = last - (last - torch.arange(cache.window, device=device)) % cache.window
-        width_new = max(len(m) for m in members.values())
         # Per entry, its stream's new entries (padded), and which of them it sees: itself and older.
-        fellows = torch.tensor([members[r] + members[r][:1] * (width_new - len(members[r])) for r in rows],
-                               device=device)
-        older = torch.arange(width_new, device=device)[None] <= torch.tensor(rank, device=device)[:, None]
+        fellows = torch.tensor([members[r] + members[r][:1] * (most - len(members[r])) for r in rows], device=device)
+        older = torch.arange(most, device=device)[None] <= ranks[:, None]
         mask = torch.cat([(held >= 0) & (held > index[:, None] - cache.window), older], -1)[:, None, None]
         cache.count.index_add_(0, listed, torch.ones(n, dtype=cache.count.dtype, device=device))
     else:
