@@ -95,7 +95,8 @@ def cmd_train(args, cfg) -> int:
     if args.rendered and not any(Path(args.rendered).glob("*.npz")):
         raise ConfigError(f"--rendered {args.rendered}: no rendered jobs there "
                           "(genmo-live data render --split train makes them)")
-    for share in ("mix_share", "desk_share", "rendered_share", "text_share"):
+    for share in ("mix_share", "desk_share", "rendered_share", "text_share", "clip_caption_share",
+                  "text_drop_observations"):
         if not 0.0 <= getattr(args, share) <= 1.0:
             raise ConfigError(f"--{share.replace('_', '-')} {getattr(args, share)}: give a share from 0 to 1")
     if args.refresh < 1:

@@ -70,7 +70,8 @@ def test_run_refuses_bad_flags_with_one_line_before_loading_the_engine(flags, me
     assert out.stderr.strip().count("\n") == 0, out.stderr  # one line: no engine loaded, nothing started
 
 
-@pytest.mark.parametrize("share", ["--desk-share", "--mix-share", "--rendered-share", "--text-share"])
+@pytest.mark.parametrize("share", ["--desk-share", "--mix-share", "--rendered-share", "--text-share",
+                                   "--clip-caption-share", "--text-drop-observations"])
 def test_train_refuses_a_share_outside_0_to_1(share):
     out = run_cli("train", share, "1.5")
     assert out.returncode == 2 and f"{share} 1.5: give a share from 0 to 1" in out.stderr
