@@ -126,8 +126,10 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 25
     save_every: int = 50           # steps between checkpoints: a killed run loses fewer
+    # accel: a causal model sees no future frame to smooth against, so its frame-to-frame
+    # wobble is trained away directly (its error is millimetres a frame², hence the weight).
     loss_weights: dict = field(default_factory=lambda: {"x0": 1.0, "joints": 300.0, "reproj": 30.0,
-                                                        "trajectory": 1.0, "contact": 0.3})
+                                                        "trajectory": 1.0, "contact": 0.3, "accel": 1e4})
 
 
 def mirror(pose: np.ndarray, root: np.ndarray, contacts: np.ndarray):
@@ -403,13 +405,23 @@ def losses(pred: torch.Tensor, logits: torch.Tensor, gt: dict, contacts: torch.T
     reproj = ((project(p_abs) - gt_uv) ** 2).sum(-1).clamp_max(REPROJ_CAP) * in_view
     # The predicted velocities integrated along the true heading (GEM's transl_w).
     trajectory = integrate(gt["root_gv"], raw[..., VELOCITY])
+    # The root-relative joints' second difference against the truth's, at each frame t whose
+    # neighbours t-1 and t+1 are in the window too (as eval's accel_err_mm_s2, per frame²).
+    accel = ((second_difference(p_rel) - second_difference(gt["rel"])) ** 2).sum(-1).mean(-1)
+    w_accel = w[:, 1:-1] * (w[:, :-2] > 0) * (w[:, 2:] > 0)
     return {
         "x0": masked(((pred - gt["x"]) ** 2).mean(-1)),
         "joints": masked(((p_rel - gt["rel"]) ** 2).sum(-1).mean(-1)),
         "reproj": masked(reproj.sum(-1) / in_view.sum(-1).clamp_min(1)),
         "trajectory": masked((trajectory - gt["trajectory"]).abs().sum(-1)),
         "contact": masked(F.binary_cross_entropy_with_logits(logits, contacts, reduction="none").mean(-1)),
+        "accel": (accel * w_accel).sum() / w_accel.sum().clamp_min(1),
     }
+
+
+def second_difference(x: torch.Tensor) -> torch.Tensor:
+    """x_{t-1} - 2 x_t + x_{t+1} along dim 1: (B, L, ...) -> (B, L - 2, ...)."""
+    return x[:, :-2] - 2 * x[:, 1:-1] + x[:, 2:]
 
 
 def run_model(model: Denoiser | PerFrameLifter, x_t: torch.Tensor, t: torch.Tensor, c: Conditions,
@@ -420,6 +432,12 @@ def run_model(model: Denoiser | PerFrameLifter, x_t: torch.Tensor, t: torch.Tens
     return pred.float(), logits.float()
 
 
+def loss_weights(model: Denoiser | PerFrameLifter, cfg: TrainConfig) -> dict[str, float]:
+    """cfg.loss_weights, less the acceleration term for the per-frame lifter: a frame at a time,
+    it cannot smooth, and the term would only pull it toward the mean pose."""
+    return cfg.loss_weights if isinstance(model, Denoiser) else {**cfg.loss_weights, "accel": 0.0}
+
+
 def train_step(model: Denoiser | PerFrameLifter, opt, x: torch.Tensor, c: Conditions, contacts: torch.Tensor,
                valid: torch.Tensor, focal: torch.Tensor, size: torch.Tensor, norm: Normalizer, rest: torch.Tensor,
                alpha_bar: torch.Tensor, cfg: TrainConfig, bf16: bool) -> tuple[torch.Tensor, dict, dict | None]:
@@ -428,12 +446,13 @@ def train_step(model: Denoiser | PerFrameLifter, opt, x: torch.Tensor, c: Condit
     the lifter, which has no generation pass)."""
     gt = truth(x, norm, rest)
     w = frame_weights(valid, cfg.tail_frames, cfg.tail_weight)
+    weights = loss_weights(model, cfg)
     B = x.shape[0]
     # Estimation pass: zeros at the last step.
     t_est = torch.full((B,), NUM_STEPS - 1, device=x.device)
     pred, logits = run_model(model, torch.zeros_like(x), t_est, c, bf16)
     parts = losses(pred, logits, gt, contacts, w, focal, size, norm, rest)
-    total = sum(cfg.loss_weights[k] * parts[k] for k in parts)
+    total = sum(weights[k] * parts[k] for k in parts)
     gen = None
     if isinstance(model, Denoiser):
         # Generation pass: a random step, fewer observations.
@@ -441,7 +460,7 @@ def train_step(model: Denoiser | PerFrameLifter, opt, x: torch.Tensor, c: Condit
         x_t = q_sample(x, t_gen, torch.randn_like(x), alpha_bar)
         pred_g, logits_g = run_model(model, x_t, t_gen, generation_conditions(c, cfg), bf16)
         gen = losses(pred_g, logits_g, gt, contacts, w, focal, size, norm, rest)
-        total = total + sum(cfg.loss_weights[k] * gen[k] for k in gen)
+        total = total + sum(weights[k] * gen[k] for k in gen)
     opt.zero_grad(set_to_none=True)
     total.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

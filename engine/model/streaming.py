@@ -23,12 +23,13 @@ from __future__ import annotations
 import functools
 import weakref
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.model.denoiser import Denoiser, ModelConfig, apply_rope, sinusoid
+from engine.model.denoiser import NUM_CONTACTS, Denoiser, ModelConfig, sinusoid
 from engine.model.diffusion import NUM_STEPS
 from engine.model.motion import MOTION_DIM
 
@@ -39,19 +40,16 @@ def _frequencies(head_dim: int) -> np.ndarray:
     return 10000.0 ** (-np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
 
 
-def rope_at(index: torch.Tensor, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(cos, sin) (N, head_dim) float32 rotary tables at absolute frame indices (N,) int64, the
-    same as engine.model.denoiser.rope's rows, with the angles made in float64 (in numpy: a few
-    calls of a microsecond, where torch's take several each, every step)."""
+def rope_at(index: torch.Tensor, head_dim: int) -> torch.Tensor:
+    """(N, 2, head_dim) float32 rotary tables [cos, signed sin] at absolute frame indices (N,)
+    int64: engine.model.denoiser.rope's rows, the sin negated on even channels, so that apply_rope
+    is x * cos + x with each pair swapped * signed sin (a swap is a view and a flip; the sign is
+    free here). The angles are made in float64 (in numpy: a few calls of a microsecond, where
+    torch's take several each, every step)."""
     angle = np.repeat(index.cpu().numpy()[:, None] * _frequencies(head_dim), 2, -1)
-    return tuple(torch.from_numpy(f(angle).astype(np.float32)).to(index.device) for f in (np.cos, np.sin))
-
-
-def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate (N, ..., head_dim) rows by their own (N, head_dim) tables: apply_rope, each row's
-    table broadcast over its middle dimensions (heads)."""
-    shape = (len(x),) + (1,) * (x.dim() - 2) + (x.shape[-1],)
-    return apply_rope(x, cos.view(shape), sin.view(shape))
+    sin = np.sin(angle)
+    sin[:, 0::2] *= -1
+    return torch.from_numpy(np.stack([np.cos(angle), sin], 1).astype(np.float32)).to(index.device)
 
 
 class KVCache:
@@ -76,38 +74,100 @@ class KVCache:
         return torch.arange(self.window, device=self.count.device)[None] < self.count[rows, None]
 
 
-# Per model, its input layer folded with estimation mode's constants (_input_layer), and the
-# versions of the weights it was folded from.
-_FOLDED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+class _Layer(NamedTuple):
+    """One SelfAttentionBlock's weights as the one-row step uses them: transposed for addmm
+    (x @ w + b), the attention's scale and the residual gates folded in."""
+    norm1: tuple
+    qkv: torch.Tensor    # (width, 3 width), the queries scaled
+    qkv_bias: torch.Tensor
+    proj: torch.Tensor   # (width, width), gate1 folded
+    proj_bias: torch.Tensor
+    norm2: tuple
+    up: torch.Tensor     # (width, mlp)
+    up_bias: torch.Tensor
+    act: str             # the MLP's GELU approximation
+    down: torch.Tensor   # (mlp, width), gate2 folded
+    down_bias: torch.Tensor
 
 
-def _input_layer(model: Denoiser) -> tuple[torch.Tensor, torch.Tensor]:
-    """(weight (width, width), bias (width,)) such that frames @ weight.T + bias is the denoiser's
-    input layer on embed_frames rows in estimation mode: x_t = 0 and the last diffusion step's
-    time embedding are the same every step, so they are folded into the bias once (two MLP layers
-    and a concatenation a step otherwise). Folded again when the weights change: in place (a model
-    being trained), or moved to another dtype or device."""
-    params = (model.inp.weight, model.inp.bias, *model.time.parameters())
-    # model.to() swaps in new tensors without bumping their versions: their storage tells.
-    version = tuple((p._version, p.data_ptr(), p.dtype) for p in params)
-    held = _FOLDED.get(model)
-    if held is None or held[0] != version:
+class _Prepared(NamedTuple):
+    inp: torch.Tensor    # (width, width): the input layer on embed_frames rows in estimation mode
+    inp_bias: torch.Tensor
+    layers: list[_Layer]
+    heads: torch.Tensor  # (width, 2 width): the x0 and contact heads' first layers side by side
+    heads_bias: torch.Tensor
+    act: str
+    outs: torch.Tensor   # (2 width, 144 + 6): their second layers, block-diagonal
+    outs_bias: torch.Tensor
+
+
+# Per model, its weights as the step uses them (_prepare), and the versions they were made from.
+_PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _step_parameters(model: Denoiser) -> tuple[torch.nn.Parameter, ...]:
+    """The parameters _prepare reads (the text blocks run as they are)."""
+    parts = (model.inp, model.time, model.blocks, model.norm, model.x0_head, model.contact_head)
+    return tuple(p for part in parts for p in part.parameters())
+
+
+def _version(params: tuple[torch.nn.Parameter, ...]) -> tuple:
+    # model.to() swaps in new storage without bumping the versions: the storage tells.
+    return params[0].dtype, tuple((p._version, p.data_ptr()) for p in params)
+
+
+def _prepare(model: Denoiser) -> _Prepared:
+    """The model's weights for the one-row step, made again when they change: in place (a model
+    being trained), or moved to another dtype or device. What the step saves is calls, not
+    arithmetic: on one row, a call costs more than its product.
+    - The input layer is folded with estimation mode's constants: x_t = 0 and the last diffusion
+      step's time embedding are the same every step (two MLP layers and a concatenation).
+    - The attention's 1 / sqrt(head_dim) is folded into the queries.
+    - The residual gates are folded into the output products, the two heads are one pair of
+      products, and the weights are transposed for addmm, which took 0.65 of linear's time on
+      one row (bench engine)."""
+    held = _PREPARED.get(model)
+    # The parameters are listed once: listing them (Module.parameters) took longer than the step.
+    if held is not None and _version(held[0]) == held[1]:
+        return held[2]
+    params = _step_parameters(model)
+    with torch.no_grad():
         width, weight = model.cfg.width, model.inp.weight
         time = model.time(sinusoid(torch.full((1,), NUM_STEPS - 1, device=weight.device), width).to(weight.dtype))
-        bias = model.inp(torch.cat([time.new_zeros(1, MOTION_DIM), time], -1))[0]
-        held = (version, (weight[:, MOTION_DIM:].contiguous(), bias))
-        _FOLDED[model] = held
-    return held[1]
+        inp_bias = model.inp(torch.cat([time.new_zeros(1, MOTION_DIM), time], -1))[0]
+        scale = torch.ones(3 * width, dtype=weight.dtype, device=weight.device)
+        scale[:width] = (width // model.cfg.heads) ** -0.5
+        layers = []
+        for b in model.blocks:
+            wq, wk, wv = (b.qkv.weight * scale[:, None]).t().split(width, 1)
+            bq, bk, bv = (b.qkv.bias * scale).split(width)
+            up, down = b.mlp[0], b.mlp[3]
+            layers.append(_Layer(
+                (b.norm1.weight, b.norm1.bias, b.norm1.eps),
+                torch.cat([wq, wk, wv], 1).contiguous(),
+                torch.cat([bq, bk, bv]),
+                (b.proj.weight * b.gate1[:, None]).t().contiguous(), b.proj.bias * b.gate1,
+                (b.norm2.weight, b.norm2.bias, b.norm2.eps),
+                up.weight.t().contiguous(), up.bias.clone(), b.mlp[1].approximate,
+                (down.weight * b.gate2[:, None]).t().contiguous(), down.bias * b.gate2))
+        x0, contact = model.x0_head, model.contact_head
+        outs = weight.new_zeros(2 * width, MOTION_DIM + NUM_CONTACTS)
+        outs[:width, :MOTION_DIM], outs[width:, MOTION_DIM:] = x0[3].weight.t(), contact[3].weight.t()
+        prepared = _Prepared(weight[:, MOTION_DIM:].t().contiguous(), inp_bias, layers,
+                             torch.cat([x0[0].weight, contact[0].weight]).t().contiguous(),
+                             torch.cat([x0[0].bias, contact[0].bias]), x0[1].approximate,
+                             outs, torch.cat([x0[3].bias, contact[3].bias]))
+    _PREPARED[model] = (params, _version(params), prepared)
+    return prepared
 
 
 def _attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """One query per entry: q (N, heads, head_dim) against keys and values (N, heads, window,
-    head_dim), mask (N, 1, 1, window) bool or None -> (N, heads * head_dim). One stream through
-    scaled_dot_product_attention; many through two batched products, which took 0.6 of its time at
-    128 streams."""
+    """One query per entry, scaled already: q (N, heads, head_dim) against keys and values (N,
+    heads, window, head_dim), mask (N, 1, 1, window) bool or None -> (N, heads * head_dim). through scaled_dot_product_attention; many through two batched products, which took 0.6 of its
+    time at 128 streams."""
     if len(q) == 1:
-        return F.scaled_dot_product_attention(q[:, :, None], keys, values, attn_mask=mask).reshape(1, -1)
-    scores = q[:, :, None] @ keys.transpose(-1, -2) * q.shape[-1] ** -0.5
+        return F.scaled_dot_product_attention(q[:, :, None], keys, values, attn_mask=mask, scale=1.0).reshape(1, -1)
+    scores = q[:, :, None] @ keys.transpose(-1, -2)
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     return (torch.softmax(scores, -1) @ values).reshape(len(q), -1)
@@ -154,13 +214,15 @@ def step(model: Denoiser, cache: KVCache, frames: torch.Tensor, rows: torch.Tens
     slot = index % cache.window
     # Where each new row's key and value go: plain indices for one stream, else (row, slot) pairs.
     put = (rows[0], slice(None), int(slot[0])) if n == 1 else (listed, slice(None), slot)
-    cos, sin = rope_at(index, head_dim)
+    # [cos, sin] for the queries and keys of every head: (N, 2, 1, 1, head_dim).
+    rope = rope_at(index, head_dim)[:, :, None, None]
+    prepared = _prepare(model)
     use_text = text is not None and model.text_blocks is not None and bool(text[2].any())
     if use_text:
         tokens, text_mask, on = text
         tokens, text_mask, on = model.text_proj(tokens)[:, None], text_mask[:, None], on[:, None, None]
         frames = frames + model.text_present * on[:, 0]
-    h = F.linear(frames, *_input_layer(model))
+    h = torch.addmm(prepared.inp_bias, frames, prepared.inp)
     if repeated:
         # The frame each ring slot of the entry's stream holds: those of the entry's window.
         last = cache.count[listed, None] - 1
@@ -174,27 +236,29 @@ def step(model: Denoiser, cache: KVCache, frames: torch.Tensor, rows: torch.Tens
         cache.count[at] += 1
         # Streams past their first `window` frames attend every slot, and need no mask.
         mask = None if int(index.min()) >= cache.window - 1 else cache.filled(at)[:, None, None]
-    # The block's layers as functions of their weights: on one row, calling the modules cost a
-    # sixth of the step.
-    for layer, block in enumerate(model.blocks):
+    for layer, w in enumerate(prepared.layers):
         if use_text:  # a row's text reaches that row alone: one frame of Denoiser.forward's text block
             h = model.text_blocks[layer](h[:, None], tokens, text_mask, on)[:, 0]
-        x = F.layer_norm(h, (width,), block.norm1.weight, block.norm1.bias, block.norm1.eps)
-        qkv = F.linear(x, block.qkv.weight, block.qkv.bias).view(n, 3, heads, head_dim)
-        q, k = rotate(qkv[:, :2], cos, sin).unbind(1)
+        qkv = torch.addmm(w.qkv_bias, F.layer_norm(h, (width,), *w.norm1), w.qkv)
+        # RoPE: q and k times cos, plus their pairs swapped times the signed sin.
+        qk = qkv[:, :2 * width].view(n, 2, heads, head_dim)
+        swapped = qk.view(n, 2, heads, head_dim // 2, 2).flip(-1).view(n, 2, heads, head_dim)
+        q, k = torch.addcmul(qk * rope[:, 0], swapped, rope[:, 1]).unbind(1)
+        v = qkv[:, 2 * width:].view(n, heads, head_dim)
         ring_keys, ring_values = cache.keys[layer], cache.values[layer]
         if repeated:
-            v = qkv[:, 2]
             keys = torch.cat([ring_keys.index_select(0, listed), k[fellows].transpose(1, 2)], 2)
             values = torch.cat([ring_values.index_select(0, listed), v[fellows].transpose(1, 2)], 2)
             ring_keys[put], ring_values[put] = k, v
         else:
             ring_keys[put] = k[0] if n == 1 else k
-            ring_values[put] = qkv[0, 2] if n == 1 else qkv[:, 2]
+            ring_values[put] = v[0] if n == 1 else v
             keys, values = ((ring_keys[at], ring_values[at]) if run
                             else (ring_keys.index_select(0, at), ring_values.index_select(0, at)))
-        h = h + block.gate1 * F.linear(_attend(q, keys, values, mask), block.proj.weight, block.proj.bias)
-        x = F.layer_norm(h, (width,), block.norm2.weight, block.norm2.bias, block.norm2.eps)
-        h = h + block.gate2 * block.mlp(x)
+        h = torch.addmm(h + w.proj_bias, _attend(q, keys, values, mask), w.proj)
+        up = F.gelu(torch.addmm(w.up_bias, F.layer_norm(h, (width,), *w.norm2), w.up), approximate=w.act)
+        h = torch.addmm(h + w.down_bias, up, w.down)
     h = F.layer_norm(h, (width,), model.norm.weight, model.norm.bias, model.norm.eps)
-    return model.x0_head(h), model.contact_head(h)
+    out = torch.addmm(prepared.outs_bias, F.gelu(torch.addmm(prepared.heads_bias, h, prepared.heads),
+                                                 approximate=prepared.act), prepared.outs)
+    return out[:, :MOTION_DIM], out[:, MOTION_DIM:]

@@ -7,8 +7,8 @@ from engine.model.conditions import batch_conditions
 from engine.model.denoiser import Conditions, Denoiser, ModelConfig
 from engine.model.diffusion import NUM_STEPS
 from engine.model.motion import MOTION_DIM
-from engine.model.streaming import KVCache, rope_at, rotate, step
-from engine.model.denoiser import rope
+from engine.model.streaming import KVCache, rope_at, step
+from engine.model.denoiser import apply_rope, rope
 
 
 def small_model(causal: bool = True) -> Denoiser:
@@ -127,15 +127,19 @@ def test_several_frames_of_a_stream_in_one_step_equal_them_one_at_a_time():
         step(model, KVCache(model.cfg, batch=1), streams[0][:17], [0] * 17)
 
 
-def test_rope_at_is_the_tables_rows_and_stays_relative_hours_into_a_stream():
-    cos, sin = rope(50, 16)
-    at_cos, at_sin = rope_at(torch.arange(50), 16)
-    torch.testing.assert_close(at_cos, cos, atol=1e-6, rtol=0)
-    torch.testing.assert_close(at_sin, sin, atol=1e-6, rtol=0)
-    q, k = torch.randn(1, 2, 16), torch.randn(1, 2, 16)
+def test_rope_at_rotates_as_the_tables_and_stays_relative_hours_into_a_stream():
+    """x * cos + x with its pairs swapped * signed sin (the step's RoPE) is apply_rope with
+    rope's tables, and only index differences count, at any index."""
+    def rotated(x, index):
+        cos, signed_sin = rope_at(torch.as_tensor(index).reshape(-1), 16).unbind(1)
+        return x * cos + x.unflatten(-1, (8, 2)).flip(-1).flatten(-2) * signed_sin
+
+    x = torch.randn(50, 16)
+    torch.testing.assert_close(rotated(x, torch.arange(50)), apply_rope(x, *rope(50, 16)), atol=1e-5, rtol=0)
+    q, k = torch.randn(1, 16), torch.randn(1, 16)
     for far in (10 ** 6, 10 ** 8):  # 9 hours and 38 days at 30 fps
-        near = (rotate(q, *rope_at(torch.tensor([7]), 16)) * rotate(k, *rope_at(torch.tensor([0]), 16))).sum(-1)
-        at = (rotate(q, *rope_at(torch.tensor([far + 7]), 16)) * rotate(k, *rope_at(torch.tensor([far]), 16))).sum(-1)
+        near = (rotated(q, 7) * rotated(k, 0)).sum(-1)
+        at = (rotated(q, far + 7) * rotated(k, far)).sum(-1)
         torch.testing.assert_close(at, near, atol=1e-5, rtol=0)
 
 
