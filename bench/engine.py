@@ -44,7 +44,7 @@ from engine.model.denoiser import Conditions, Denoiser, ModelConfig
 from engine.model.diffusion import NUM_STEPS, cosine_alpha_bar, ddim
 from engine.model.mirror import mirror_averaged
 from engine.model.motion import MOTION_DIM, Normalizer
-from engine.model.streaming import KVCache, step
+from engine.model.streaming import KVCache, embed_rows, step
 from engine.paths import WEIGHTS_PATH
 from streamer.packets import LandmarkPacket
 
@@ -65,6 +65,13 @@ def _conditions(g: torch.Generator, batch: int = 1, length: int = WINDOW) -> Con
                       visible=torch.rand(batch, length, 33, generator=g) > 0.2,
                       box=torch.randn(batch, length, 3, generator=g),
                       has_box=torch.ones(batch, length, dtype=torch.bool))
+
+
+def _frame_conditions(g: torch.Generator, frames: int) -> dict[str, np.ndarray]:
+    """landmark_conditions' fields of `frames` random frames, as the live engine embeds them."""
+    c = _conditions(g, length=frames)
+    return {"keypoints": c.keypoints[0].numpy(), "visible": c.visible[0].numpy(), "box": c.box[0].numpy(),
+            "has_box": c.has_box[0].numpy()}
 
 
 def swaying_packet(i: int, fps: float = FPS, width: int = 640, height: int = 480) -> LandmarkPacket:
@@ -127,12 +134,12 @@ def window_pass(model: Denoiser, window: int = WINDOW) -> Callable[[], None]:
     """One estimation pass as the live engine's window path runs it: the new frame embedded, then
     the model over the window's kept embeddings at the last diffusion step."""
     g = torch.Generator().manual_seed(0)
-    new, frames = _conditions(g, length=1), torch.randn(1, window, model.cfg.width, generator=g)
+    new, frames = _frame_conditions(g, 1), torch.randn(1, window, model.cfg.width, generator=g)
     x, t = torch.zeros(1, window, MOTION_DIM), torch.tensor([NUM_STEPS - 1])
 
     @torch.inference_mode()
     def run():
-        model.embed_frames(new)
+        embed_rows(model, new)
         model(x, t, None, frames)
     return run
 
@@ -143,11 +150,11 @@ def stream_tick(model: Denoiser, streams: int) -> Callable[[], None]:
     `window` frames, where a step attends the most keys."""
     cache = KVCache(model.cfg, streams)
     cache.count[:] = model.cfg.window
-    new = _conditions(torch.Generator().manual_seed(0), length=streams)
+    new = _frame_conditions(torch.Generator().manual_seed(0), streams)
 
     @torch.inference_mode()
     def run():
-        step(model, cache, model.embed_frames(new)[0])
+        step(model, cache, embed_rows(model, new))
     return run
 
 
@@ -243,7 +250,7 @@ def stream_rows(model: Denoiser, norm: Normalizer, body: Body, repeats: int = 50
     {tick, streams, tick_ms, stream_frames_per_s} (median tick of `repeats`), and per kind of tick
     {tick, streams, tick_ms}: the most streams whose tick takes at most a 30 fps frame (33.3 ms),
     searched up to `cap`."""
-    ticks = {"model only: embed_frames + streaming.step": lambda n: stream_tick(model, n),
+    ticks = {"model only: embed_rows + streaming.step": lambda n: stream_tick(model, n),
              "whole engine: StreamBatch.tick": lambda n: batch_tick(model, norm, body, n, warmup)}
     rows, largest = [], []
     for name, tick in ticks.items():

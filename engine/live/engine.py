@@ -68,7 +68,7 @@ from engine.model.conditions import assumed_focal, batch_conditions, landmark_co
 from engine.model.denoiser import TEXT_DIM, Conditions, Denoiser
 from engine.model.diffusion import cosine_alpha_bar, ddim, guided, q_sample
 from engine.model.mirror import mirror_averaged
-from engine.model.streaming import KVCache, step
+from engine.model.streaming import KVCache, embed_rows, step
 from engine.model.motion import Normalizer, align_heading, shift_rows
 from streamer.frame_rate import FrameRate
 from streamer.landmarks import BODY_LANDMARKS, LEG_LANDMARKS
@@ -189,6 +189,11 @@ def packets_conditions(packets: list[LandmarkPacket]) -> dict[str, np.ndarray]:
                                width, np.array([p.height for p in packets], np.float64), assumed_focal(width))
 
 
+def stacked(conds: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Frames' packet_conditions, one array a field (oldest first)."""
+    return {k: np.stack([d[k] for d in conds]) for k in conds[0]}
+
+
 def packet_conditions(p: LandmarkPacket) -> dict[str, np.ndarray]:
     """One frame's packets_conditions."""
     return {k: v[0] for k, v in packets_conditions([p]).items()}
@@ -240,7 +245,7 @@ def stream_slots(model: Denoiser, cache: KVCache,
         return
     device = cache.count.device
     conds = condition_slots(slots)
-    for slot, embedding in zip(slots, model.embed_frames(batch_conditions([conds], device))[0]):
+    for slot, embedding in zip(slots, embed_rows(model, conds, device)):
         slot.embedding = embedding
     for first in range(0, max(len(fresh) for fresh, _, _ in streams), cache.window):
         due = [(slot, row, legs if slot.legs_hidden else None)
@@ -495,7 +500,7 @@ class LiveEngine:
 
     def _window(self, conds: list[dict]) -> Conditions:
         """One window's Conditions from its frames' packet_conditions, oldest first."""
-        return batch_conditions([{k: np.stack([d[k] for d in conds]) for k in conds[0]}], self.device)
+        return batch_conditions([stacked(conds)], self.device)
 
     def _estimator_on(self, slots: list[_Slot]):
         """The estimator over the window of `slots`: (x_t, t) -> (x0, contact logits). Each frame's
@@ -513,7 +518,7 @@ class LiveEngine:
             return lambda x_t, t: self._estimator(x_t, t, cond)
         fresh = [s for s in slots if s.embedding is None]
         if fresh:
-            for s, e in zip(fresh, self.model.embed_frames(self._window([s.cond for s in fresh]))[0]):
+            for s, e in zip(fresh, embed_rows(self.model, stacked([s.cond for s in fresh]), self.device)):
                 s.embedding = e
         frames = torch.stack([s.embedding for s in slots])[None]
         # With `frames` given the model reads only the text fields of its Conditions.

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from engine.model.denoiser import NUM_CONTACTS, Denoiser, ModelConfig, sinusoid
 from engine.model.diffusion import NUM_STEPS
 from engine.model.motion import MOTION_DIM
+from streamer.landmarks import NUM_LANDMARKS
 
 
 @functools.cache
@@ -91,6 +92,11 @@ class _Layer(NamedTuple):
 
 
 class _Prepared(NamedTuple):
+    embed: torch.Tensor  # (103, 2 width + landmark MLP width): embed_rows' first products, folded
+    embed_bias: torch.Tensor
+    embed_act: str
+    embed_out: torch.Tensor  # (2 width + landmark MLP width, width): the two MLPs' second layers, stacked
+    embed_out_bias: torch.Tensor
     inp: torch.Tensor    # (width, width): the input layer on embed_frames rows in estimation mode
     inp_bias: torch.Tensor
     layers: list[_Layer]
@@ -107,8 +113,9 @@ _PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def _step_parameters(model: Denoiser) -> tuple[torch.nn.Parameter, ...]:
     """The parameters _prepare reads (the text blocks run as they are)."""
-    parts = (model.inp, model.time, model.blocks, model.norm, model.x0_head, model.contact_head)
-    return tuple(p for part in parts for p in part.parameters())
+    parts = (model.landmark, model.landmarks, model.box, model.inp, model.time, model.blocks, model.norm,
+             model.x0_head, model.contact_head)
+    return (model.missing,) + tuple(p for part in parts for p in part.parameters())
 
 
 def _version(params: tuple[torch.nn.Parameter, ...]) -> tuple:
@@ -122,6 +129,7 @@ def _prepare(model: Denoiser) -> _Prepared:
     arithmetic: on one row, a call costs more than its product.
     - The input layer is folded with estimation mode's constants: x_t = 0 and the last diffusion
       step's time embedding are the same every step (two MLP layers and a concatenation).
+    - The landmark embedding is folded into the landmark MLP's first layer (embed_rows).
     - The attention's 1 / sqrt(head_dim) is folded into the queries.
     - The residual gates are folded into the output products, the two heads are one pair of
       products, and the weights are transposed for addmm, which took 0.65 of linear's time on
@@ -150,15 +158,52 @@ def _prepare(model: Denoiser) -> _Prepared:
                 (b.norm2.weight, b.norm2.bias, b.norm2.eps),
                 up.weight.t().contiguous(), up.bias.clone(), b.mlp[1].approximate,
                 (down.weight * b.gate2[:, None]).t().contiguous(), down.bias * b.gate2))
+        embed, embed_bias = _folded_embedding(model)
         x0, contact = model.x0_head, model.contact_head
         outs = weight.new_zeros(2 * width, MOTION_DIM + NUM_CONTACTS)
         outs[:width, :MOTION_DIM], outs[width:, MOTION_DIM:] = x0[3].weight.t(), contact[3].weight.t()
-        prepared = _Prepared(weight[:, MOTION_DIM:].t().contiguous(), inp_bias, layers,
+        prepared = _Prepared(embed, embed_bias, model.landmarks[1].approximate,
+                             torch.cat([model.landmarks[3].weight, model.box[3].weight], 1).t().contiguous(),
+                             model.landmarks[3].bias + model.box[3].bias,
+                             weight[:, MOTION_DIM:].t().contiguous(), inp_bias, layers,
                              torch.cat([x0[0].weight, contact[0].weight]).t().contiguous(),
                              torch.cat([x0[0].bias, contact[0].bias]), x0[1].approximate,
                              outs, torch.cat([x0[3].bias, contact[3].bias]))
     _PREPARED[model] = (params, _version(params), prepared)
     return prepared
+
+
+def _folded_embedding(model: Denoiser) -> tuple[torch.Tensor, torch.Tensor]:
+    """embed_rows' first product: (weight (103, landmark hidden + width), bias) over a row
+    [visible keypoints (33 x 2, zeros where missing), visible (33), box * has_box (3), has_box].
+    A landmark's embedding is linear in its keypoint (or the missing token), and so is the
+    landmark MLP's first layer over them: one (66 + 33)-row product instead of 33 embeddings and a
+    1056-row product (whose weights were the largest the step read). The box MLP's first layer
+    sits beside it, block-diagonal."""
+    first, box = model.landmarks[0], model.box[0]
+    hidden, width = first.out_features, box.out_features
+    per_landmark = first.weight.view(hidden, NUM_LANDMARKS, -1)  # (hidden, 33, landmark_dim)
+    missing = model.missing
+    weight = first.weight.new_zeros(3 * NUM_LANDMARKS + 4, hidden + width)
+    weight[:2 * NUM_LANDMARKS, :hidden] = torch.einsum("hjd,dc->jch", per_landmark, model.landmark.weight).reshape(-1, hidden)
+    weight[2 * NUM_LANDMARKS:3 * NUM_LANDMARKS, :hidden] = torch.einsum(
+        "hjd,jd->jh", per_landmark, model.landmark.bias - missing)
+    weight[3 * NUM_LANDMARKS:, hidden:] = box.weight.t()
+    bias = torch.cat([first.bias + torch.einsum("hjd,jd->h", per_landmark, missing), box.bias])
+    return weight, bias
+
+
+def embed_rows(model: Denoiser, cond: dict[str, np.ndarray], device=None) -> torch.Tensor:
+    """Denoiser.embed_frames of N frames, to float error, from their
+    engine.model.conditions.landmark_conditions fields (numpy: keypoints (N, 33, 2), visible
+    (N, 33), box (N, 3), has_box (N,)) -> (N, width): two products and a GELU (_folded_embedding),
+    not a dozen module calls a frame."""
+    p = _prepare(model)
+    visible, has_box = cond["visible"], cond["has_box"][:, None]
+    row = np.concatenate([(cond["keypoints"] * visible[..., None]).reshape(len(visible), -1), visible,
+                          cond["box"] * has_box, has_box], 1).astype(np.float32)
+    hidden = F.gelu(torch.addmm(p.embed_bias, torch.from_numpy(row).to(device), p.embed), approximate=p.embed_act)
+    return torch.addmm(p.embed_out_bias, hidden, p.embed_out)
 
 
 def _attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

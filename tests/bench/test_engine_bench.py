@@ -82,7 +82,7 @@ def test_stream_rows_time_each_count_model_only_and_whole_engine(tiny):
     model, norm, body = tiny
     rows, largest = engine.stream_rows(engine.causal_copy(model), norm, body, repeats=2, streams=(1, 2), cap=4,
                                        warmup=20)
-    ticks = ["model only: embed_frames + streaming.step", "whole engine: StreamBatch.tick"]
+    ticks = ["model only: embed_rows + streaming.step", "whole engine: StreamBatch.tick"]
     assert [(r["tick"], r["streams"]) for r in rows] == [(t, n) for t in ticks for n in (1, 2)]
     assert all(r["tick_ms"] > 0 and r["stream_frames_per_s"] > 0 for r in rows)
     assert [r["tick"] for r in largest] == ticks and all(0 <= r["streams"] <= 4 for r in largest)

@@ -334,19 +334,20 @@ def test_more_steps_only_while_the_engine_keeps_real_time(parts):
     assert (engine.steps, allowed.steps) == (20, 50)
 
 
-def test_each_frame_is_embedded_once_and_the_poses_are_those_of_whole_passes(parts):
+def test_each_frame_is_embedded_once_and_the_poses_are_those_of_whole_passes(parts, monkeypatch):
     """The engine keeps each frame's landmark embedding instead of embedding the whole window on
     every pass; the poses are what passes over the window's full conditions give."""
+    import engine.live.engine as live
+
     model = parts[0]
     kept, whole = make(parts), make(parts)
     whole._estimator = lambda x_t, t, c: model(x_t, t, c)  # any estimator but the model: no keeping
     calls = []
-    embed = model.embed_frames
-    model.embed_frames = lambda c: calls.append(c.keypoints.shape[1]) or embed(c)
-    try:
-        a = [f.joints for p in packets(150) for f in kept.push([p])]
-    finally:
-        del model.embed_frames
+    embed = live.embed_rows
+    monkeypatch.setattr(live, "embed_rows", lambda m, cond, device=None: calls.append(len(cond["visible"]))
+                        or embed(m, cond, device))
+    a = [f.joints for p in packets(150) for f in kept.push([p])]
+    monkeypatch.undo()
     b = [f.joints for p in packets(150) for f in whole.push([p])]
     assert calls == [1] * 150  # one new frame a pass, never the window again
     assert np.allclose(a, b, atol=1e-5)

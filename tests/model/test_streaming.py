@@ -7,7 +7,7 @@ from engine.model.conditions import batch_conditions
 from engine.model.denoiser import Conditions, Denoiser, ModelConfig
 from engine.model.diffusion import NUM_STEPS
 from engine.model.motion import MOTION_DIM
-from engine.model.streaming import KVCache, rope_at, step
+from engine.model.streaming import KVCache, embed_rows, rope_at, step
 from engine.model.denoiser import apply_rope, rope
 
 
@@ -160,3 +160,17 @@ def test_a_model_moved_to_another_dtype_after_a_step_steps_in_it():
     rows = torch.cat([step(model, cache, frames[i:i + 1].double())[0] for i in range(len(frames))])
     assert rows.dtype == torch.float64
     torch.testing.assert_close(rows, expected, atol=1e-5, rtol=0)
+
+
+def test_embedding_rows_from_their_conditions_equals_embed_frames():
+    """embed_rows's folded products give Denoiser.embed_frames, missing landmarks and frames
+    without a box included."""
+    model = small_model()
+    rng = np.random.default_rng(5)
+    visible = rng.random((20, 33)) > 0.3
+    visible[4] = False
+    cond = {"keypoints": rng.normal(0.0, 0.5, (20, 33, 2)).astype(np.float32), "visible": visible,
+            "box": rng.normal(0.0, 0.3, (20, 3)).astype(np.float32), "has_box": visible.sum(1) >= 4}
+    with torch.no_grad():
+        expected = model.embed_frames(batch_conditions([cond], "cpu"))[0]
+        torch.testing.assert_close(embed_rows(model, cond), expected, atol=1e-5, rtol=0)
