@@ -19,7 +19,8 @@ Formats, chosen by the path's suffix:
   whole turns to within 180° of its previous frame so that players never interpolate the long
   way round. The root's position channels are the pelvis's world position (they replace its
   OFFSET, as in most BVH). Leaf joints (head, feet, hands) end in an End Site that continues
-  their bone by its own length (only for drawing the bone; it has no channels).
+  their bone by its own length (only for drawing the bone; it has no channels), but never below
+  the floor in the rest pose: the toes' bone points down, and its tip sat 2.2 cm under the floor.
   Frame Time = 1 / fps, the source's frame rate; for a camera (`timed_by_capture`), the median
   interval between the recorded frames' capture times, since a webcam's driver reports 30 fps
   while a dim room has it deliver 15.
@@ -132,7 +133,9 @@ def bvh_hierarchy(names, parents, rest_joints: np.ndarray) -> str:
         for c in children[j]:
             joint(c, pad + "\t")
         if not children[j]:
-            lines.extend([f"{pad}\tEnd Site", f"{pad}\t{{", f"{pad}\t\t{offset(bone)}", f"{pad}\t}}"])
+            tip = bone.copy()
+            tip[1] = max(tip[1], -rest[j, 1])  # its end at the floor (y = 0) at the lowest
+            lines.extend([f"{pad}\tEnd Site", f"{pad}\t{{", f"{pad}\t\t{offset(tip)}", f"{pad}\t}}"])
         lines.append(pad + "}")
 
     joint(0, "")

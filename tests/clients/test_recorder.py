@@ -74,8 +74,12 @@ def test_bvh_parses_with_an_independent_reader(tmp_path, body):
                                               "Zrotation", "Xrotation", "Yrotation"]
     for name in SMPL_JOINT_NAMES[1:]:
         assert mocap.joint_channels(name) == ["Zrotation", "Xrotation", "Yrotation"]
+    rest = dict(zip(SMPL_JOINT_NAMES, body.rest_joints.numpy()))
     for leaf in ("head", "left_foot", "right_foot", "left_hand", "right_hand"):
-        assert list(mocap.search("JOINT", leaf)[0].filter("End"))  # an End Site under each leaf
+        end = list(mocap.search("JOINT", leaf)[0].filter("End"))  # an End Site under each leaf
+        assert end
+        # In the rest pose every End Site is on or above the floor (the toe tips were 2.2 cm under).
+        assert rest[leaf][1] + float(end[0]["OFFSET"][1]) >= -1e-6
     assert mocap.frame_joint_channels(0, "pelvis", ["Xposition", "Yposition", "Zposition"]) == \
         pytest.approx(frames[0].root, abs=1e-6)
 
