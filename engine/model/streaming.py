@@ -223,7 +223,7 @@ def step(model: Denoiser, cache: KVCache, frames: torch.Tensor, rows: torch.Tens
          text: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One new frame for each entry of `rows` (N,) int64 or ints, the stream it belongs to
     (default: all streams, one each, in order; a stream given k times gets its next k frames,
-    oldest first, at most `window`): frames (N, width) their Denoiser.embed_frames rows. Returns
+    oldest first, at most `window`): frames (N, width) their Denoiser.embed_frames (embed_rows). Returns
     x0 (N, 144) normalised motion and contact logits (N, 6) of the new frames, as Denoiser.forward
     at the last diffusion step with x_t = 0 over each stream so far; the frames' keys and values
     join the cache.

@@ -307,19 +307,26 @@ def toy_clips(n=4, T=90):
     return clips
 
 
-def test_the_acceleration_loss_counts_a_wobble_only_where_its_three_frames_are_in_the_window():
-    """The truth scores 0; one frame moved scores on the three frames whose second difference
-    holds it, and nothing once that frame is out of the window (not valid)."""
+def toy_batch(windows: int, length: int):
+    """(body, normaliser, a batch of sample_windows of the toy clips with x normalised, its truth)."""
     from engine.data.observations import NoiseModel
-    from engine.train import fit_normalizer, losses, prepare, sample_windows, truth
+    from engine.train import fit_normalizer, prepare, sample_windows, truth
 
     body = load_default_body()
     rng = np.random.default_rng(0)
     prepared = [prepare(c, body, NoiseModel.load(), 0, rng) for c in toy_clips()]
     norm = fit_normalizer(prepared)
-    x, _, contacts, valid, focal, size = sample_windows(prepared, 2, 30, rng, "cpu")
+    x, c, contacts, valid, focal, size = sample_windows(prepared, windows, length, rng, "cpu")
     x = norm(x)
-    gt = truth(x, norm, body.rest_joints)
+    return body, norm, (x, c, contacts, valid, focal, size), truth(x, norm, body.rest_joints)
+
+
+def test_the_acceleration_loss_counts_a_wobble_only_where_its_three_frames_are_in_the_window():
+    """The truth scores 0; one frame moved scores on the three frames whose second difference
+    holds it, and nothing once that frame is out of the window (not valid)."""
+    from engine.train import losses
+
+    body, norm, (x, _, contacts, valid, focal, size), gt = toy_batch(2, 30)
 
     def accel(pred, w):
         return losses(pred, torch.zeros_like(contacts), gt, contacts, w, focal, size, norm, body.rest_joints)["accel"]
@@ -340,18 +347,11 @@ def test_training_steps_lower_the_loss(arch, bf16):
     more than 5x in 150 optimiser steps, for the denoiser and the per-frame lifter baseline, in
     float32 and in bfloat16 mixed precision: every term is wired to the model's output. The
     denoiser's acceleration term falls too, by less (the lifter is not trained on it)."""
-    from engine.data.observations import NoiseModel
     from engine.model.lifter import LifterConfig, PerFrameLifter
-    from engine.train import TrainConfig, fit_normalizer, loss_weights, losses, prepare, run_model, sample_windows, truth
+    from engine.train import TrainConfig, loss_weights, losses, run_model
 
     torch.manual_seed(0)
-    body = load_default_body()
-    rng = np.random.default_rng(0)
-    prepared = [prepare(c, body, NoiseModel.load(), 0, rng) for c in toy_clips()]
-    norm = fit_normalizer(prepared)
-    x, c, contacts, valid, focal, size = sample_windows(prepared, 8, 60, rng, "cpu")
-    x = norm(x)
-    gt = truth(x, norm, body.rest_joints)
+    body, norm, (x, c, contacts, valid, focal, size), gt = toy_batch(8, 60)
     model = (Denoiser(ModelConfig(width=64, layers=2, heads=4, mlp=128, dropout=0.0)) if arch == "denoiser"
              else PerFrameLifter(LifterConfig(width=128, layers=2, dropout=0.0)))
     opt = torch.optim.AdamW(model.parameters(), 1e-3)
