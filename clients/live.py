@@ -47,9 +47,15 @@ class Output:
         pass
 
     def summary(self) -> dict | None:
-        """What the run's report says of this output after close (None: nothing), e.g. the
-        recorder's frames written and lost."""
+        """What the run's report says of this output after close (None: nothing): {"output": its
+        name, ...}, with "sent" and "skipped" where it delivers poses (a WebSocket server's per
+        client too), the recorder its frames written and lost."""
         return None
+
+    def skips(self) -> dict[str, int]:
+        """{where to: poses skipped so far} (a WebSocket server: one entry per client), for the
+        status line: read from the engine's thread while the output runs, so plain counters."""
+        return {}
 
 
 class Control:
@@ -230,6 +236,11 @@ class RunStats:
         }
 
 
+def skip_status(outputs) -> str:
+    """'; WHERE: N poses skipped' for every destination of `outputs` that skipped any, else ''."""
+    return "".join(f"; {where}: {n} poses skipped" for out in outputs for where, n in out.skips().items() if n)
+
+
 def _events(ingest) -> list[tuple[str, object]]:
     """The ingest process's events (streamer.ingest) that have arrived, oldest first."""
     events = []
@@ -365,7 +376,7 @@ def run_live(cfg, outputs: list[Output] = (), duration: float | None = None, con
                 break  # a finished file: every packet is consumed
             if time.time() - last_status >= STATUS_EVERY_S and stats.poses_out:
                 last_status = time.time()
-                log.info("%s", stats.status(last_status - STATUS_EVERY_S))
+                log.info("%s%s", stats.status(last_status - STATUS_EVERY_S), skip_status(outputs))
             if duration is not None and stats.first_frame_t is not None and time.time() - stats.first_frame_t >= duration:
                 break
             if source_done and stats.errors and duration is None and not outputs:
@@ -394,6 +405,20 @@ def lost_recordings(report: dict) -> list[str]:
             for o in report.get("outputs", []) if o["output"] == "recorder" and not o["complete"]]
 
 
+def delivery_lines(report: dict) -> list[str]:
+    """One line per output that sends poses (the recorder's are lost_recordings'): sent, skipped,
+    and which WebSocket clients skipped."""
+    lines = []
+    for o in report.get("outputs", []):
+        if "sent" not in o:
+            continue
+        clients = ", ".join(f"{c['name']}: {c['skipped']}" for c in o.get("clients", []) if c["skipped"])
+        lines.append(f"{o['output']}: {o['sent']} poses sent, {o['skipped']} skipped"
+                     + (f" ({clients})" if clients else "")
+                     + (f", {o['send_errors']} datagrams refused by the system" if o.get("send_errors") else ""))
+    return lines
+
+
 def format_run_report(report: dict) -> str:
     lat, kp, en = report["latency_ms"], report["keypoint_ms"], report["engine_ms"]
     return (f"{report['source']}: {report['frames_in']} frames in, {report['poses_out']} poses out, "
@@ -406,6 +431,7 @@ def format_run_report(report: dict) -> str:
             + "".join(f"\nerror: {e}" for e in report["errors"])
             + (f"\nthe engine failed {report['engine_failures']} times: " + "; ".join(report["engine_errors"])
                if report["engine_failures"] else "")
+            + "".join(f"\n{line}" for line in delivery_lines(report))
             + "".join(f"\nrecording incomplete: {line}" for line in lost_recordings(report)))
 
 

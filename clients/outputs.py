@@ -85,7 +85,7 @@ def build_outputs(cfg, control, body, fps: float, camera: bool = False) -> tuple
         for spec in ws:
             from clients.ws import WebSocketServer
 
-            outputs.append(WebSocketServer(*host_port(spec, "outputs.ws"), control, cfg.token or None))
+            outputs.append(WebSocketServer(*host_port(spec, "outputs.ws"), control, body, fps, cfg.token or None))
         if o.viewer:
             from clients.viewer import ViewerServer
 

@@ -461,6 +461,9 @@ class Recorder(Output):
                 "frames_lost": self.lost, "skipped": self.skipped, "error": self.error,
                 "complete": self._finished and not self.lost}
 
+    def skips(self) -> dict[str, int]:
+        return {f"recorder {self.path}": self.skipped + self.lost}
+
     def wait_written(self, frames: int, timeout: float | None = None) -> bool:
         """Block until at least `frames` frames are on disk (or `timeout` seconds); whether they are."""
         with self._written:

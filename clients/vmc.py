@@ -43,10 +43,11 @@ Frames and values:
   (SMPL spine3); an avatar without one ignores it and loses that share of the spine's bend.
 
 rate_hz: 0 sends every pose; otherwise at most rate_hz a second, chosen on the frames' t_emit.
-publish() only takes the frame (tens of µs); encoding (about 1 ms) and sending run on the
-sender's thread, which holds one pending frame: a newer pose replaces one not yet sent. A receiver
-that is not running costs nothing (UDP does not notice) and a send that fails is counted and
-logged, never raised into the engine. smpl_from_vmc inverts what is sent.
+publish() only queues the frame (tens of µs); encoding (about 2 ms) and sending run on the
+sender's thread. A pose still unsent when one emitted more than BACKLOG_S after it arrives is
+skipped: counted (`skipped`, the status line, the run's report) and logged once. A receiver that
+is not running costs nothing (UDP does not notice) and a send that fails is counted and logged,
+never raised into the engine. smpl_from_vmc inverts what is sent.
 """
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ import logging
 import math
 import socket
 import threading
+from collections import deque
 from collections.abc import Mapping
 
 import numpy as np
@@ -85,6 +87,13 @@ _VIEWER_TURN_POINT = np.array([-1.0, 1.0, -1.0])  # what VIEWER_TURN does to a p
 
 _BUNDLE_HEADER = 16  # "#bundle\0" and the 8-byte time tag
 _TIME_TOLERANCE = 1e-9  # s: frame times like 3 * (1/30) land a hair before the 0.1 s they mean
+# s of poses the sender's thread may fall behind before the oldest are skipped. A queue, not one
+# slot: the engine hands over several poses at once after a pass that caught up on several frames,
+# and a slot kept only the last of them (of the sample clip's 187 poses on this 2-core machine:
+# 1-3 never sent in real time, 9 unpaced, up to 123 when it was busier). A quarter second bounds
+# how late a pose arrives.
+BACKLOG_S = 0.25
+BACKLOG_FRAMES = 64  # and at most this many, whatever the frames' times say (a replay's may not advance)
 
 
 def face_viewer_position(p: np.ndarray) -> np.ndarray:
@@ -209,10 +218,10 @@ class OscSender(Output):
     """An OSC-over-UDP output that encodes and sends from its own thread (shared by VMC and VRChat).
 
     publish() decides whether the frame is due (rate_hz, on the frames' t_emit, so that a replay or
-    a test is deterministic) and puts it in a one-frame slot, replacing a frame the thread has not
-    taken yet: a slow sender drops old poses rather than queue them or hold up the engine.
-    Subclasses implement datagrams(frame). Counters: accepted (frames due), replaced (dropped
-    unsent for a newer one), frames_sent, send_errors (datagrams the OS refused).
+    a test is deterministic) and queues it; frames emitted more than BACKLOG_S before the newest
+    and still unsent are skipped: a slow sender drops old poses rather than hold up the engine or
+    send them late. Subclasses implement datagrams(frame). Counters: accepted (frames due), skipped
+    (due and never sent), frames_sent, send_errors (datagrams the OS refused).
     """
 
     name = "osc"
@@ -227,10 +236,10 @@ class OscSender(Output):
         self._sock.setblocking(False)
         self._period = 1.0 / rate_hz if rate_hz > 0 else 0.0
         self._next_due = -math.inf
-        self._pending: PoseFrame | None = None
+        self._pending: deque[PoseFrame] = deque()
         self._wake = threading.Condition()
         self._closing = False
-        self.accepted = self.replaced = self.frames_sent = self.send_errors = 0
+        self.accepted = self.skipped = self.frames_sent = self.send_errors = 0
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
 
@@ -241,21 +250,44 @@ class OscSender(Output):
         if not self._due(frame.t_emit):
             return
         self.accepted += 1
+        skipped = 0
         with self._wake:
-            if self._pending is not None:
-                self.replaced += 1
-            self._pending = frame
+            self._pending.append(frame)
+            while frame.t_emit - self._pending[0].t_emit > BACKLOG_S or len(self._pending) > BACKLOG_FRAMES:
+                self._pending.popleft()
+                skipped += 1
             self._wake.notify()
+        if skipped:
+            self._skip(skipped)
 
     def close(self) -> None:
-        """Send the frame still in the slot, then stop the thread and close the socket."""
+        """Send the frames still queued, then stop the thread and close the socket."""
         with self._wake:
             self._closing = True
             self._wake.notify()
         self._thread.join(timeout=2.0)
+        with self._wake:  # what a thread still stuck after that will never send
+            unsent, self._pending = len(self._pending), deque()
+        if unsent:
+            self._skip(unsent)
         self._sock.close()
         if self.send_errors:
             log.warning("%s: %d datagrams could not be sent", self.name, self.send_errors)
+
+    def skips(self) -> dict[str, int]:
+        return {self.name: self.skipped}
+
+    def summary(self) -> dict:
+        return {"output": self.name, "sent": self.frames_sent, "skipped": self.skipped,
+                "send_errors": self.send_errors}
+
+    def _skip(self, count: int) -> None:
+        if not self.skipped:
+            # UDP never makes the sender wait for its receiver: only this machine can be too slow.
+            log.warning("%s: this machine is too busy to encode and send every pose in time: skipping poses "
+                        "more than %.2f s old (counted in the status line and the run's report)",
+                        self.name, BACKLOG_S)
+        self.skipped += count
 
     def _due(self, t: float) -> bool:
         """Whether a frame emitted at t (seconds) is sent: at most one per 1/rate_hz slot."""
@@ -273,10 +305,10 @@ class OscSender(Output):
     def _run(self) -> None:
         while True:
             with self._wake:
-                self._wake.wait_for(lambda: self._pending is not None or self._closing)
-                frame, self._pending = self._pending, None
-            if frame is None:
-                return
+                self._wake.wait_for(lambda: self._pending or self._closing)
+                if not self._pending:
+                    return
+                frame = self._pending.popleft()
             try:
                 datagrams = self.datagrams(frame)
             except Exception:  # a frame that cannot be encoded must not end the output

@@ -1,7 +1,7 @@
 """The WebSocket pose stream and engine control (`genmo-live run --ws HOST:PORT`).
 
-    server = WebSocketServer("127.0.0.1", 8765, control)   # serving once constructed
-    server.publish(frame)                                  # from the engine thread; never blocks
+    server = WebSocketServer("127.0.0.1", 8765, control, body, fps)   # serving once constructed
+    server.publish(frame)                                             # from the engine thread; never blocks
     server.close()
 
 Every pose frame goes to every connected client; clients also steer the engine (prompt, steps, lag,
@@ -23,11 +23,33 @@ localhost) and a browser page may connect only if it comes from this machine (it
 other pages get HTTP 403, so a web site open in the user's browser cannot steer the engine
 (streamer.access).
 
-The server's first message is the hello:
+The server's first message is the hello, which says all a client needs to place the body:
 
-    {"type": "hello", "schema": 1, "formats": ["json", "binary"], "format": "json"}
+    {"type": "hello", "schema": 1, "formats": ["json", "binary"], "format": "json",
+     "binary_layout": 1, "fps": 30.0,
+     "axes": {"up": "+y", "units": "metres", "handedness": "right", "camera_forward": "+z",
+              "rest_facing": "+z", "rest_left": "+x", "quaternion": "wxyz"},
+     "skeleton": {"joints": ["pelvis", "left_hip", ...], "parents": [-1, 0, 0, 0, 1, ...],
+                  "offsets": [[x, y, z] * 24], "rest_pelvis_height": 0.9495, "stature": 1.7}}
 
-`schema` is engine.live.pose_frame.SCHEMA_VERSION, which both pose formats follow.
+`schema` is engine.live.pose_frame.SCHEMA_VERSION, which both pose formats follow;
+`binary_layout` the version byte of the binary layout below. `fps`: the source's frame rate as
+the stream began, one pose per source frame (a camera's real rate may differ: t_capture times
+every pose). `axes`: the world frame of every position and rotation: y up, metres,
+right-handed; `camera_forward` is the camera's viewing direction flattened onto the floor (a
+person facing the camera faces -z); the rest pose (every rotation identity) is a T-pose facing
+`rest_facing` with its left side towards `rest_left`; quaternions are (w, x, y, z). `skeleton`:
+the body the engine poses (engine.body.body_model.Body): joint names in pose order, each joint's
+parent (-1 for the root), and `offsets`, each joint's rest position minus its parent's, metres
+(the root's: the rest pelvis from the body's origin, the point of the floor below it, so its y
+is `rest_pelvis_height`). A pose frame places the body by forward kinematics, parents first
+(R(q): the rotation matrix of quaternion q):
+
+    world_rot[0] = R(pose_quat[0]);  joints[0] = root
+    world_rot[j] = world_rot[parent[j]] @ R(pose_quat[j])
+    joints[j]    = joints[parent[j]] + world_rot[parent[j]] @ offsets[j]
+
+which gives the frame's `joints`.
 
 Pose frames
 -----------
@@ -104,8 +126,9 @@ most 64 KiB; a bigger one closes the connection (code 1009).
 Slow clients
 ------------
 Each client has its own queue of 8 frames (about a quarter of a second). A client that reads more
-slowly than frames arrive (or not at all) loses its oldest queued frames, counted per client and
-logged once; the engine and the other clients are not slowed.
+slowly than frames arrive (or not at all) has its oldest queued frames skipped, counted per client
+(the status line, the run's report) and logged once; the engine and the other clients are not
+slowed.
 
 A client that takes nothing at all for 30 s (STALLED_S) while a message waits for it (a hung
 program, a machine gone from the network) is disconnected: its TCP connection is cut, since it could
@@ -128,6 +151,7 @@ import json
 import logging
 import socket
 import struct
+from collections import deque
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
 
@@ -138,6 +162,8 @@ from websockets.frames import CloseCode
 
 from clients.live import Control, Output
 from configs.config import ConfigError
+from engine.body.body_model import Body
+from engine.body.kinematics import bone_offsets
 from engine.live.pose_frame import SCHEMA_VERSION, SOURCES, PoseFrame
 from streamer.access import GuessThrottle, request_refusal
 from streamer.server_thread import REQUEST_TIMEOUT_S, ServerThread, http_url
@@ -157,6 +183,7 @@ AUTH_TIMEOUT_S = 10.0
 COMMAND_TIMEOUT_S = 5.0
 MAX_MESSAGE_BYTES = 2 ** 16
 MAX_CONNECTIONS = 256  # more are refused at the handshake (HTTP 503)
+REPORTED_CLIENTS = 256  # the last clients to leave whose counts the run's report lists (all are totalled)
 SEND_BUFFER_BYTES = 2 ** 16
 # Long enough for a client that still reads, however slowly, and for a laptop that stalls for a
 # few seconds: TCP hands a lagging reader's bytes over in bursts of tens to hundreds of kilobytes
@@ -183,6 +210,22 @@ MESSAGES = {
     "subscribe": (None, {"format": str}),
     "auth": (None, {"token": str}),
 }
+
+
+# The world frame of engine.live.pose_frame and the rest pose of engine.body.kinematics, for the hello.
+WORLD_AXES = {"up": "+y", "units": "metres", "handedness": "right", "camera_forward": "+z",
+              "rest_facing": "+z", "rest_left": "+x", "quaternion": "wxyz"}
+
+
+def stream_description(body: Body, fps: float) -> dict:
+    """What the hello says of the poses to come (the module docstring): the frame rate, the binary
+    layout's version, the world's axes and the skeleton that the rotations pose."""
+    rest = body.rest_joints.double()
+    offsets = bone_offsets(rest, body.parents).numpy()
+    return {"binary_layout": SCHEMA_VERSION, "fps": round(float(fps), 3), "axes": WORLD_AXES,
+            "skeleton": {"joints": list(body.names), "parents": list(body.parents),
+                         "offsets": np.round(offsets, 6).tolist(), "rest_pelvis_height": round(float(rest[0, 1]), 6),
+                         "stature": body.stature}}
 
 
 def encode_json(frame: PoseFrame) -> str:
@@ -259,41 +302,47 @@ class _Client:
         self.name = f"client {number} ({host}:{port})"
         self.queue: asyncio.Queue = asyncio.Queue(queue_frames)
         self.sent = 0
-        self.dropped = 0
+        self.skipped = 0
         self.sending = 0  # sends under way: a frame and a reply may wait at the same time
         self.taken_t = 0.0  # loop time it last took a message, or last had none waiting
 
     def offer(self, message: str | bytes) -> None:
-        """Queue a frame, dropping the oldest when full: a late client gets the newest poses."""
+        """Queue a frame, skipping the oldest when full: a late client gets the newest poses."""
         if self.queue.full():
             self.queue.get_nowait()
-            self.dropped += 1
-            if self.dropped == 1:
-                log.warning("%s is not keeping up: dropping frames for it", self.name)
+            self.skipped += 1
+            if self.skipped == 1:
+                log.warning("%s is not keeping up (it or its network is slower than the poses): skipping its "
+                            "oldest poses (counted in the status line and the run's report)", self.name)
         self.queue.put_nowait(message)
 
     def stats(self) -> dict:
-        return {"name": self.name, "format": self.format, "sent": self.sent, "dropped": self.dropped}
+        return {"name": self.name, "format": self.format, "sent": self.sent, "skipped": self.skipped}
 
 
 class WebSocketServer(Output):
     """Serves ws://HOST:PORT/ (see the module docstring) from construction until close().
 
-    control: the run's Control (clients' commands go to it). token: required from clients when set.
+    control: the run's Control (clients' commands go to it). body, fps: the engine's body and the
+    source's frame rate, for the hello (stream_description). token: required from clients when set.
     port 0 picks a free port; `port` and `url` say which. queue_frames: frames queued per client
-    before its oldest are dropped. stalled_s: seconds a client may take nothing while a message
+    before its oldest are skipped. stalled_s: seconds a client may take nothing while a message
     waits for it before it is disconnected (`stalled` counts those). request_timeout_s: seconds a
     connection has to complete its handshake. Raises ConfigError when it cannot listen."""
 
     name = "websocket"
 
-    def __init__(self, host: str, port: int, control: Control, token: str | None = None,
+    def __init__(self, host: str, port: int, control: Control, body: Body, fps: float, token: str | None = None,
                  queue_frames: int = QUEUE_FRAMES, stalled_s: float = STALLED_S,
                  request_timeout_s: float = REQUEST_TIMEOUT_S):
         self.host, self.control, self.token = host, control, token or None
+        self._description = stream_description(body, fps)
         self.queue_frames, self.stalled_s, self.request_timeout_s = queue_frames, stalled_s, request_timeout_s
         self.stalled = 0  # clients disconnected for taking nothing for stalled_s
         self._clients: set[_Client] = set()
+        # Clients that have left: the last REPORTED_CLIENTS one by one, and all of them in total.
+        self._left: deque[dict] = deque(maxlen=REPORTED_CLIENTS)
+        self._left_sent = self._left_skipped = 0
         self._connections = 0  # open connections, those still authenticating included
         self._throttle = GuessThrottle()
         self._numbers = itertools.count(1)
@@ -315,7 +364,7 @@ class WebSocketServer(Output):
             self._server.call_soon(self._broadcast, frame)  # False: close() is under way
 
     def client_stats(self) -> list[dict]:
-        """Per connected client: name, format, frames sent and dropped."""
+        """Per connected client: name, format, frames sent and skipped."""
         async def collect() -> list[dict]:
             return [c.stats() for c in self._clients]
 
@@ -325,6 +374,22 @@ class WebSocketServer(Output):
         """Close every connection (code 1001) and stop the server and its thread."""
         self._closed = True  # publish() stops handing frames over
         self._server.stop()
+
+    def skips(self) -> dict[str, int]:
+        # list(): one step under the GIL, so the loop thread cannot change the set while it is read
+        counts = {f"websocket {c.name}": c.skipped for c in list(self._clients)}
+        if self._left_skipped:
+            counts["websocket clients that left"] = self._left_skipped
+        return counts
+
+    def summary(self) -> dict:
+        """Frames sent and skipped over every client, and per client (after close every client has
+        left; the last REPORTED_CLIENTS are listed)."""
+        clients = list(self._left) + [c.stats() for c in list(self._clients)]
+        return {"output": f"websocket {self.url}",
+                "sent": self._left_sent + sum(c["sent"] for c in clients[len(self._left):]),
+                "skipped": self._left_skipped + sum(c["skipped"] for c in clients[len(self._left):]),
+                "stalled": self.stalled, "clients": clients}
 
     # --- the server's side (the loop thread) ---------------------------------------------------
 
@@ -385,7 +450,7 @@ class WebSocketServer(Output):
                 return
             client = _Client(ws, next(self._numbers), query.get("format", ["json"])[-1], self.queue_frames)
             await ws.send(json.dumps({"type": "hello", "schema": SCHEMA_VERSION, "formats": list(FORMATS),
-                                      "format": client.format}))
+                                      "format": client.format, **self._description}))
             log.info("%s connected", client.name)
             self._clients.add(client)
             sender = asyncio.create_task(self._send_frames(client))
@@ -395,7 +460,10 @@ class WebSocketServer(Output):
             finally:
                 self._clients.discard(client)
                 sender.cancel()
-                log.info("%s left: %d frames sent, %d dropped", client.name, client.sent, client.dropped)
+                self._left.append(client.stats())
+                self._left_sent += client.sent
+                self._left_skipped += client.skipped
+                log.info("%s left: %d frames sent, %d skipped", client.name, client.sent, client.skipped)
         except ConnectionClosed:
             pass
         finally:

@@ -12,6 +12,7 @@ the engine's world: the person facing the camera faces -z, its x = y × z is the
   so x = asin(-R[1,2]) = asin(sin20 cos30) = 17.230°, y = atan2(R[0,2], R[2,2]) =
   atan2(sin30, cos20 cos30) = 31.567°, z = atan2(R[1,0], R[1,1]) = atan2(sin20 sin30, cos20) = 10.314°.
 """
+import contextlib
 import json
 import math
 import socket
@@ -24,13 +25,18 @@ import torch
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_packet import OscPacket
 from pythonosc.osc_server import ThreadingOSCUDPServer
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
-from clients.vmc import BONES_SENT, MAX_DATAGRAM, VmcSender, face_viewer_rotation, smpl_from_vmc
+from clients.live import delivery_lines, skip_status
+from clients.vmc import BACKLOG_FRAMES, BONES_SENT, MAX_DATAGRAM, VmcSender, face_viewer_rotation, smpl_from_vmc
 from clients.vrchat import VrchatTrackers
+from clients.ws import decode_binary
 from engine.body.body_model import load_default_body
 from engine.body.conventions import quat_from_unity
 from engine.body.rotations import axis_angle_to_quat, quat_multiply, quat_to_matrix
 from engine.live.pose_frame import PoseFrame
+from test_ws_viewer import check_hello_skeleton, free_port, place_body
 
 WORLD_TO_UNITY = np.array([1.0, 1.0, -1.0])
 # Unity's humanoid hierarchy (Animator bone parents), written out independently of engine.body.conventions.
@@ -248,6 +254,67 @@ def test_vmc_rate_limit_keeps_the_cadence_of_incommensurate_rates(body):
     assert sender.accepted == 40
 
 
+class HeldVmc(VmcSender):
+    """A VmcSender whose thread, at its first frame, waits until released: a sender that has fallen
+    behind (a slow encode), at exactly the moment a test chooses."""
+
+    def __init__(self, *args):
+        self.taken, self.release = threading.Event(), threading.Event()
+        super().__init__(*args)
+
+    def datagrams(self, frame):
+        self.taken.set()
+        assert self.release.wait(30), "the test did not release the sender"
+        return super().datagrams(frame)
+
+
+def held_sender(receiver, body, batches: list[list[float]]) -> HeldVmc:
+    """A HeldVmc that got a frame at t = 0 and, while it was held with that one, `batches` of frames
+    (their t_emit, each batch handed over at once as the engine does), then was released and closed."""
+    sender = HeldVmc("127.0.0.1", receiver.port, body, 0.0)
+    try:
+        sender.publish(facing_camera(body, 0.0, 0))
+        assert sender.taken.wait(30), "the sender's thread did not take the first frame"
+        for batch in batches:
+            for t in batch:
+                sender.publish(facing_camera(body, t, round(t * 30)))
+        sender.release.set()
+    finally:
+        sender.close()
+    return sender
+
+
+def test_vmc_sends_every_pose_of_a_batch_handed_over_at_once(receiver, body):
+    """The engine emits several poses at once after a pass that caught up on several frames. On
+    main a one-pose slot kept only the last of them: 1-3 of the sample clip's 187 poses never
+    left on an idle machine, most of them on a busy one, counted nowhere."""
+    sender = held_sender(receiver, body, [[1 / 30, 2 / 30, 3 / 30], [4 / 30, 5 / 30]])
+    receiver.wait_for(lambda: len(receiver.vmc_frames()) == 6)
+    assert [round(f[-1][1][0] * 30) for f in receiver.vmc_frames()] == [0, 1, 2, 3, 4, 5]
+    assert sender.summary() == {"output": sender.name, "sent": 6, "skipped": 0, "send_errors": 0}
+
+
+def test_vmc_skips_what_it_cannot_send_in_time_and_counts_it(receiver, body, caplog):
+    """Held while a second of poses (30 at 30 fps) arrives, the sender keeps the last BACKLOG_S of
+    them (t 23/30 .. 30/30), skips the 22 before, counts them for the status line and the report,
+    and says so once."""
+    sender = held_sender(receiver, body, [[i / 30] for i in range(1, 31)])
+    receiver.wait_for(lambda: len(receiver.vmc_frames()) == 9)
+    assert [round(f[-1][1][0] * 30) for f in receiver.vmc_frames()] == [0] + list(range(23, 31))
+    assert sender.accepted == 31 and sender.skipped == 22 and sender.frames_sent == 9
+    assert skip_status([sender]) == f"; {sender.name}: 22 poses skipped"
+    report = {"outputs": [sender.summary()]}
+    assert delivery_lines(report) == [f"{sender.name}: 9 poses sent, 22 skipped"]
+    assert caplog.text.count("too busy to encode and send every pose") == 1
+
+
+def test_the_senders_backlog_is_bounded_when_the_frames_times_do_not_advance(receiver, body):
+    """A replay whose frames all carry one t_emit: the queue still keeps at most BACKLOG_FRAMES."""
+    sender = held_sender(receiver, body, [[1.0] * 100])
+    receiver.wait_for(lambda: len(receiver.vmc_frames()) == 1 + BACKLOG_FRAMES)
+    assert sender.skipped == 100 - BACKLOG_FRAMES and sender.frames_sent == 1 + BACKLOG_FRAMES
+
+
 def closed_port() -> int:
     """A UDP port on 127.0.0.1 that nothing listens on."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -360,31 +427,76 @@ def test_vrchat_unknown_tracker_is_a_clear_error(body):
         VrchatTrackers("127.0.0.1", 9000, ["hip", "left_hand"], body)
 
 
+class StreamReader:
+    """A websockets client in a thread: connects (binary) as soon as the run's server is up, then
+    keeps the hello and every pose frame until the server closes."""
+
+    def __init__(self, url: str):
+        self.hello, self.frames = None, []
+        self._thread = threading.Thread(target=self._run, args=(url,), daemon=True)
+        self._thread.start()
+
+    def _run(self, url: str) -> None:
+        while True:
+            try:
+                ws = connect(url)
+                break
+            except OSError:  # refused: the run has not started its server yet
+                time.sleep(0.05)
+        with ws:
+            self.hello = json.loads(ws.recv())
+            with contextlib.suppress(ConnectionClosed):
+                for message in ws:
+                    self.frames.append(decode_binary(message))
+
+    def join(self) -> None:
+        self._thread.join(30)
+
+
 @pytest.mark.slow
-def test_run_streams_vmc_and_vrchat_from_the_real_pipeline(tmp_path):
+def test_a_run_on_the_sample_clip_sends_every_pose_to_every_output(tmp_path):
+    """`genmo-live run` on the sample clip, in real time as `make run` plays it, with VMC, VRChat and
+    the WebSocket: every output sends every pose it gets (the report says 0 skipped, and the
+    receivers got them all), and the WebSocket client places the body from the hello alone."""
     from clients.cli.main import main
 
     vmc, vrchat = Receiver(), Receiver()
+    ws_port = free_port()
+    reader = StreamReader(f"ws://127.0.0.1:{ws_port}/?format=binary")
     report_path = tmp_path / "report.json"
     try:
-        assert main(["run", "--source", "sample", "--no-realtime", "--headless", "--report", str(report_path),
-                     "--vmc", f"127.0.0.1:{vmc.port}", "--vrchat", f"127.0.0.1:{vrchat.port}"]) == 0
-        time.sleep(0.2)  # the last datagrams are on the loopback
+        assert main(["run", "--source", "sample", "--headless", "--report", str(report_path),
+                     "--vmc", f"127.0.0.1:{vmc.port}", "--vrchat", f"127.0.0.1:{vrchat.port}",
+                     "--ws", f"127.0.0.1:{ws_port}"]) == 0
+        report = json.loads(report_path.read_text())
+        poses = report["poses_out"]
+        vmc.wait_for(lambda: len(vmc.datagrams) >= 2 * poses)  # the last may still be on the loopback
+        vrchat.wait_for(lambda: len(vrchat.datagrams) >= poses)
+        reader.join()
     finally:
         vmc.close()
         vrchat.close()
-    poses = json.loads(report_path.read_text())["poses_out"]
+    outputs = {o["output"].split()[0]: o for o in report["outputs"]}
+    assert outputs.keys() == {"vmc", "vrchat", "websocket"}
+    assert all(o["skipped"] == 0 for o in outputs.values()), report["outputs"]
+    assert outputs["vmc"]["sent"] == outputs["vrchat"]["sent"] == poses == 187
     frames = vmc.vmc_frames()
-    # The senders drop a pose when a newer one arrives before the last was sent (--no-realtime
-    # emits faster than real time); most arrive.
-    assert poses / 2 <= len(frames) <= poses
+    assert len(frames) == poses
     assert max(len(d) for d in vmc.datagrams + vrchat.datagrams) <= MAX_DATAGRAM
     for frame in frames:
         check_vmc_frame(frame)
     assert [f[-1][1][0] for f in frames] == sorted(f[-1][1][0] for f in frames)
     bundles = [dict(b) for b in vrchat_bundles(vrchat)]
-    assert poses / 2 <= len(bundles) <= poses
+    assert len(bundles) == poses
     for received in bundles:  # the default set: hip, left foot, right foot, and the head
         assert list(received) == [f"/tracking/trackers/{n}/{kind}" for n in ("1", "2", "3", "head")
                                   for kind in ("position", "rotation")]
         assert all(np.isfinite(v).all() and len(v) == 3 for v in received.values())
+    # The client connected once the server was up, after the first frames: it got the rest.
+    [client] = outputs["websocket"]["clients"]
+    assert client["skipped"] == 0 and len(reader.frames) == client["sent"] > poses / 2
+    check_hello_skeleton(reader.hello)
+    assert reader.hello["fps"] == 20.0  # the sample clip's
+    for got in reader.frames:
+        placed = place_body(reader.hello, got["pose_quat"].astype(np.float64), got["root"].astype(np.float64))
+        np.testing.assert_allclose(placed, got["joints"], atol=1e-3)

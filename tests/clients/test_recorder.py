@@ -282,6 +282,7 @@ def test_a_disk_that_stays_full_ends_the_take_and_counts_the_rest(small_disk, bo
     recorder.close()
     summary = recorder.summary()
     assert summary["frames_written"] == 30 and summary["frames_lost"] == 120
+    assert recorder.skips() == {f"recorder {path}": 120}  # the status line's count
     assert summary["complete"] is False and summary["error"] == "No space left on device"
     if suffix == ".bvh":  # the npz cannot be finished without room: its journal holds the 30
         np.testing.assert_allclose(read_take(path), [f.root for f in frames[:30]], atol=1e-6)

@@ -32,12 +32,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from scipy.spatial.transform import Rotation
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from browser import launch
-from clients.live import Control
+from clients.live import Control, delivery_lines, skip_status
 from clients.viewer import ViewerServer, body_json, browser_ws_url
 from clients.ws import BINARY_SIZE, WebSocketServer, decode_binary, encode_binary
 from configs.config import ConfigError
@@ -45,6 +46,7 @@ from engine.body.body_model import load_default_body
 from engine.live.pose_frame import SCHEMA_VERSION, PoseFrame
 
 FPS = 30.0
+BODY = load_default_body()
 DEFAULT_PROMPT = "a person stands still"
 ROBUST_CLIENTS = 50
 ROBUST_S = 20.0
@@ -145,7 +147,7 @@ def frozen_heap():
 def stream():
     """(server, engine loop) on 127.0.0.1, a free port, no token."""
     control = Control()
-    server = WebSocketServer("127.0.0.1", 0, control, None)
+    server = WebSocketServer("127.0.0.1", 0, control, BODY, FPS, None)
     loop = EngineLoop(control, server)
     yield server, loop
     loop.stop()
@@ -196,7 +198,9 @@ def test_json_and_binary_frames_carry_the_same_pose(stream):
     server, loop = stream
     with connect(server.url) as as_json, connect(server.url + "?format=binary") as as_binary:
         hello = recv_json(as_json)
-        assert hello == {"type": "hello", "schema": SCHEMA_VERSION, "formats": ["json", "binary"], "format": "json"}
+        assert {k: hello[k] for k in ("type", "schema", "formats", "format", "binary_layout", "fps")} == \
+            {"type": "hello", "schema": SCHEMA_VERSION, "formats": ["json", "binary"], "format": "json",
+             "binary_layout": SCHEMA_VERSION, "fps": FPS}
         assert recv_json(as_binary)["format"] == "binary"
         json_frames = {f["frame_id"]: f for f in pose_frames(as_json, 1.5)}
         binary_frames = {f["frame_id"]: f for f in pose_frames(as_binary, 0.5)}
@@ -230,6 +234,107 @@ def test_binary_layout_and_decoding():
             decode_binary(bad)
 
 
+def quat_matrix(q) -> np.ndarray:
+    """(w, x, y, z) unit quaternion -> 3x3 rotation matrix."""
+    w, x, y, z = q
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+                     [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+                     [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
+
+
+def place_body(hello: dict, pose_quat, root) -> np.ndarray:
+    """What a client does knowing only the hello: the frame's joints (24, 3) by forward kinematics
+    from its rotations and root down the hello's skeleton."""
+    assert hello["axes"]["quaternion"] == "wxyz"
+    skeleton = hello["skeleton"]
+    parents, offsets = skeleton["parents"], np.array(skeleton["offsets"])
+    world_rot, joints = [], np.zeros((len(parents), 3))
+    for j, parent in enumerate(parents):
+        assert parent < j  # parents come first
+        if parent < 0:
+            world_rot.append(quat_matrix(pose_quat[j]))
+            joints[j] = root
+        else:
+            world_rot.append(world_rot[parent] @ quat_matrix(pose_quat[j]))
+            joints[j] = joints[parent] + world_rot[parent] @ offsets[j]
+    return joints
+
+
+def check_hello_skeleton(hello: dict) -> None:
+    """The hello's skeleton is the SMPL-topology rest body it claims: y up, feet on the floor, the
+    rest T-pose facing +z with its left at +x."""
+    skeleton = hello["skeleton"]
+    assert hello["axes"] == {"up": "+y", "units": "metres", "handedness": "right", "camera_forward": "+z",
+                             "rest_facing": "+z", "rest_left": "+x", "quaternion": "wxyz"}
+    assert len(skeleton["joints"]) == len(skeleton["parents"]) == len(skeleton["offsets"]) == 24
+    assert skeleton["joints"][:2] == ["pelvis", "left_hip"] and skeleton["parents"][:2] == [-1, 0]
+    rest = place_body(hello, np.tile([1.0, 0.0, 0.0, 0.0], (24, 1)), skeleton["offsets"][0])
+    assert rest[0, 1] == skeleton["rest_pelvis_height"] and 0.8 < skeleton["rest_pelvis_height"] < 1.0
+    assert rest[skeleton["joints"].index("left_wrist"), 0] > 0.3  # the left arm out along +x
+    assert rest[skeleton["joints"].index("head"), 1] < skeleton["stature"]
+
+
+def test_a_client_places_the_body_from_the_hello_alone():
+    """A client that knows nothing but the hello rebuilds the rest skeleton and poses it from a
+    binary frame's rotations and root, landing on the frame's joints within 1 mm."""
+    server = WebSocketServer("127.0.0.1", 0, Control(), BODY, FPS)
+    rng = np.random.default_rng(3)
+    try:
+        with connect(server.url + "?format=binary") as ws:
+            hello = recv_json(ws)
+            # acknowledged once the connection is among those every frame goes to
+            assert request(ws, {"type": "subscribe", "format": "binary"})["type"] == "ack"
+            for frame_id in range(5):
+                rot = Rotation.random(24, random_state=frame_id)
+                root = rng.normal(0.0, 1.0, 3) + [0.0, 0.9, 0.0]
+                posed = BODY.pose(torch.from_numpy(rot.as_rotvec()), torch.from_numpy(root))["joints"]
+                frame = make_frame(frame_id)
+                frame.pose_quat, frame.pose_aa, frame.root = np.roll(rot.as_quat(), 1, axis=1), rot.as_rotvec(), root
+                frame.joints = posed.double().numpy()
+                server.publish(frame)
+                got = decode_binary(ws.recv(timeout=10))
+                assert got["frame_id"] == frame_id
+                placed = place_body(hello, got["pose_quat"].astype(np.float64), got["root"].astype(np.float64))
+                np.testing.assert_allclose(placed, got["joints"], atol=1e-3)
+    finally:
+        server.close()
+    check_hello_skeleton(hello)
+    assert hello["fps"] == FPS and hello["binary_layout"] == SCHEMA_VERSION
+
+
+def test_a_client_that_does_not_read_has_its_skips_counted(caplog):
+    """One client reads every frame, one reads none: the second's skipped frames are counted, for
+    the status line while the run goes on and for the report after, and said once in the log;
+    the reader skips none."""
+    server = WebSocketServer("127.0.0.1", 0, Control(), BODY, FPS)
+    try:
+        with connect(server.url + "?format=binary") as reader:
+            recv_json(reader)
+            assert request(reader, {"type": "subscribe", "format": "binary"})["type"] == "ack"
+            idle = raw_client(server.port)
+            while len(server.client_stats()) < 2:  # the idle client past its hello: frames go to it
+                time.sleep(0.01)
+            for frame_id in range(300):
+                server.publish(make_frame(frame_id))  # in lockstep with the reader: it never falls behind
+                assert decode_binary(reader.recv(timeout=10))["frame_id"] == frame_id
+            skips = server.skips()
+            idle.close()
+    finally:
+        server.close()
+    summary = server.summary()
+    [reader_stats] = [c for c in summary["clients"] if c["sent"] == 300]
+    [idle_stats] = [c for c in summary["clients"] if c is not reader_stats]
+    assert reader_stats["skipped"] == 0 and idle_stats["skipped"] > 100
+    assert skips == {f"websocket {reader_stats['name']}": 0, f"websocket {idle_stats['name']}": idle_stats["skipped"]}
+    assert summary["sent"] == 300 + idle_stats["sent"] and summary["skipped"] == idle_stats["skipped"]
+    assert idle_stats["sent"] + idle_stats["skipped"] <= 300
+    assert skip_status([server]) == f"; websocket clients that left: {idle_stats['skipped']} poses skipped"
+    assert delivery_lines({"outputs": [summary]}) == [
+        f"websocket {server.url}: {summary['sent']} poses sent, {summary['skipped']} skipped "
+        f"({idle_stats['name']}: {idle_stats['skipped']})"]
+    assert caplog.text.count("is not keeping up") == 1
+
+
 def test_a_reading_client_gets_every_frame_and_can_switch_format(stream):
     server, loop = stream
     with connect(server.url) as ws:
@@ -245,7 +350,7 @@ def test_a_reading_client_gets_every_frame_and_can_switch_format(stream):
     delivered = len(set(ids)) / (ids[-1] - ids[0] + 1)
     # A busy machine may stall the server's loop past its queue (QUEUE_FRAMES) and drop a frame or
     # two by design; a frame lost any other way is a bug.
-    assert missing <= stats["dropped"], f"{missing} frames missing, {stats['dropped']} dropped"
+    assert missing <= stats["skipped"], f"{missing} frames missing, {stats['skipped']} skipped"
     assert delivered >= 0.98, f"{delivered:.1%} of the frames in the client's window arrived"
     assert after and all(isinstance(f["root"], np.ndarray) for f in after)  # decoded binary
     print(f"\n{len(ids)} frames, {delivered:.1%} delivered; publish() p50 "
@@ -316,7 +421,7 @@ def test_malformed_and_unknown_messages_get_errors_and_the_connection_carries_on
 
 def test_a_token_server_wants_the_token_before_anything_else():
     control = Control()
-    server = WebSocketServer("127.0.0.1", 0, control, "s3cret")
+    server = WebSocketServer("127.0.0.1", 0, control, BODY, FPS, "s3cret")
     loop = EngineLoop(control, server)
     try:
         with connect(server.url + "?token=s3cret") as ws:
@@ -347,7 +452,7 @@ def test_unknown_formats_and_taken_ports_are_refused(stream):
         connect(server.url + "?format=xml")
     assert refused.value.response.status_code == 400
     with pytest.raises(ConfigError, match="cannot listen"):
-        WebSocketServer("127.0.0.1", server.port, Control())
+        WebSocketServer("127.0.0.1", server.port, Control(), BODY, FPS)
 
 
 def test_pages_from_other_sites_are_refused_without_a_token(stream):
@@ -358,7 +463,7 @@ def test_pages_from_other_sites_are_refused_without_a_token(stream):
     for origin in ("http://127.0.0.1:8080", "http://localhost:8080"):  # the viewer's own page
         with connect(server.url, origin=origin) as ws:
             assert json.loads(ws.recv(timeout=10))["type"] == "hello"
-    token_server = WebSocketServer("127.0.0.1", 0, Control(), "s3cret")
+    token_server = WebSocketServer("127.0.0.1", 0, Control(), BODY, FPS, "s3cret")
     try:  # with a token, the token decides
         with connect(token_server.url + "?token=s3cret", origin="https://lan-dashboard.example") as ws:
             assert json.loads(ws.recv(timeout=10))["type"] == "hello"
@@ -424,7 +529,7 @@ def test_text_no_encoder_can_hold_is_refused_where_it_enters(stream):
 def test_token_guesses_are_answered_one_at_a_time_each_later_than_the_last():
     """On main 300 guesses a second got 300 answers a second; now four parallel guesses from one
     address take the throttle's growing waits in turn (0.25 + 0.5 + 1 s)."""
-    server = WebSocketServer("127.0.0.1", 0, Control(), "s3cret")
+    server = WebSocketServer("127.0.0.1", 0, Control(), BODY, FPS, "s3cret")
     try:
         def guess(closed: list) -> None:
             with connect(server.url + "?token=guess") as ws:
@@ -486,7 +591,7 @@ def test_control_checks_each_setting_as_the_config_does_before_it_is_queued():
 
 def test_a_token_no_encoder_can_hold_is_a_wrong_token():
     control = Control()
-    server = WebSocketServer("127.0.0.1", 0, control, "s3cret")
+    server = WebSocketServer("127.0.0.1", 0, control, BODY, FPS, "s3cret")
     try:
         with connect(server.url) as ws:
             ws.send('{"type": "auth", "token": "s3cret\\udc80"}')
@@ -563,7 +668,7 @@ def test_a_client_that_takes_nothing_is_disconnected_and_slow_readers_are_not(ca
     measured). Now it is cut once it has taken nothing for stalled_s, while a client that reads
     in bursts, losing frames in each pause, and one that reads everything carry on."""
     control = Control()
-    server = WebSocketServer("127.0.0.1", 0, control, None, stalled_s=STALLED_S)
+    server = WebSocketServer("127.0.0.1", 0, control, BODY, FPS, None, stalled_s=STALLED_S)
     loop = EngineLoop(control, server)
     stuck = pausing = None
     try:
@@ -600,7 +705,7 @@ def test_a_client_that_takes_nothing_is_disconnected_and_slow_readers_are_not(ca
         pass
     stuck.close()
     assert len(stats) == 2 and not any(stuck_name in c["name"] for c in stats)
-    slow = [c for c in stats if c["dropped"] > FPS]
+    slow = [c for c in stats if c["skipped"] > FPS]
     assert len(slow) == 1 and pausing.ended is None  # the pausing reader lost frames, not its place
     ids = [f["frame_id"] for f in frames]
     assert len(ids) >= 0.9 * (ids[-1] - ids[0] + 1), "the reading client stopped getting frames"
@@ -671,7 +776,7 @@ def rate(times: list[float]) -> float:
 def test_fifty_clients_a_reader_that_stops_and_a_garbage_sender_do_not_slow_the_engine(caplog):
     control = Control()
     # the non-reader's drops are what this test counts: it must outstay the run, not be cut as stalled
-    server = WebSocketServer("127.0.0.1", 0, control, None, stalled_s=10 * ROBUST_S)
+    server = WebSocketServer("127.0.0.1", 0, control, BODY, FPS, None, stalled_s=10 * ROBUST_S)
     loop = EngineLoop(control, server)
     here = Path(__file__).resolve()
     paths = [str(here.parent), str(here.parents[1]), str(here.parents[2])]  # this file's, browser.py's, the repo's
@@ -716,14 +821,14 @@ def test_fifty_clients_a_reader_that_stops_and_a_garbage_sender_do_not_slow_the_
     # to its full buffer; what must not happen is a reader losing frames the way a stalled one does.
     assert min(delivered) >= 0.98, f"worst client got {min(delivered):.1%} of the frames"
 
-    # the one that never reads: its frames are dropped, for it alone, logged once
-    dropping = [c for c in per_client if c["dropped"] > 0.5 * ROBUST_S * FPS]
+    # the one that never reads: its frames are skipped, for it alone, logged once
+    skipping = [c for c in per_client if c["skipped"] > 0.5 * ROBUST_S * FPS]
     assert len(per_client) == ROBUST_CLIENTS + 2
-    assert len(dropping) == 1, dropping
-    assert all(c["dropped"] <= 0.02 * c["sent"] for c in per_client if c not in dropping)
+    assert len(skipping) == 1, skipping
+    assert all(c["skipped"] <= 0.02 * c["sent"] for c in per_client if c not in skipping)
     # logged once for each client that lost frames: the non-reader, and any reader a stall cost one
-    assert caplog.text.count("is not keeping up") == sum(c["dropped"] > 0 for c in per_client)
-    assert f"{dropping[0]['name']} is not keeping up" in caplog.text
+    assert caplog.text.count("is not keeping up") == sum(c["skipped"] > 0 for c in per_client)
+    assert f"{skipping[0]['name']} is not keeping up" in caplog.text
     # the garbage sender got an error for every message (but the last, when the stop cut it), and its frames
     garbage = result["garbage"]
     assert garbage["errors"] == garbage["replies"] >= max(garbage["sent"] - 1, ROBUST_S * 5)
@@ -735,7 +840,7 @@ def test_fifty_clients_a_reader_that_stops_and_a_garbage_sender_do_not_slow_the_
           f"{np.median(base_cost) * 1e6:.0f}/{np.percentile(base_cost, 99) * 1e6:.0f}/{base_cost.max() * 1e6:.0f} µs, "
           f"loaded {np.median(loaded_cost) * 1e6:.0f}/{np.percentile(loaded_cost, 99) * 1e6:.0f}/"
           f"{loaded_cost.max() * 1e6:.0f} µs; delivered min {min(delivered):.2%}, mean {np.mean(delivered):.2%}; "
-          f"non-reader: {dropping[0]['sent']} sent, {dropping[0]['dropped']} dropped; garbage: "
+          f"non-reader: {skipping[0]['sent']} sent, {skipping[0]['skipped']} skipped; garbage: "
           f"{garbage['errors']} errors for {garbage['sent']} messages; close() {close_s:.2f} s")
 
 

@@ -32,7 +32,7 @@ def start(kind: str):
         return ViewerServer("127.0.0.1", 0, "ws://127.0.0.1:8765/", load_default_body(), request_timeout_s=TIMEOUT_S)
     if kind == "webrtc":
         return WebRTCSource(port=0, request_timeout_s=TIMEOUT_S)
-    return WebSocketServer("127.0.0.1", 0, Control(), request_timeout_s=TIMEOUT_S)
+    return WebSocketServer("127.0.0.1", 0, Control(), load_default_body(), 30.0, request_timeout_s=TIMEOUT_S)
 
 
 @pytest.fixture
