@@ -129,7 +129,7 @@ class TrainConfig:
     # accel: a causal model sees no future frame to smooth against, so its frame-to-frame
     # wobble is trained away directly (its error is millimetres a frame², hence the weight).
     loss_weights: dict = field(default_factory=lambda: {"x0": 1.0, "joints": 300.0, "reproj": 30.0,
-                                                        "trajectory": 1.0, "contact": 0.3, "accel": 1e4})
+                                                        "trajectory": 1.0, "contact": 0.3, "accel": 3e3})
 
 
 def mirror(pose: np.ndarray, root: np.ndarray, contacts: np.ndarray):
