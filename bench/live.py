@@ -5,7 +5,8 @@
   capture->landmarks latency, the floor under the pipeline's capture->pose;
 - the whole pipeline unpaced (`--no-realtime`: frames as fast as they are consumed), 1 and 2 steps;
 - the whole pipeline paced at the clip's own frame rate like a camera, default step count:
-  dropped frames, capture->pose latency, first pose;
+  dropped frames, capture->pose latency, first pose; then again with the camera preview on
+  (outputs.preview_width and preview_fps: what the JPEGs cost the pose path);
 - with --model, the unpaced 1-step and the paced cases again with those weights (a causal model
   runs a frame at a time: engine.model.streaming), side by side.
 Each case's CPU time per frame read, MediaPipe's process and the engine's (outputs included), all
@@ -61,28 +62,35 @@ def mediapipe_alone(clip: str, realtime: bool = False) -> dict:
 
 def run(cfg, clip: str, model: str | None = None) -> list[dict]:
     """Rows of {case, frames, dropped, fps, latency p50/p95, first pose, keypoint and engine ms,
-    CPU ms per frame, cores at 30 fps}."""
+    CPU ms per frame, cores at 30 fps, and the pipeline's previews: {sent, dropped} or None}."""
     rows = []
     for realtime in (False, True):
         base = mediapipe_alone(clip, realtime)
         rows.append({"case": f"baseline: MediaPipe alone, {'paced' if realtime else 'unpaced'}", "frames": base["frames"],
                      "dropped": 0, "fps": base["fps"], "latency_ms": base["latency_ms"] if realtime else None,
                      "first_pose_s": None, "keypoint_ms": base["keypoint_ms"], "engine_ms": None,
-                     "cpu_ms_per_frame": base["cpu_ms_per_frame"], "cores_at_30_fps": base["cores_at_30_fps"]})
-    weights = cfg.engine.weights
-    cases = [("pipeline unpaced, 1 step", False, 1, weights), ("pipeline unpaced, 2 steps", False, 2, weights),
-             (f"pipeline paced at the clip's rate, {cfg.engine.steps} step(s)", True, cfg.engine.steps, weights)]
+                     "cpu_ms_per_frame": base["cpu_ms_per_frame"], "cores_at_30_fps": base["cores_at_30_fps"],
+                     "previews": None})
+    weights, o = cfg.engine.weights, cfg.outputs
+    paced = f"pipeline paced at the clip's rate, {cfg.engine.steps} step(s)"
+    cases = [("pipeline unpaced, 1 step", False, 1, weights, False),
+             ("pipeline unpaced, 2 steps", False, 2, weights, False),
+             (paced, True, cfg.engine.steps, weights, False),
+             (f"{paced}, camera preview on ({o.preview_width} px, {o.preview_fps:g} fps)", True, cfg.engine.steps,
+              weights, True)]
     if model:
-        cases += [(f"{model}: pipeline unpaced, 1 step", False, 1, model),
-                  (f"{model}: pipeline paced at the clip's rate, 1 step", True, 1, model)]
-    for name, realtime, steps, path in cases:
+        cases += [(f"{model}: pipeline unpaced, 1 step", False, 1, model, False),
+                  (f"{model}: pipeline paced at the clip's rate, 1 step", True, 1, model, False)]
+    for name, realtime, steps, path, preview in cases:
         c = dataclasses.replace(cfg, source=dataclasses.replace(cfg.source, source=clip, realtime=realtime, loop=False),
-                                engine=dataclasses.replace(cfg.engine, steps=steps, weights=path))
+                                engine=dataclasses.replace(cfg.engine, steps=steps, weights=path),
+                                outputs=dataclasses.replace(cfg.outputs, preview=preview))
         r = run_live(c)
         rows.append({"case": name, "frames": r["poses_out"], "dropped": r["dropped"], "fps": r["fps_out"],
                      "latency_ms": r["latency_ms"], "first_pose_s": r["first_pose_s"],
                      "keypoint_ms": r["keypoint_ms"], "engine_ms": r["engine_ms"],
-                     "cpu_ms_per_frame": r["cpu_ms_per_frame"], "cores_at_30_fps": r["cores_at_30_fps"]})
+                     "cpu_ms_per_frame": r["cpu_ms_per_frame"], "cores_at_30_fps": r["cores_at_30_fps"],
+                     "previews": r.get("previews")})
     return rows
 
 

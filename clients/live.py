@@ -8,6 +8,9 @@ fails is reported and the engine keeps serving its outputs until the run ends (d
 or the end of a file that does not loop). An ingest process that dies (MediaPipe killed, a driver
 crash) is started again, at once and then with a growing back-off while it keeps dying; a pass of
 the engine that fails costs its frames, not the run. Both are counted in the report.
+
+With the camera preview on (outputs.preview), the loop also takes the ingest's previews and hands
+the newest to every output or service that shows them (`show_preview(preview)`, the viewer).
 """
 from __future__ import annotations
 
@@ -168,6 +171,8 @@ class RunStats:
     engine_failures: int = 0
     engine_errors: list = field(default_factory=list)  # the first of each kind, at most MAX_ERROR_KINDS
     ingest_restarts: int = 0
+    previews: int = 0          # camera previews the ingest processes encoded
+    previews_dropped: int = 0  # of those, dropped on their queue
     ingest_cpu_s: float = 0.0           # the ingest processes' CPU seconds from their first frames
     engine_cpu_from: float | None = None  # this process's CPU time at the first frame
 
@@ -180,6 +185,8 @@ class RunStats:
             self.frames_in += payload["frames_in"]
             self.dropped += payload["dropped"]
             self.ingest_cpu_s += payload["cpu_s"]
+            self.previews += payload["previews"]
+            self.previews_dropped += payload["previews_dropped"]
         return kind == "end"
 
     def engine_failed(self, error: Exception, packets: list) -> None:
@@ -241,6 +248,25 @@ def skip_status(outputs) -> str:
     return "".join(f"; {where}: {n} poses skipped" for out in outputs for where, n in out.skips().items() if n)
 
 
+def deliver_preview(previews, receivers) -> None:
+    """The newest camera preview that has arrived on `previews` (an ingest's queue), to every one of
+    `receivers` that shows previews; the older ones are stale before they could be shown."""
+    from streamer.preview import Preview
+
+    newest = None
+    try:
+        while True:
+            newest = previews.get_nowait()
+    except queue.Empty:
+        pass
+    if newest is None:
+        return
+    preview = Preview.from_bytes(newest)
+    for receiver in receivers:
+        if hasattr(receiver, "show_preview"):
+            receiver.show_preview(preview)
+
+
 def _events(ingest) -> list[tuple[str, object]]:
     """The ingest process's events (streamer.ingest) that have arrived, oldest first."""
     events = []
@@ -284,11 +310,13 @@ def run_live(cfg, outputs: list[Output] = (), duration: float | None = None, con
     closed at the end. Returns the report (RunStats.report)."""
     from streamer.ingest import Ingest, IngestOptions
     from streamer.packets import LandmarkPacket
+    from streamer.preview import PreviewOptions
 
-    src = cfg.source
+    src, o = cfg.source, cfg.outputs
     options = IngestOptions(source=src.source, realtime=src.realtime, loop=src.loop, webcam_index=src.webcam_index,
                             webrtc={"host": src.webrtc_host, "port": src.webrtc_port, "token": cfg.token or None}
-                            if src.source == "webrtc" else {}, queue_size=src.queue)
+                            if src.source == "webrtc" else {}, queue_size=src.queue,
+                            preview=PreviewOptions(o.preview_width, o.preview_fps) if o.preview else None)
     stats = RunStats()
     engine = load_engine(cfg)
     control = control or Control()
@@ -349,6 +377,8 @@ def run_live(cfg, outputs: list[Output] = (), duration: float | None = None, con
                 time.sleep(0.02)
                 continue
             control.apply_pending(engine)
+            if ingest.previews is not None:
+                deliver_preview(ingest.previews, outputs + services)
             batch = []
             try:
                 batch.append(ingest.packets.get(timeout=0.05))
@@ -396,6 +426,8 @@ def run_live(cfg, outputs: list[Output] = (), duration: float | None = None, con
     report["source"] = started["name"] if started else src.source
     report["steps"] = engine.steps
     report["outputs"] = [s for s in (out.summary() for out in outputs) if s is not None]
+    if o.preview:
+        report["previews"] = {"sent": stats.previews, "dropped": stats.previews_dropped}
     return report
 
 
@@ -431,6 +463,8 @@ def format_run_report(report: dict) -> str:
             + "".join(f"\nerror: {e}" for e in report["errors"])
             + (f"\nthe engine failed {report['engine_failures']} times: " + "; ".join(report["engine_errors"])
                if report["engine_failures"] else "")
+            + (f"\ncamera previews: {report['previews']['sent']} sent, {report['previews']['dropped']} dropped"
+               if "previews" in report else "")
             + "".join(f"\n{line}" for line in delivery_lines(report))
             + "".join(f"\nrecording incomplete: {line}" for line in lost_recordings(report)))
 

@@ -128,6 +128,11 @@ class OutputsConfig:
                                          "trackers sent to VRChat: hip, chest, left_foot, right_foot, left_knee, "
                                          "right_knee, left_elbow, right_elbow")
     record: list[str] = setting([], "recordings written while streaming: take.npz and/or take.bvh")
+    preview: bool = setting(False, "show what the camera sees in the viewer: a small picture a few times a second "
+                                   "with the landmarks drawn (off: no picture is encoded at all)")
+    preview_width: int = setting(320, "width of the camera preview, pixels (a smaller camera picture is not "
+                                      "enlarged)", min=64, max=640)
+    preview_fps: float = setting(5.0, "camera previews a second", min=0.5, max=15.0)
 
 
 @dataclass
@@ -260,4 +265,7 @@ def load_config(path: Path | str | None = None, overrides: dict | None = None) -
         # The lagged frame must stay inside the pass that estimates it, far enough from its edge.
         raise ConfigError(f"config key 'engine.lag': {cfg.engine.lag} frames is more than half of "
                           f"engine.window ({cfg.engine.window})")
+    if cfg.outputs.preview and not cfg.outputs.viewer:
+        raise ConfigError("config key 'outputs.preview': the camera preview is shown in the viewer; give it one "
+                          "(--viewer HOST:PORT) or leave the preview off")
     return cfg

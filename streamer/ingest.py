@@ -1,13 +1,16 @@
 """The ingest process: a source's frames through MediaPipe Pose into landmark packets.
 
 It runs in its own process (MediaPipe and video decoding beside the engine, on another core) and
-talks to the engine over two multiprocessing queues:
+talks to the engine over multiprocessing queues:
 - `packets`: bounded, one LandmarkPacket.to_bytes() per frame. A live source (webcam, WebRTC, a
   paced file) never waits for the engine: when the queue is full the oldest packet is dropped and
   counted, so latency stays bounded. An unpaced file waits instead, so every frame is processed.
+- `previews` (only with a preview asked for, streamer.preview): bounded, a few camera previews a
+  second, each encoded after its frame's packet was put; when full the oldest is dropped and
+  counted, whatever the source.
 - `events`: ("started", {name, fps, live, url}), ("error", message) when the source cannot start or dies,
-  ("end", {frames_in, dropped, cpu_s}) when it finishes or is stopped (cpu_s: this process's CPU
-  seconds, all its threads, from its first frame on).
+  ("end", {frames_in, dropped, previews, previews_dropped, cpu_s}) when it finishes or is stopped
+  (cpu_s: this process's CPU seconds, all its threads, from its first frame on).
 The process ends with its parent, however the parent ends (a watch thread), and a process that
 died is replaced by `Ingest.restart` (the engine loop decides when: clients.live).
 """
@@ -23,8 +26,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from streamer.preview import PreviewOptions
+
 log = logging.getLogger(__name__)
 PARENT_CHECK_S = 0.25  # how often the ingest process looks for its parent
+PREVIEW_QUEUE = 2  # previews waiting for the engine: it takes them every 50 ms, so one is the norm
 
 
 @dataclass
@@ -38,6 +44,7 @@ class IngestOptions:
     webrtc: dict = field(default_factory=dict)
     queue_size: int = 8
     first_index: int = 0  # the frame id of the first frame (a restarted process numbers on)
+    preview: PreviewOptions | None = None  # None: no camera preview, nothing encoded
 
 
 def _put_latest(packets, data: bytes) -> bool:
@@ -67,11 +74,13 @@ def _exit_with_parent(parent: int, stop) -> None:
             os._exit(0)  # nobody is left to read what this process would still say
 
 
-def run_ingest(options: IngestOptions, packets, events, stop) -> None:
-    """Process entry point: read the source until it ends, fails, or `stop` (a shared flag) is set."""
+def run_ingest(options: IngestOptions, packets, events, stop, previews=None) -> None:
+    """Process entry point: read the source until it ends, fails, or `stop` (a shared flag) is set.
+    previews: the preview queue, when options.preview asks for one."""
     from streamer.frames import SourceError
     from streamer.packets import LandmarkPacket
     from streamer.pose import PoseDetector
+    from streamer.preview import Preview, encode_jpeg, next_preview_due, preview_size
     from streamer.sources import VideoFileSource, open_source
 
     # Ctrl-C and a service manager's stop reach the whole process group; the engine decides when
@@ -79,14 +88,15 @@ def run_ingest(options: IngestOptions, packets, events, stop) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(), stop), name="parent watch", daemon=True).start()
-    frames_in = dropped = 0
+    frames_in = dropped = sent_previews = dropped_previews = 0
+    preview_due = float("-inf")
     cpu_from = None  # process CPU time at the first frame: loading MediaPipe is not a frame's cost
     try:
         source = open_source(options.source, realtime=options.realtime, loop=options.loop,
                              webcam_index=options.webcam_index, **options.webrtc)
     except SourceError as e:
         events.put(("error", str(e)))
-        events.put(("end", {"frames_in": 0, "dropped": 0, "cpu_s": 0.0}))
+        events.put(("end", {"frames_in": 0, "dropped": 0, "previews": 0, "previews_dropped": 0, "cpu_s": 0.0}))
         return
     waits = isinstance(source, VideoFileSource) and not source.realtime
     events.put(("started", {"name": source.name, "fps": source.fps, "live": source.live,
@@ -114,11 +124,17 @@ def run_ingest(options: IngestOptions, packets, events, stop) -> None:
                             continue
                 else:
                     dropped += _put_latest(packets, packet.to_bytes())
+                if options.preview and frame.t_capture >= preview_due:
+                    preview_due = next_preview_due(frame.t_capture, preview_due, options.preview.fps)
+                    jpeg = encode_jpeg(frame.rgb, preview_size(w, h, options.preview.width))
+                    dropped_previews += _put_latest(previews, Preview(packet, jpeg).to_bytes())
+                    sent_previews += 1
     except SourceError as e:
         events.put(("error", str(e)))
     except Exception as e:  # a decoder or driver failure: report it, the engine keeps serving
         events.put(("error", f"source {source.name} failed: {type(e).__name__}: {e}"))
-    events.put(("end", {"frames_in": frames_in, "dropped": dropped,
+    events.put(("end", {"frames_in": frames_in, "dropped": dropped, "previews": sent_previews,
+                        "previews_dropped": dropped_previews,
                         "cpu_s": 0.0 if cpu_from is None else time.process_time() - cpu_from}))
 
 
@@ -138,7 +154,9 @@ class Ingest:
         # A flag in shared memory, not an Event: a process killed while it held an Event's lock
         # would leave that lock taken, and setting the Event would then wait for ever.
         self._stop = ctx.RawValue("b", 0)
-        self._process = ctx.Process(target=run_ingest, args=(options, self.packets, self.events, self._stop),
+        self.previews = ctx.Queue(maxsize=PREVIEW_QUEUE) if options.preview else None
+        self._process = ctx.Process(target=run_ingest,
+                                    args=(options, self.packets, self.events, self._stop, self.previews),
                                     name="genmo-live ingest", daemon=True)
 
     def start(self) -> None:

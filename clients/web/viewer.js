@@ -17,12 +17,13 @@ const BINARY = {magic: 'GMLV', floatsOffset: 40, floats: 3 + 24 * 4 + 24 * 3 + 6
 const params = new URLSearchParams(location.search);
 const token = params.get('token');
 const tokenQuery = token ? `?token=${encodeURIComponent(token)}` : '';
-const ui = Object.fromEntries(['scene', 'badge', 'stats', 'status', 'prompt-form', 'prompt', 'prompt-status']
-  .map(id => [id, document.getElementById(id)]));
+const ui = Object.fromEntries(['scene', 'badge', 'stats', 'status', 'prompt-form', 'prompt', 'prompt-status',
+  'preview', 'preview-canvas', 'preview-state', 'limbs'].map(id => [id, document.getElementById(id)]));
 
 // What the page has seen, for a person debugging it and for the tests (read over DevTools).
 const viewer = window.viewer = {
   frames: 0, frameId: null, source: null, fps: 0, latencyMs: null, fkErrorMm: null, prompt: null,
+  preview: null,  // with the camera preview on: {frames, frameId, width, height, state}
 };
 
 function setStatus(text, isError = false) {
@@ -36,6 +37,8 @@ async function fetchJson(path) {
   if (!response.ok) throw new Error(`${path}: HTTP ${response.status} ${await response.text()}`);
   return response.json();
 }
+
+const sleep = ms => new Promise(resolve => setTimeout(resolve, ms));
 
 // --- Pose maths. Quaternions are [w, x, y, z], as in the pose frames. ------------------------
 
@@ -233,6 +236,90 @@ function showPose(view, body, frame, now) {
   view.camera.position.add(step);
 }
 
+// --- The camera preview -----------------------------------------------------------------------
+
+const PREVIEW_POINT = '#3cff6e', PREVIEW_FAINT = '#ff5050', PREVIEW_BOX = '#ffd23c';
+// What the preview says of the person, by the newest pose's source: generated poses are not the
+// person's, whatever the picture shows.
+const PREVIEW_STATES = {estimated: 'seen', generated: 'not seen: generating', blended: 'seen again: blending back'};
+
+// One preview of clients/viewer.py's preview_json: the picture, the landmarks (present ones in
+// green with the bones between them, found but faint ones in red), the box, the limbs' confidence.
+async function drawPreview(preview, bones) {
+  const bytes = Uint8Array.from(atob(preview.jpeg), c => c.charCodeAt(0));
+  const picture = await createImageBitmap(new Blob([bytes], {type: 'image/jpeg'}));
+  const canvas = ui['preview-canvas'], ctx = canvas.getContext('2d');
+  canvas.width = picture.width;
+  canvas.height = picture.height;
+  ui.preview.style.width = `${picture.width}px`;  // the limbs' list wraps under the picture
+  ctx.drawImage(picture, 0, 0);
+  picture.close();
+  const scale = canvas.width / preview.width;  // landmarks are in the camera picture's pixels
+  const at = i => [preview.landmarks[i][0] * scale, preview.landmarks[i][1] * scale];
+  ctx.lineWidth = 2;
+  ctx.strokeStyle = PREVIEW_POINT;
+  ctx.beginPath();
+  for (const [a, b] of bones) {
+    if (!preview.present[a] || !preview.present[b]) continue;
+    ctx.moveTo(...at(a));
+    ctx.lineTo(...at(b));
+  }
+  ctx.stroke();
+  preview.landmarks.forEach((landmark, i) => {
+    if (!landmark) return;
+    ctx.fillStyle = preview.present[i] ? PREVIEW_POINT : PREVIEW_FAINT;
+    ctx.beginPath();
+    ctx.arc(...at(i), 3, 0, 2 * Math.PI);
+    ctx.fill();
+  });
+  if (preview.box) {
+    const [x0, y0, x1, y1] = preview.box.map(v => v * scale);
+    ctx.strokeStyle = PREVIEW_BOX;
+    ctx.setLineDash([6, 4]);
+    ctx.strokeRect(x0, y0, x1 - x0, y1 - y0);
+    ctx.setLineDash([]);
+  }
+  ui.limbs.replaceChildren(...Object.entries(preview.limbs).map(([limb, confidence]) => {
+    const item = document.createElement('li');
+    item.textContent = `${limb} ${(100 * confidence).toFixed(0)} %`;
+    item.className = confidence < 0.5 ? 'low' : '';
+    return item;
+  }));
+}
+
+// Poll preview.json at the preview's rate; each new preview is drawn once (`have`: the one shown).
+async function showPreviews(settings) {
+  ui.preview.hidden = false;
+  viewer.preview = {frames: 0, frameId: null, width: 0, height: 0, state: ui['preview-state'].textContent};
+  let have = -1;
+  for (;;) {
+    const started = performance.now();
+    try {
+      const query = new URLSearchParams({have});
+      if (token) query.set('token', token);
+      const response = await fetch(`preview.json?${query}`);
+      if (response.status === 200) {
+        const preview = await response.json();
+        have = preview.seq;
+        await drawPreview(preview, settings.bones);
+        Object.assign(viewer.preview, {frames: viewer.preview.frames + 1, frameId: preview.frame_id,
+                                       width: ui['preview-canvas'].width, height: ui['preview-canvas'].height});
+      } else if (response.status !== 204) {
+        throw new Error(`HTTP ${response.status} ${await response.text()}`);
+      }
+    } catch (e) {
+      setStatus('camera preview: ' + (e && e.message ? e.message : e), true);
+      await sleep(1000);
+    }
+    await sleep(Math.max(0, 1000 / settings.fps - (performance.now() - started)));
+  }
+}
+
+function showPreviewState(source) {
+  ui['preview-state'].textContent = viewer.preview.state = PREVIEW_STATES[source];
+  ui.preview.className = source;
+}
+
 // --- The stream -------------------------------------------------------------------------------
 
 // The pose stream and the control messages: one WebSocket at a time, reopened a second after it
@@ -292,6 +379,7 @@ async function main() {
     vertices: Float32Array.from(data.mesh.vertices), faces: data.mesh.faces,
     skinIndex: Uint8Array.from(data.mesh.skin_index), skinWeight: Float32Array.from(data.mesh.skin_weight),
   }};
+  if (config.preview) showPreviews(config.preview);
   const view = buildScene(body);
 
   let latest = null;
@@ -325,6 +413,7 @@ async function main() {
     if (latest !== shown) {
       shown = latest;
       showPose(view, body, shown, performance.now());
+      if (viewer.preview && PREVIEW_STATES[shown.source] !== viewer.preview.state) showPreviewState(shown.source);
       ui.badge.textContent = shown.source;
       ui.badge.className = shown.source;
       ui.stats.textContent = `${viewer.fps} fps received · capture→pose ${viewer.latencyMs.toFixed(0)} ms · ` +

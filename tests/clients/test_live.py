@@ -38,7 +38,29 @@ def test_run_on_the_sample_clip_reports_every_number(tmp_path, capsys):
         assert set(report[key]) == {"p50", "p95", "p99"} and report[key]["p50"] > 0
     assert report["fps_out"] > 0 and report["first_pose_s"] >= 0
     assert sum(report["sources"].values()) == 187
+    assert "previews" not in report  # the camera preview is off unless asked for
     assert "187 poses out" in capsys.readouterr().out
+
+
+def test_with_the_preview_on_the_run_hands_camera_previews_to_what_shows_them():
+    class Shows(Collect):
+        def __init__(self):
+            super().__init__()
+            self.previews = []
+
+        def show_preview(self, preview):
+            self.previews.append(preview)
+
+    cfg = config("sample")
+    shows = Shows()
+    report = run_live(dataclasses.replace(cfg, outputs=dataclasses.replace(cfg.outputs, preview=True,
+                                                                           preview_width=200)), outputs=[shows])
+    assert report["poses_out"] == 187 and len(shows.frames) == 187
+    assert report["previews"]["sent"] >= len(shows.previews) >= 1
+    ids = [p.packet.frame_id for p in shows.previews]
+    assert ids == sorted(set(ids))  # each once, the newest first taken
+    picture = cv2.imdecode(np.frombuffer(shows.previews[-1].jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert picture.shape == (200, 200, 3)
 
 
 @pytest.fixture(scope="module")

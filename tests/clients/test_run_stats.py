@@ -58,10 +58,11 @@ def test_cpu_per_frame_counts_the_ingest_processes_and_this_one():
     from the first frame on, per frame read."""
     stats = RunStats()
     assert stats.report()["cpu_ms_per_frame"] is None
-    stats.note("end", {"frames_in": 60, "dropped": 0, "cpu_s": 0.9})
-    stats.note("end", {"frames_in": 40, "dropped": 1, "cpu_s": 0.6})
+    stats.note("end", {"frames_in": 60, "dropped": 0, "previews": 0, "previews_dropped": 0, "cpu_s": 0.9})
+    stats.note("end", {"frames_in": 40, "dropped": 1, "previews": 3, "previews_dropped": 1, "cpu_s": 0.6})
     report = stats.report()  # no frame reached the engine: the ingest's CPU alone
     assert report["cpu_ms_per_frame"] == 15.0 and report["cores_at_30_fps"] == 0.45
+    assert (stats.previews, stats.previews_dropped) == (3, 1)  # each process's previews, summed
     stats.engine_cpu_from = time.process_time()
     end = time.process_time() + 0.05
     while time.process_time() < end:  # 50 ms of this process's CPU

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import gc
 import json
 import logging
@@ -26,6 +27,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from http.client import HTTPConnection
 from pathlib import Path
@@ -39,11 +41,16 @@ from websockets.sync.client import connect
 
 from browser import launch
 from clients.live import Control, delivery_lines, skip_status
-from clients.viewer import ViewerServer, body_json, browser_ws_url
+from clients.viewer import PREVIEW_BONES, ViewerServer, body_json, browser_ws_url, limb_confidence, preview_json
 from clients.ws import BINARY_SIZE, WebSocketServer, decode_binary, encode_binary
 from configs.config import ConfigError
 from engine.body.body_model import load_default_body
 from engine.live.pose_frame import SCHEMA_VERSION, PoseFrame
+from engine.model.conditions import BOX_MARGIN
+from streamer.landmarks import L, present_landmarks
+from streamer.packets import LandmarkPacket
+from streamer.preview import Preview, encode_jpeg, preview_size
+from streamer.sources import SAMPLE_CLIP
 
 FPS = 30.0
 BODY = load_default_body()
@@ -906,7 +913,7 @@ def test_the_viewer_serves_the_page_the_body_and_three_js():
     try:
         status, page = http(viewer.url)
         assert status == 200 and b'src="viewer.js"' in page
-        assert json.loads(http(viewer.url + "config.json")[1]) == {"ws": "ws://127.0.0.1:8765/"}
+        assert json.loads(http(viewer.url + "config.json")[1]) == {"ws": "ws://127.0.0.1:8765/", "preview": None}
         assert json.loads(http(viewer.url + "body.json")[1]) == json.loads(json.dumps(data))
         status, script = http(viewer.url + "viewer.js")
         assert status == 200 and b"./vendor/three.module.min.js" in script
@@ -924,7 +931,7 @@ def test_the_viewer_serves_the_page_the_body_and_three_js():
             assert http(base + path)[0] == 403 and http(base + path + "?token=guess")[0] == 403
             assert http(base + path + "?token=s3cret")[0] == 200
         # a WebSocket on every interface is reached at the page's own host
-        assert json.loads(http(base + "config.json?token=s3cret")[1]) == {"ws": "ws://127.0.0.1:8765/"}
+        assert json.loads(http(base + "config.json?token=s3cret")[1])["ws"] == "ws://127.0.0.1:8765/"
         assert http(base + "viewer.js")[0] == 200  # code, not data: no token
     finally:
         viewer.close()
@@ -1050,3 +1057,157 @@ def test_the_viewer_shows_the_live_body_and_sets_the_prompt(chromium, tmp_path):
     assert seen["fkErrorMm"] < 1.0, "the page's forward kinematics disagree with the engine's joints"
     assert share > 0.01, f"the body's colour covers {share:.2%} of the screenshot"
     assert height > 200 and height > width / 2, (width, height)  # a standing person, not a stray patch
+
+
+# --- the camera preview in the viewer ---------------------------------------------------------
+
+def camera_preview(frame_index: int = 60) -> Preview:
+    """A frame of the sample clip with MediaPipe's landmarks on it, as the ingest sends it."""
+    import cv2
+
+    from streamer.pose import PoseDetector
+
+    cap = cv2.VideoCapture(str(SAMPLE_CLIP))
+    cap.set(cv2.CAP_PROP_POS_FRAMES, frame_index)
+    rgb = np.ascontiguousarray(cap.read()[1][..., ::-1])
+    cap.release()
+    h, w = rgb.shape[:2]
+    with PoseDetector() as detector:
+        packet = LandmarkPacket.of_detection(frame_index, time.time(), w, h, detector.detect(rgb))
+    assert packet.detected
+    return Preview(packet, encode_jpeg(rgb, preview_size(w, h, 320)))
+
+
+def test_a_preview_says_where_the_landmarks_and_the_engine_s_box_are_and_each_limb_s_confidence():
+    kp = np.full((33, 2), 100.0, np.float32)
+    vis = np.full(33, 0.9, np.float32)
+    for name, xy, v in (("left_shoulder", (200, 100), 0.9), ("left_elbow", (220, 160), 0.6),
+                        ("left_wrist", (240, 220), 0.3), ("right_wrist", (700, 220), 0.9),  # outside
+                        ("left_hip", (200, 300), 0.9), ("right_hip", (150, 300), 0.9)):
+        kp[L[name]], vis[L[name]] = xy, v
+    kp[L["right_ankle"]] = np.nan
+    packet = LandmarkPacket(3, 1.25, 640, 480, kp, vis)
+    limbs = limb_confidence(kp, vis, 640, 480)
+    assert limbs["left arm"] == pytest.approx(0.6) and limbs["right arm"] == pytest.approx(0.6)
+    assert limbs["right leg"] == pytest.approx(0.6) and limbs["torso"] == pytest.approx(0.9)
+    data = preview_json(Preview(packet, b"\xff\xd8\xff jpeg"), 11)
+    json.dumps(data, allow_nan=False)  # what JSON.parse in a browser reads: no NaN
+    assert (data["seq"], data["frame_id"], data["width"], data["height"]) == (11, 3, 640, 480)
+    assert data["landmarks"][L["left_elbow"]] == [220.0, 160.0, 0.6] and data["landmarks"][L["right_ankle"]] is None
+    assert data["present"][L["left_wrist"]] == 0 and data["present"][L["right_wrist"]] == 0
+    assert data["present"][L["left_elbow"]] == 1
+    # the square the engine normalises by: around the present landmarks (x 100..220, y 100..300)
+    side = 200 * BOX_MARGIN
+    np.testing.assert_allclose(data["box"], [160 - side / 2, 200 - side / 2, 160 + side / 2, 200 + side / 2],
+                               atol=0.1)
+    assert base64.b64decode(data["jpeg"]) == b"\xff\xd8\xff jpeg"
+    nobody = preview_json(Preview(LandmarkPacket.empty(4, 1.0, 640, 480), b"\xff\xd8\xff"), 12)
+    json.dumps(nobody, allow_nan=False)
+    assert nobody["box"] is None and set(nobody["limbs"].values()) == {0.0} and nobody["landmarks"] == [None] * 33
+
+
+def test_the_viewer_serves_the_newest_preview_once_and_only_when_it_is_on():
+    packet = LandmarkPacket.empty(0, 1.0, 640, 480)
+    viewer = ViewerServer("127.0.0.1", 0, "ws://127.0.0.1:8765/", BODY)
+    try:  # off: nothing to poll
+        assert json.loads(http(viewer.url + "config.json")[1])["preview"] is None
+        assert http(viewer.url + "preview.json")[0] == 404
+    finally:
+        viewer.close()
+    viewer = ViewerServer("127.0.0.1", 0, "ws://127.0.0.1:8765/", BODY, preview_fps=5.0)
+    try:
+        assert json.loads(http(viewer.url + "config.json")[1])["preview"] == {
+            "fps": 5.0, "bones": [list(b) for b in PREVIEW_BONES]}
+        assert http(viewer.url + "preview.json")[0] == 204  # none yet
+        viewer.show_preview(Preview(packet, b"\xff\xd8\xff first"))
+        status, body = http(viewer.url + "preview.json?have=-1")
+        assert status == 200 and json.loads(body)["seq"] == 0
+        assert http(viewer.url + "preview.json?have=0")[0] == 204  # the page has it
+        viewer.show_preview(Preview(packet, b"\xff\xd8\xff second"))
+        viewer.show_preview(Preview(packet, b"\xff\xd8\xff third"))
+        data = json.loads(http(viewer.url + "preview.json?have=0")[1])
+        assert data["seq"] == 2 and base64.b64decode(data["jpeg"]) == b"\xff\xd8\xff third"
+        # a page still open from an earlier run, which had shown preview 500: this run's are new to it
+        assert json.loads(http(viewer.url + "preview.json?have=500")[1])["seq"] == 2
+        for have in ("x", "--1", "1e3", "9" * 19, "１"):
+            assert http(viewer.url + f"preview.json?have={urllib.parse.quote(have)}")[0] == 400, have
+        port = viewer.port
+        assert http_status(port, "/preview.json", [("Host", f"rebind.evil.example:{port}")]) == 403
+        assert http_status(port, "/preview.json", [("Host", f"127.0.0.1:{port}"),
+                                                   ("Origin", "http://evil.example")]) == 403
+    finally:
+        viewer.close()
+    viewer = ViewerServer("127.0.0.1", 0, "ws://127.0.0.1:8765/", BODY, token="s3cret", preview_fps=5.0)
+    try:
+        viewer.show_preview(Preview(packet, b"\xff\xd8\xff"))
+        base = viewer.url.split("?")[0]
+        assert http(base + "preview.json")[0] == 403 and http(base + "preview.json?token=guess")[0] == 403
+        assert http(base + "preview.json?token=s3cret")[0] == 200
+    finally:
+        viewer.close()
+
+
+@pytest.mark.slow
+def test_the_viewer_draws_the_camera_preview_and_says_when_the_person_is_not_seen(chromium, tmp_path):
+    """A real WebSocket server, a stand-in engine publishing estimated, then generated poses, the
+    viewer with a preview of the sample clip (MediaPipe's landmarks): headless Chromium must draw
+    the picture with the landmarks over it, list the limbs, and say "not seen: generating"."""
+    import cv2
+
+    preview = camera_preview()
+    source = ["estimated"]
+    stop = threading.Event()
+    server = WebSocketServer("127.0.0.1", 0, Control(), BODY, FPS, None)
+
+    def publish():
+        frame_id = 0
+        while not stop.wait(1 / FPS):
+            server.publish(dataclasses.replace(make_frame(frame_id), source=source[0]))
+            frame_id += 1
+
+    publisher = threading.Thread(target=publish, daemon=True)
+    publisher.start()
+    viewer = ViewerServer("127.0.0.1", 0, server.url, BODY, preview_fps=5.0)
+    viewer.show_preview(preview)
+    devtools_port = free_port()
+    try:
+        with open(tmp_path / "chromium.log", "wb") as chromium_log, \
+                launch(viewer.url, extra_args=(f"--remote-debugging-port={devtools_port}", "--window-size=1280,720",
+                                               "--enable-unsafe-swiftshader"), stderr=chromium_log), \
+                devtools(devtools_port) as page:
+            page.wait_for("window.viewer && viewer.preview && viewer.preview.frames >= 1 && viewer.preview.state"
+                          " === 'seen'", 60, "no preview drawn, or not 'seen' while poses are estimated")
+            shown = json.loads(page.evaluate("JSON.stringify(viewer.preview)"))
+            canvas = np.array(page.evaluate(
+                "Array.from(document.getElementById('preview-canvas').getContext('2d').getImageData(0, 0, 320, 320)"
+                ".data)"), np.uint8).reshape(320, 320, 4)[..., :3]
+            limbs = page.evaluate("Array.from(document.querySelectorAll('#limbs li'), li => li.textContent)")
+            source[0] = "generated"
+            page.wait_for("viewer.preview.state === 'not seen: generating'", 20, "generated poses not shown as such")
+            state = page.evaluate("[document.getElementById('preview-state').textContent, "
+                                  "document.getElementById('preview').className, "
+                                  "getComputedStyle(document.getElementById('preview-canvas')).opacity]")
+            (tmp_path / "generating.png").write_bytes(base64.b64decode(page.call("Page.captureScreenshot")["data"]))
+            viewer.show_preview(dataclasses.replace(preview, packet=dataclasses.replace(preview.packet, frame_id=61)))
+            page.wait_for("viewer.preview.frameId === 61", 20, "a newer preview was not drawn")
+    finally:
+        stop.set()
+        publisher.join(5)
+        viewer.close()
+        server.close()
+    picture = cv2.cvtColor(cv2.imdecode(np.frombuffer(preview.jpeg, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    assert (shown["width"], shown["height"], shown["frameId"]) == (320, 320, 60)
+    # the picture: the canvas is the JPEG wherever nothing is drawn over it (most of it)
+    close = (np.abs(canvas.astype(int) - picture).max(-1) <= 16).mean()
+    assert close > 0.9, f"only {close:.0%} of the canvas is the camera picture"
+    # the landmarks: a green dot on every landmark the engine uses
+    present = np.flatnonzero(present_landmarks(preview.packet.keypoints, preview.packet.visibility, 720, 720))
+    assert len(present) >= 12
+    dots = np.round(preview.packet.keypoints[present] * 320 / 720).astype(int).clip(0, 319)
+    green = [tuple(canvas[y, x]) for x, y in dots]
+    share = np.mean([g > 200 and r < 120 for r, g, b in green])
+    assert share > 0.8, green
+    assert len(limbs) == 5 and any(text.startswith("left arm ") and text.endswith(" %") for text in limbs)
+    assert state[0] == "not seen: generating" and state[1] == "generated" and float(state[2]) < 0.5
+    print(f"\npreview: {shown}; {close:.0%} of the canvas is the picture; limbs {limbs}; the page while "
+          f"generating: {tmp_path / 'generating.png'}")

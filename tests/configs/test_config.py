@@ -47,6 +47,11 @@ def test_overrides_and_coercion(tmp_path):
     ({"token": "s3c\0ret"}, "config key 'token': a NUL character is not allowed"),
     ({"outputs.record": ["take\udc80.npz"]}, r"config key 'outputs.record\[0\]': not valid text"),
     ({"engine.weights": "w" * 5000}, "config key 'engine.weights': 5000 characters, at most 4096"),
+    ({"outputs.preview": True}, "config key 'outputs.preview': the camera preview is shown in the viewer"),
+    ({"outputs.viewer": "127.0.0.1:8080", "outputs.preview": True, "outputs.preview_width": 4000},
+     "config key 'outputs.preview_width': 4000 is above the maximum 640"),
+    ({"outputs.viewer": "127.0.0.1:8080", "outputs.preview": True, "outputs.preview_fps": 0},
+     "config key 'outputs.preview_fps': 0.0 is below the minimum 0.5"),
 ])
 def test_bad_values_name_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):
