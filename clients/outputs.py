@@ -90,7 +90,8 @@ def build_outputs(cfg, control, body, fps: float, camera: bool = False) -> tuple
             from clients.viewer import ViewerServer
 
             services.append(ViewerServer(*host_port(o.viewer, "outputs.viewer"), outputs[0].url, body,
-                                         cfg.token or None, preview_fps=o.preview_fps if o.preview else None))
+                                         cfg.token or None, preview_fps=o.preview_fps if o.preview else None,
+                                         avatar=Path(o.avatar) if o.avatar else None))
         for spec in o.vmc:
             from clients.vmc import VmcSender
 

@@ -6,19 +6,23 @@ body skinned live, its root trail, the frame's source and the stream's rate and 
 box that sets the engine's text prompt. The page needs nothing from the internet.
 
     viewer = ViewerServer("127.0.0.1", 8080, "ws://127.0.0.1:8765/", body)   # serving once constructed
+    viewer = ViewerServer(..., avatar=Path("me.vrm"))   # a VRM avatar (configs.config.check_avatar) instead
     viewer.show_preview(preview)   # with preview_fps set: the camera preview (streamer.preview), any thread
     viewer.close()
 
 Routes: GET / the page; GET /config.json {"ws": the WebSocket URL, "preview": null, or with the
-camera preview on {"fps", "bones": landmark index pairs to draw}}; GET /body.json the body (see
-body_json); GET /preview.json?have=SEQ the newest camera preview unless it is preview SEQ (see
+camera preview on {"fps", "bones": landmark index pairs to draw}, "avatar": {"url": "avatar.vrm" and
+"name": its file's name, or both null without one, "max_bytes": the largest avatar file, dropped
+ones too}}; GET /body.json the body (see body_json); GET /avatar.vrm the avatar's file (404
+without one); GET /preview.json?have=SEQ the newest camera preview unless it is preview SEQ (see
 preview_json; 204 when it is, or when there is none yet; 404 with the preview off): not "newer
-than", so a page that outlives a restarted run takes the new run's previews from its first; GET /viewer.js and
-/vendor/three.module.min.js the scripts. With a token, the page, config.json, body.json and
-preview.json need ?token= (403 without); the page passes the token on to the WebSocket as its first
-message. The page's own ?ws= overrides the WebSocket URL. Without a token,
-every request must name this machine as its Host and come from no other site (streamer.access);
-with one, wrong tokens from an address are answered one at a time, each later than the last.
+than", so a page that outlives a restarted run takes the new run's previews from its first; GET
+/viewer.js, /vendor/three.module.min.js and /vendor/three-vrm.module.min.js the scripts. With a
+token, the page, config.json, body.json, avatar.vrm and preview.json need ?token= (403 without);
+the page passes the token on to the WebSocket as its first message. The page's own ?ws= overrides
+the WebSocket URL. Without a token, every request must name this machine as its Host and come from
+no other site (streamer.access); with one, wrong tokens from an address are answered one at a
+time, each later than the last.
 
 A connection that does not send a whole request within 10 s (the head within 10 s of opening or of
 the last answer, the body within 10 s more) is closed, however slowly its bytes trickle in; so is an
@@ -41,8 +45,9 @@ from urllib.parse import urlsplit
 import numpy as np
 from aiohttp import web
 
-from configs.config import ConfigError
+from configs.config import MAX_AVATAR_BYTES, ConfigError
 from engine.body.body_model import Body
+from engine.body.conventions import bone_for_smpl
 from engine.model.conditions import landmark_conditions
 from streamer.access import GuessThrottle, guard
 from streamer.landmarks import L, inside_image, present_landmarks
@@ -55,6 +60,7 @@ WEB = Path(__file__).resolve().parent / "web"
 STATIC = {  # path -> (file, content type)
     "/viewer.js": (WEB / "viewer.js", "text/javascript"),
     "/vendor/three.module.min.js": (WEB / "vendor" / "three.module.min.js", "text/javascript"),
+    "/vendor/three-vrm.module.min.js": (WEB / "vendor" / "three-vrm.module.min.js", "text/javascript"),
 }
 INFLUENCES = 4  # skinning weights kept per vertex, as three.js and most engines do
 # The camera preview's limbs, each with the landmarks whose visibility is its confidence.
@@ -74,13 +80,15 @@ MAX_SEQ_DIGITS = 18  # ?have=: longer is no preview number this server gave out
 def body_json(body: Body) -> dict:
     """What the page needs to pose `body`, as flat lists (metres):
 
-    rest_joints: 24*3; parents: 24 (-1 for the root); names: 24; stature.
+    rest_joints: 24*3; parents: 24 (-1 for the root); names: 24; stature; humanoid: 24, the VRM
+    humanoid bone each joint drives (engine.body.conventions), null for the hand joints, which none does.
     mesh: None for a skeleton-only body, else vertices V*3 (rest pose), faces F*3 (vertex indices),
     skin_index V*4 and skin_weight V*4: each vertex's four heaviest joints, weights renormalised
     to sum to 1 (the default body has at most five non-zero, the four carry over 99 %).
     """
     out = {"rest_joints": np.round(body.rest_joints.numpy().astype(np.float64), 5).reshape(-1).tolist(),
-           "parents": list(body.parents), "names": list(body.names), "stature": body.stature, "mesh": None}
+           "parents": list(body.parents), "names": list(body.names), "stature": body.stature,
+           "humanoid": [bone_for_smpl(name).vrm for name in body.names], "mesh": None}
     if body.has_mesh:
         weights = body.weights.numpy()
         index = np.argsort(-weights, axis=1)[:, :INFLUENCES]
@@ -138,14 +146,16 @@ class ViewerServer:
     http://HOST:PORT/ from construction until close(). port 0 picks a free port (`port`, `url`).
     token: required by the page and its data when set. request_timeout_s: seconds a connection has
     for a request's head, and again for its body (streamer.server_thread.http_site). preview_fps:
-    the camera preview's rate, which the page polls at (None: no preview). Raises ConfigError when
-    it cannot listen."""
+    the camera preview's rate, which the page polls at (None: no preview). avatar: a VRM file the
+    page shows instead of `body`'s mesh, already checked (configs.config.check_avatar). Raises
+    ConfigError when it cannot listen."""
 
     name = "viewer"
 
     def __init__(self, host: str, port: int, ws_url: str, body: Body, token: str | None = None,
-                 request_timeout_s: float = REQUEST_TIMEOUT_S, preview_fps: float | None = None):
-        self.host, self.ws_url, self.token = host, ws_url, token or None
+                 request_timeout_s: float = REQUEST_TIMEOUT_S, preview_fps: float | None = None,
+                 avatar: Path | None = None):
+        self.host, self.ws_url, self.token, self.avatar = host, ws_url, token or None, avatar
         self.request_timeout_s, self.preview_fps = request_timeout_s, preview_fps
         self._preview: tuple[int, Preview] | None = None  # the newest, with its number
         self._preview_body: tuple[int, bytes] | None = None  # its JSON, made once on the first request
@@ -174,6 +184,7 @@ class ViewerServer:
         app.router.add_get("/config.json", self._config)
         app.router.add_get("/body.json", self._body_json)
         app.router.add_get("/preview.json", self._preview_json)
+        app.router.add_get("/avatar.vrm", self._avatar)
         for path in STATIC:
             app.router.add_get(path, self._static)
         async with http_site(app, self.host, port, self.request_timeout_s) as bound:
@@ -197,7 +208,10 @@ class ViewerServer:
         if not await self._allowed(request):
             return self._forbidden()
         preview = None if self.preview_fps is None else {"fps": self.preview_fps, "bones": PREVIEW_BONES}
-        return web.json_response({"ws": browser_ws_url(self.ws_url, request.url.host), "preview": preview},
+        avatar = {"url": "avatar.vrm" if self.avatar else None, "name": self.avatar.name if self.avatar else None,
+                  "max_bytes": MAX_AVATAR_BYTES}
+        return web.json_response({"ws": browser_ws_url(self.ws_url, request.url.host), "preview": preview,
+                                  "avatar": avatar},
                                  headers={"Cache-Control": "no-store"})
 
     async def _preview_json(self, request: web.Request) -> web.Response:
@@ -221,6 +235,13 @@ class ViewerServer:
         if not await self._allowed(request):
             return self._forbidden()
         return web.Response(body=self._body, content_type="application/json", headers={"Cache-Control": "no-store"})
+
+    async def _avatar(self, request: web.Request) -> web.StreamResponse:
+        if not await self._allowed(request):
+            return self._forbidden()
+        if self.avatar is None:
+            return web.Response(status=404, text="no avatar (--avatar FILE.vrm shows one)\n")
+        return web.FileResponse(self.avatar, headers={"Content-Type": "model/gltf-binary", "Cache-Control": "no-store"})
 
     async def _static(self, request: web.Request) -> web.Response:
         path, content_type = STATIC[request.path]

@@ -23,6 +23,9 @@ class ConfigError(ValueError):
 
 # The longest text a setting takes unless it says otherwise (paths, addresses, tokens).
 MAX_TEXT = 4096
+# A VRM avatar's largest size: the page holds the whole file, and its textures, in memory.
+MAX_AVATAR_BYTES = 64 * 1024 * 1024
+GLB_MAGIC = b"glTF"  # a VRM is a binary glTF, which starts so
 
 
 def setting(default, help: str, *, min=None, max=None, max_len=MAX_TEXT):
@@ -133,6 +136,8 @@ class OutputsConfig:
     preview_width: int = setting(320, "width of the camera preview, pixels (a smaller camera picture is not "
                                       "enlarged)", min=64, max=640)
     preview_fps: float = setting(5.0, "camera previews a second", min=0.5, max=15.0)
+    avatar: str = setting("", "a VRM avatar (.vrm, VRM 0.x or 1.0) the viewer shows instead of the default body "
+                              "(empty: the default body; a .vrm dropped on the page works too)")
 
 
 @dataclass
@@ -268,4 +273,28 @@ def load_config(path: Path | str | None = None, overrides: dict | None = None) -
     if cfg.outputs.preview and not cfg.outputs.viewer:
         raise ConfigError("config key 'outputs.preview': the camera preview is shown in the viewer; give it one "
                           "(--viewer HOST:PORT) or leave the preview off")
+    if cfg.outputs.avatar:
+        if not cfg.outputs.viewer:
+            raise ConfigError("config key 'outputs.avatar': the avatar is shown in the viewer; give it one "
+                              "(--viewer HOST:PORT) or leave the avatar out")
+        check_avatar(Path(cfg.outputs.avatar))
     return cfg
+
+
+def check_avatar(path: Path) -> None:
+    """The avatar file the viewer will serve, checked once where it enters: it exists, is at most
+    MAX_AVATAR_BYTES and starts as a binary glTF does (ConfigError otherwise). Whether it holds a
+    VRM humanoid is three-vrm's to say, on the page."""
+    what = f"config key 'outputs.avatar': {path}"
+    try:
+        size = path.stat().st_size
+        if path.is_dir():
+            raise ConfigError(f"{what} is a folder, not a .vrm file")
+        with path.open("rb") as f:
+            magic = f.read(len(GLB_MAGIC))
+    except OSError as e:
+        raise ConfigError(f"{what}: {e.strerror or e}") from None
+    if size > MAX_AVATAR_BYTES:
+        raise ConfigError(f"{what} is {size / 2**20:.1f} MB; an avatar may be at most {MAX_AVATAR_BYTES // 2**20} MB")
+    if magic != GLB_MAGIC:
+        raise ConfigError(f"{what} is not a VRM file (a VRM is a binary glTF, which starts with 'glTF')")

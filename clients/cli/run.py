@@ -14,7 +14,8 @@ def run_overrides(args) -> dict:
              "source.loop": True if args.loop else None, "engine.steps": args.steps, "engine.prompt": args.prompt,
              "engine.legs": args.legs,
              "engine.lag": args.lag, "outputs.ws": args.ws, "outputs.vmc": args.vmc, "outputs.vrchat": args.vrchat,
-             "outputs.record": args.record, "outputs.viewer": "" if args.headless else args.viewer}
+             "outputs.record": args.record, "outputs.viewer": "" if args.headless else args.viewer,
+             "outputs.avatar": args.avatar}
     return {key: value for key, value in flags.items() if value is not None}
 
 
@@ -73,6 +74,8 @@ def add_commands(sub, parent) -> None:
     rn.add_argument("--ws", action="append", metavar="HOST:PORT", help="WebSocket pose stream and control")
     rn.add_argument("--viewer", metavar="HOST:PORT", help="serve the browser viewer (uses the first --ws, "
                                                          "or starts one on 127.0.0.1:8765)")
+    rn.add_argument("--avatar", metavar="FILE.vrm", help="show this VRM avatar (VRM 0.x or 1.0) in the viewer "
+                                                         "instead of the default body")
     rn.add_argument("--vmc", action="append", metavar="HOST:PORT", help="send VMC protocol (VSeeFace, Warudo, "
                                                                        "VNyan, EVMC4U; they listen on 39539)")
     rn.add_argument("--vrchat", action="append", metavar="HOST:PORT", help="send VRChat OSC trackers "

@@ -1,12 +1,15 @@
 // The genmo-live viewer: the pose stream of clients/ws.py drawn on the body from /body.json.
 // Each binary pose frame (layout: clients/ws.py) is posed by forward kinematics on the rest joints
 // and skinned on the CPU (linear blend skinning, four joints per vertex), then drawn with three.js.
+// A VRM avatar (`--avatar FILE.vrm`, or a .vrm dropped on the page) replaces the body: three-vrm
+// loads it and the frame's rotations drive its normalized humanoid bones.
 
 import {
-  BufferAttribute, BufferGeometry, Color, DirectionalLight, DynamicDrawUsage, HemisphereLight, Line,
+  BufferAttribute, BufferGeometry, Clock, Color, DirectionalLight, DynamicDrawUsage, HemisphereLight, Line,
   LineBasicMaterial, LineSegments, Mesh, MeshLambertMaterial, OrbitControls, PerspectiveCamera, Scene, Vector3,
   WebGLRenderer,
 } from './vendor/three.module.min.js';
+import {GLTFLoader, VRMLoaderPlugin, VRMUtils} from './vendor/three-vrm.module.min.js';
 
 const BODY_COLOR = 0xe0783c;        // orange: tests/test_ws_viewer.py looks for it in a screenshot
 const TRAIL_COLOR = 0x3cc8e0;
@@ -18,12 +21,16 @@ const params = new URLSearchParams(location.search);
 const token = params.get('token');
 const tokenQuery = token ? `?token=${encodeURIComponent(token)}` : '';
 const ui = Object.fromEntries(['scene', 'badge', 'stats', 'status', 'prompt-form', 'prompt', 'prompt-status',
-  'preview', 'preview-canvas', 'preview-state', 'limbs'].map(id => [id, document.getElementById(id)]));
+  'preview', 'preview-canvas', 'preview-state', 'limbs', 'avatar'].map(id => [id, document.getElementById(id)]));
 
 // What the page has seen, for a person debugging it and for the tests (read over DevTools).
 const viewer = window.viewer = {
   frames: 0, frameId: null, source: null, fps: 0, latencyMs: null, fkErrorMm: null, prompt: null,
   preview: null,  // with the camera preview on: {frames, frameId, width, height, state}
+  restPelvisHeight: null,  // the stream's rest skeleton (the hello), which the avatar is scaled against
+  avatar: null,  // with an avatar: {name, version ('0' or '1'), bones (humanoid bones driven), hipHeight}
+  avatarError: null,  // why the last avatar file was refused
+  shownFrameId: null,  // the frame the body or avatar shows now
 };
 
 function setStatus(text, isError = false) {
@@ -49,6 +56,10 @@ function quatMultiply(a, b) {
     a[0] * b[2] - a[1] * b[3] + a[2] * b[0] + a[3] * b[1],
     a[0] * b[3] + a[1] * b[2] - a[2] * b[1] + a[3] * b[0],
   ];
+}
+
+function quatConjugate([w, x, y, z]) {
+  return [w, -x, -y, -z];
 }
 
 // The 3x3 rotation matrix of a unit quaternion, row-major.
@@ -129,6 +140,88 @@ function decodePose(buffer) {
   };
 }
 
+// --- The avatar -------------------------------------------------------------------------------
+
+const GLB_MAGIC = 'glTF';
+
+// Why a file cannot be an avatar (null if it may be): the server's own check
+// (configs.config.check_avatar) for files dropped on the page. `head`: its first bytes.
+function avatarFileError(name, size, head, maxBytes) {
+  if (size > maxBytes) {
+    return `${name} is ${(size / 2 ** 20).toFixed(1)} MB; an avatar may be at most ${maxBytes / 2 ** 20} MB`;
+  }
+  if (String.fromCharCode(...head.subarray(0, 4)) !== GLB_MAGIC) {
+    return `${name} is not a VRM file (a VRM is a binary glTF, which starts with 'glTF')`;
+  }
+  return null;
+}
+
+// A .vrm file's bytes -> the avatar: its three-vrm VRM, turned to face +z like our body, and for
+// each SMPL joint that drives one of its humanoid bones, that bone's normalized node and the
+// nearest ancestor joint that drives one too (a VRM may lack optional bones: upperChest, neck,
+// toes; the bones they would carry then take their rotation too).
+async function parseAvatar(body, buffer, name) {
+  const loader = new GLTFLoader();
+  loader.register(parser => new VRMLoaderPlugin(parser));
+  const gltf = await loader.parseAsync(buffer, '');
+  const vrm = gltf.userData.vrm;
+  if (!vrm) throw new Error(`${name} is a glTF file but no VRM avatar (no VRM humanoid and meta)`);
+  VRMUtils.rotateVRM0(vrm);
+  const node = j => body.humanoid[j] && vrm.humanoid.getNormalizedBoneNode(body.humanoid[j]);
+  const bones = [];
+  body.parents.forEach((p, j) => {
+    if (!node(j)) return;
+    while (p >= 0 && !node(p)) p = body.parents[p];
+    bones.push({joint: j, parent: p, node: node(j)});
+  });
+  vrm.scene.traverse(object => { object.frustumCulled = false; });  // bounds are the rest pose's
+  vrm.scene.visible = false;  // until its first pose
+  const version = vrm.meta.metaVersion;
+  return {
+    vrm, bones, version,
+    name: (version === '0' ? vrm.meta.title : vrm.meta.name) || name,
+    hips: vrm.humanoid.getNormalizedBoneNode('hips'),
+    // the normalized rig's nodes sit at the rest pose's positions, from the scene's origin
+    hipHeight: vrm.humanoid.getNormalizedBoneNode('hips').position.y,
+  };
+}
+
+async function showAvatar(view, body, buffer, name) {
+  const avatar = await parseAvatar(body, buffer, name);
+  if (view.avatar) {
+    view.scene.remove(view.avatar.vrm.scene);
+    VRMUtils.deepDispose(view.avatar.vrm.scene);
+  }
+  view.scene.add(avatar.vrm.scene);
+  view.avatar = avatar;
+  viewer.avatar = {name: avatar.name, version: avatar.version, bones: avatar.bones.length,
+                   hipHeight: avatar.hipHeight};
+  ui.avatar.textContent = `avatar: ${avatar.name} (VRM ${avatar.version === '0' ? '0.x' : '1.0'}) · ` +
+    'drop another .vrm to change';
+  setStatus(`avatar ${avatar.name} loaded`);
+}
+
+// The frame on the avatar. Its normalized bones rest in a T-pose with world-aligned frames, as
+// our rest body does, so a bone's local rotation is its joint's world rotation relative to its
+// parent bone's joint. The root is scaled by the avatar's hip height over our rest pelvis height,
+// so its own legs reach the floor. VRM 0.x faces -z: rotateVRM0 turned its scene half round
+// about y, so rotations and the root go into that scene's frame (x and z negated).
+function poseAvatar(avatar, body, frame, restPelvisHeight) {
+  const world = body.parents.map(() => null);  // parents come first
+  body.parents.forEach((p, j) => {
+    const local = [frame.quat[4 * j], frame.quat[4 * j + 1], frame.quat[4 * j + 2], frame.quat[4 * j + 3]];
+    world[j] = p < 0 ? local : quatMultiply(world[p], local);
+  });
+  const flip = avatar.version === '0' ? -1 : 1;
+  for (const {joint, parent, node} of avatar.bones) {
+    const [w, x, y, z] = parent < 0 ? world[joint] : quatMultiply(quatConjugate(world[parent]), world[joint]);
+    node.quaternion.set(flip * x, y, flip * z, w);
+  }
+  const scale = avatar.hipHeight / restPelvisHeight;
+  avatar.hips.position.set(flip * scale * frame.root[0], scale * frame.root[1], flip * scale * frame.root[2]);
+  avatar.vrm.scene.visible = true;
+}
+
 // --- The scene --------------------------------------------------------------------------------
 
 // A floor grid of `cells` x `cells` squares of `cell` metres around the origin, one segment per
@@ -197,30 +290,39 @@ function buildScene(body) {
   }
   window.addEventListener('resize', resize);
   resize();
-  return {renderer, scene, camera, controls, figure, trail, trailPoints: []};
+  return {renderer, scene, camera, controls, figure, trail, trailPoints: [], avatar: null};
 }
 
 function showPose(view, body, frame, now) {
   const pose = forwardKinematics(body, frame.quat, frame.root);
-  const positions = view.figure.geometry.getAttribute('position');
-  if (body.mesh) {
-    skin(body, pose, positions.array);
-    view.figure.geometry.computeVertexNormals();
+  // where the shown figure's root is, over the stream's: the avatar's path scales with its legs
+  let scale = 1;
+  if (view.avatar) {
+    poseAvatar(view.avatar, body, frame, viewer.restPelvisHeight);
+    scale = view.avatar.hipHeight / viewer.restPelvisHeight;
+    view.figure.visible = false;
   } else {
-    body.parents.forEach((p, j) => {
-      positions.array.set(pose.positions[j], 6 * j);
-      positions.array.set(pose.positions[Math.max(p, 0)], 6 * j + 3);
-    });
+    const positions = view.figure.geometry.getAttribute('position');
+    if (body.mesh) {
+      skin(body, pose, positions.array);
+      view.figure.geometry.computeVertexNormals();
+    } else {
+      body.parents.forEach((p, j) => {
+        positions.array.set(pose.positions[j], 6 * j);
+        positions.array.set(pose.positions[Math.max(p, 0)], 6 * j + 3);
+      });
+    }
+    positions.needsUpdate = true;
+    view.figure.visible = true;
   }
-  positions.needsUpdate = true;
-  view.figure.visible = true;
+  viewer.shownFrameId = frame.frameId;
   // the engine's own FK in the frame against ours: a check on the quaternion conventions above
   viewer.fkErrorMm = 1000 * Math.max(...pose.positions.map((p, j) => Math.hypot(
     p[0] - frame.joints[3 * j], p[1] - frame.joints[3 * j + 1], p[2] - frame.joints[3 * j + 2])));
 
   // the root's ground track over the last few seconds
   const points = view.trailPoints;
-  points.push({t: now, x: frame.root[0], z: frame.root[2]});
+  points.push({t: now, x: scale * frame.root[0], z: scale * frame.root[2]});
   while (points.length && (now - points[0].t > TRAIL_SECONDS * 1000 || points.length > 60 * TRAIL_SECONDS)) {
     points.shift();
   }
@@ -230,7 +332,7 @@ function showPose(view, body, frame, now) {
   view.trail.geometry.setDrawRange(0, points.length);
 
   // the camera follows the person, slowly, keeping the angle the user chose
-  const goal = new Vector3(frame.root[0], 0.9, frame.root[2]);
+  const goal = new Vector3(scale * frame.root[0], 0.9, scale * frame.root[2]);
   const step = goal.sub(view.controls.target).multiplyScalar(0.05);
   view.controls.target.add(step);
   view.camera.position.add(step);
@@ -362,6 +464,7 @@ class PoseStream {
 
   onMessage(msg) {
     if (msg.type === 'hello') {
+      viewer.restPelvisHeight = msg.skeleton.rest_pelvis_height;
       this.send({type: 'state'});
     } else if (msg.type === 'ack' && msg.state) {
       viewer.prompt = msg.state.prompt;
@@ -373,14 +476,59 @@ class PoseStream {
   }
 }
 
+// The avatar the server was given (`config`: config.json's avatar), then any .vrm dropped on the
+// page; a file that is no avatar leaves the one shown, and says why on the status line.
+function acceptAvatars(view, body, config) {
+  const refuse = e => {
+    viewer.avatarError = `avatar: ${e && e.message ? e.message : e}`;
+    setStatus(viewer.avatarError, true);
+  };
+  const show = (buffer, name) => showAvatar(view, body, buffer, name).catch(refuse);
+  window.addEventListener('dragover', event => event.preventDefault());
+  window.addEventListener('drop', async event => {
+    event.preventDefault();
+    const file = event.dataTransfer.files[0];
+    if (!file) return;
+    // the size before reading: a file too big is never read
+    const error = avatarFileError(file.name, file.size, new Uint8Array(await file.slice(0, 4).arrayBuffer()),
+                                  config.max_bytes);
+    if (error) refuse(error);
+    else show(await file.arrayBuffer(), file.name);
+  });
+  if (config.url) {
+    fetch(config.url + tokenQuery).then(async response => {
+      if (!response.ok) throw new Error(`${config.name}: HTTP ${response.status} ${await response.text()}`);
+      return show(await response.arrayBuffer(), config.name);
+    }).catch(refuse);
+  }
+}
+
+// For the tests and for debugging: the avatar's humanoid bones where the mesh follows them (world
+// positions, metres; null for a joint with no bone on this avatar), the frame they show, and the
+// avatar's scale against the stream's rest skeleton.
+function avatarPose(view, body) {
+  if (!view.avatar) return null;
+  const humanoid = view.avatar.vrm.humanoid, position = new Vector3();
+  return {
+    frameId: viewer.shownFrameId, scale: view.avatar.hipHeight / viewer.restPelvisHeight,
+    joints: body.humanoid.map(name => {
+      const node = name && humanoid.getRawBoneNode(name);
+      return node ? node.getWorldPosition(position).toArray() : null;
+    }),
+  };
+}
+
 async function main() {
   const [config, data] = await Promise.all([fetchJson('config.json'), fetchJson('body.json')]);
-  const body = {parents: data.parents, rest: Float32Array.from(data.rest_joints), mesh: data.mesh && {
+  const body = {parents: data.parents, humanoid: data.humanoid, rest: Float32Array.from(data.rest_joints),
+                mesh: data.mesh && {
     vertices: Float32Array.from(data.mesh.vertices), faces: data.mesh.faces,
     skinIndex: Uint8Array.from(data.mesh.skin_index), skinWeight: Float32Array.from(data.mesh.skin_weight),
   }};
   if (config.preview) showPreviews(config.preview);
   const view = buildScene(body);
+  acceptAvatars(view, body, config.avatar);
+  viewer.avatarPose = () => avatarPose(view, body);
 
   let latest = null;
   const arrivals = [], latencies = [];
@@ -409,6 +557,7 @@ async function main() {
   });
 
   let shown = null;
+  const clock = new Clock();
   function render() {
     if (latest !== shown) {
       shown = latest;
@@ -419,6 +568,8 @@ async function main() {
       ui.stats.textContent = `${viewer.fps} fps received · capture→pose ${viewer.latencyMs.toFixed(0)} ms · ` +
         `frame ${shown.frameId} · seen ${(100 * shown.confidence).toFixed(0)} %`;
     }
+    // the normalized bones onto the avatar's own (and its spring bones, which move between poses)
+    if (view.avatar) view.avatar.vrm.update(clock.getDelta());
     view.controls.update();
     view.renderer.render(view.scene, view.camera);
     requestAnimationFrame(render);

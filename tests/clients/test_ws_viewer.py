@@ -913,7 +913,10 @@ def test_the_viewer_serves_the_page_the_body_and_three_js():
     try:
         status, page = http(viewer.url)
         assert status == 200 and b'src="viewer.js"' in page
-        assert json.loads(http(viewer.url + "config.json")[1]) == {"ws": "ws://127.0.0.1:8765/", "preview": None}
+        assert json.loads(http(viewer.url + "config.json")[1]) == {
+            "ws": "ws://127.0.0.1:8765/", "preview": None, "avatar": {"url": None, "name": None, "max_bytes": 64 << 20}}
+        assert data["humanoid"][:2] == ["hips", "leftUpperLeg"] and data["humanoid"][22:] == [None, None]
+        assert http(viewer.url + "avatar.vrm")[0] == 404
         assert json.loads(http(viewer.url + "body.json")[1]) == json.loads(json.dumps(data))
         status, script = http(viewer.url + "viewer.js")
         assert status == 200 and b"./vendor/three.module.min.js" in script
@@ -1211,3 +1214,187 @@ def test_the_viewer_draws_the_camera_preview_and_says_when_the_person_is_not_see
     assert state[0] == "not seen: generating" and state[1] == "generated" and float(state[2]) < 0.5
     print(f"\npreview: {shown}; {close:.0%} of the canvas is the picture; limbs {limbs}; the page while "
           f"generating: {tmp_path / 'generating.png'}")
+
+
+# --- a VRM avatar in the viewer ---------------------------------------------------------------
+
+AVATAR_SCALE = 0.85  # the test avatar: our rest skeleton at 85 % (a 1.45 m person), so scaling shows
+
+
+def vrm_file(version: str | None, scale: float = AVATAR_SCALE) -> bytes:
+    """A minimal VRM (binary glTF) of `version` "1.0" or "0.x": the 22 humanoid bones of our rest
+    skeleton scaled by `scale`, one triangle for a mesh. A 0.x avatar faces -z, as 0.x files do.
+    None: the same glTF without the VRM extension, so no avatar."""
+    data = body_json(BODY)
+    rest = np.reshape(data["rest_joints"], (-1, 3)) * scale * ([-1, 1, -1] if version == "0.x" else 1)
+    joints = [j for j, bone in enumerate(data["humanoid"]) if bone]
+    node = {j: i for i, j in enumerate(joints)}
+    nodes = [{"name": data["names"][j],
+              "translation": (rest[j] - (rest[data["parents"][j]] if data["parents"][j] >= 0 else 0)).tolist(),
+              "children": [node[c] for c in joints if data["parents"][c] == j]} for j in joints]
+    nodes.append({"name": "body", "mesh": 0})
+    triangle = np.array([[0, 0, 0], [0.1, 0, 0], [0, 0.1, 0]], np.float32)
+    gltf = {
+        "asset": {"version": "2.0", "generator": "genmo-live tests"},
+        "scene": 0, "scenes": [{"nodes": [node[0], len(nodes) - 1]}], "nodes": nodes,
+        "meshes": [{"primitives": [{"attributes": {"POSITION": 0}}]}],
+        "accessors": [{"bufferView": 0, "componentType": 5126, "count": 3, "type": "VEC3",
+                       "min": triangle.min(0).tolist(), "max": triangle.max(0).tolist()}],
+        "bufferViews": [{"buffer": 0, "byteLength": triangle.nbytes}],
+        "buffers": [{"byteLength": triangle.nbytes}],
+    }
+    if version == "1.0":
+        gltf["extensionsUsed"] = ["VRMC_vrm"]
+        gltf["extensions"] = {"VRMC_vrm": {
+            "specVersion": "1.0",
+            "meta": {"name": "test avatar 1.0", "version": "1", "authors": ["genmo-live tests"],
+                     "licenseUrl": "https://vrm.dev/licenses/1.0/"},
+            "humanoid": {"humanBones": {data["humanoid"][j]: {"node": node[j]} for j in joints}}}}
+    elif version == "0.x":
+        gltf["extensionsUsed"] = ["VRM"]
+        gltf["extensions"] = {"VRM": {
+            "specVersion": "0.0", "exporterVersion": "genmo-live tests",
+            "meta": {"title": "test avatar 0.x", "version": "1", "author": "genmo-live tests"},
+            "humanoid": {"humanBones": [{"bone": data["humanoid"][j], "node": node[j]} for j in joints]}}}
+    text = json.dumps(gltf).encode()
+    text += b" " * (-len(text) % 4)  # chunks are 4-byte aligned
+    binary = triangle.tobytes()
+    chunks = (struct.pack("<I4s", len(text), b"JSON") + text + struct.pack("<I4s", len(binary), b"BIN\0") + binary)
+    return struct.pack("<4sII", b"glTF", 2, 12 + len(chunks)) + chunks
+
+
+def avatar_frame(frame_id: int) -> PoseFrame:
+    """A pose frame of a person in motion, the same for the same id: every joint turned up to
+    about 30 degrees, the whole body any way round, the root wandering at standing height."""
+    rng = np.random.default_rng(1000 + frame_id)
+    aa = rng.normal(0.0, 0.3, (24, 3))
+    aa[0] = Rotation.from_euler("y", rng.uniform(-np.pi, np.pi)).as_rotvec()
+    root = np.array([rng.uniform(-1, 1), 0.85 + rng.uniform(0, 0.1), rng.uniform(-1, 1)])
+    joints = BODY.pose(torch.from_numpy(aa), torch.from_numpy(root))["joints"].double().numpy()
+    return dataclasses.replace(make_frame(frame_id), pose_aa=aa, root=root, joints=joints,
+                               pose_quat=np.roll(Rotation.from_rotvec(aa).as_quat(), 1, axis=1))
+
+
+def test_an_avatar_file_is_checked_where_it_enters(tmp_path, capsys):
+    """--avatar: a file that is missing, a folder, too big or no binary glTF is one clear line
+    before anything starts, never a traceback; a good one reaches the viewer."""
+    from clients.cli.main import main
+    from configs.config import MAX_AVATAR_BYTES, check_avatar
+
+    good = tmp_path / "me.vrm"
+    good.write_bytes(vrm_file("1.0"))
+    check_avatar(good)
+    big = tmp_path / "big.vrm"
+    with big.open("wb") as f:  # sparse: the size is what is checked, nothing is read past the magic
+        f.write(b"glTF")
+        f.truncate(MAX_AVATAR_BYTES + 1)
+    (tmp_path / "scene.gltf").write_text("{}")
+    cases = {tmp_path / "missing.vrm": "No such file", tmp_path: "is a folder",
+             big: "is 64.0 MB; an avatar may be at most 64 MB",
+             tmp_path / "scene.gltf": "is not a VRM file (a VRM is a binary glTF"}
+    for path, message in cases.items():
+        with pytest.raises(SystemExit) as stopped:
+            main(["run", "--source", "sample", "--viewer", f"127.0.0.1:{free_port()}", "--avatar", str(path)])
+        err = capsys.readouterr().err
+        assert stopped.value.code == 2 and message in err and str(path) in err, err
+        assert err.count("\n") == 1 and err.startswith("genmo-live: config key 'outputs.avatar': "), err
+    with pytest.raises(SystemExit):
+        main(["run", "--source", "sample", "--headless", "--avatar", str(good)])
+    assert "the avatar is shown in the viewer" in capsys.readouterr().err
+
+    viewer = ViewerServer("127.0.0.1", 0, "ws://127.0.0.1:8765/", BODY, avatar=good)
+    try:
+        config = json.loads(http(viewer.url + "config.json")[1])
+        assert config["avatar"] == {"url": "avatar.vrm", "name": "me.vrm", "max_bytes": MAX_AVATAR_BYTES}
+        assert http(viewer.url + "avatar.vrm") == (200, good.read_bytes())
+        status, script = http(viewer.url + "vendor/three-vrm.module.min.js")
+        assert status == 200 and b"VRMLoaderPlugin" in script and b'from"./three.module.min.js"' in script
+    finally:
+        viewer.close()
+    viewer = ViewerServer("127.0.0.1", 0, "ws://127.0.0.1:8765/", BODY, token="s3cret", avatar=good)
+    try:
+        base = viewer.url.split("?")[0]
+        assert http(base + "avatar.vrm")[0] == 403 and http(base + "avatar.vrm?token=s3cret")[0] == 200
+    finally:
+        viewer.close()
+
+
+def check_avatar_follows(page, frames: dict, version: str, moments: int = 4) -> float:
+    """At `moments` frames the page shows, the avatar's humanoid bones (the ones its mesh follows)
+    against the stream's joints: scaled by its hip height over our rest pelvis height, every bone
+    within 2 cm of its joint. Returns the largest distance, metres."""
+    worst, start = 0.0, page.evaluate("viewer.shownFrameId")
+    for moment in range(moments):
+        page.wait_for(f"viewer.shownFrameId >= {start + 10 * (moment + 1)}", 60, "the avatar stopped moving")
+        shown = page.evaluate("viewer.avatarPose()")
+        assert shown["scale"] == pytest.approx(AVATAR_SCALE, abs=1e-4), version
+        joints = frames[shown["frameId"]].joints
+        for j, at in enumerate(shown["joints"]):
+            if at is None:
+                assert BODY.names[j].endswith("_hand")  # no humanoid bone for the finger roots
+                continue
+            distance = np.linalg.norm(np.array(at) / shown["scale"] - joints[j])
+            assert distance < 0.02, (version, BODY.names[j], distance)
+            worst = max(worst, distance)
+    return worst
+
+
+@pytest.mark.slow
+def test_a_vrm_avatar_is_driven_by_the_stream(chromium, tmp_path):
+    """A VRM 1.0 avatar given to the viewer (--avatar), then a VRM 0.x one dropped on the page,
+    each driven by a stream of pose frames: its bones land on the stream's joints, scaled to its
+    height, within 2 cm; a file dropped that is no VRM leaves the avatar and says why."""
+    avatar = tmp_path / "avatar.vrm"
+    avatar.write_bytes(vrm_file("1.0"))
+    frames: dict[int, PoseFrame] = {}
+    stop = threading.Event()
+    server = WebSocketServer("127.0.0.1", 0, Control(), BODY, FPS, None)
+
+    def publish():
+        frame_id = 0
+        while not stop.wait(1 / FPS):
+            frames[frame_id] = avatar_frame(frame_id)
+            server.publish(frames[frame_id])
+            frame_id += 1
+
+    publisher = threading.Thread(target=publish, daemon=True)
+    publisher.start()
+    viewer = ViewerServer("127.0.0.1", 0, server.url, BODY, avatar=avatar)
+    devtools_port = free_port()
+    try:
+        with open(tmp_path / "chromium.log", "wb") as chromium_log, \
+                launch(viewer.url, extra_args=(f"--remote-debugging-port={devtools_port}", "--window-size=1280,720",
+                                               "--enable-unsafe-swiftshader"), stderr=chromium_log), \
+                devtools(devtools_port) as page:
+            page.wait_for("window.viewer && viewer.avatar && viewer.shownFrameId !== null", 60,
+                          "the --avatar VRM was not shown")
+            loaded = json.loads(page.evaluate("JSON.stringify(viewer.avatar)"))
+            worst = {"1.0": check_avatar_follows(page, frames, "1.0")}
+            drop = ("(name, b64) => { const data = new DataTransfer(); data.items.add(new File("
+                    "[Uint8Array.from(atob(b64), c => c.charCodeAt(0))], name)); "
+                    "window.dispatchEvent(new DragEvent('drop', {dataTransfer: data, cancelable: true})); "
+                    "return true; }")
+            b64 = base64.b64encode(vrm_file("0.x")).decode()
+            page.evaluate(f"({drop})('mine.vrm', {json.dumps(b64)})")
+            page.wait_for("viewer.avatar.version === '0'", 60, "the dropped VRM 0.x was not shown")
+            worst["0.x"] = check_avatar_follows(page, frames, "0.x")
+            page.evaluate(f"({drop})('notes.vrm', {json.dumps(base64.b64encode(b'not a model').decode())})")
+            errors = [page.wait_for("viewer.avatarError", 30, "a dropped file that is no VRM said nothing")]
+            page.evaluate(f"({drop})('scene.glb', {json.dumps(base64.b64encode(vrm_file(None)).decode())})")
+            errors.append(page.wait_for("viewer.avatarError.includes('scene.glb') && viewer.avatarError", 60,
+                                        "a dropped glTF that is no VRM said nothing"))
+            label = page.evaluate("[viewer.avatar.version, document.getElementById('avatar').textContent]")
+            png = base64.b64decode(page.call("Page.captureScreenshot", format="png")["data"])
+    finally:
+        stop.set()
+        publisher.join(5)
+        viewer.close()
+        server.close()
+    print(f"\navatars: {loaded}; largest bone-to-joint distance, scaled: "
+          + ", ".join(f"VRM {v} {1000 * d:.2f} mm" for v, d in worst.items()) + f"; {errors}")
+    assert loaded["version"] == "1" and loaded["bones"] == 22 and loaded["name"] == "test avatar 1.0"
+    assert loaded["hipHeight"] == pytest.approx(AVATAR_SCALE * BODY.rest_joints[0, 1].item(), abs=1e-5)
+    assert errors == ["avatar: notes.vrm is not a VRM file (a VRM is a binary glTF, which starts with 'glTF')",
+                      "avatar: scene.glb is a glTF file but no VRM avatar (no VRM humanoid and meta)"]
+    assert label[0] == "0" and label[1].startswith("avatar: test avatar 0.x (VRM 0.x)")
+    assert body_pixels(png)[0] < 1e-4, "the default body is still drawn beside the avatar"
