@@ -2,6 +2,8 @@
 
     with launch(url, fake_video=y4m_path) as proc:   # proc: the Chromium Popen
         ...
+    with launch(url, extra_args=(f"--remote-debugging-port={port}",)), devtools(port) as page:
+        page.evaluate("window.viewer")             # the page, over the DevTools protocol
 
 Debian's `chromium` package (.ci/run installs it). The fake camera plays a Y4M file in a loop;
 write_y4m makes one from any clip OpenCV reads (no ffmpeg needed).
@@ -9,13 +11,19 @@ write_y4m makes one from any clip OpenCV reads (no ffmpeg needed).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
 from typing import Iterator
+
+from websockets.sync.client import connect
 
 # The binary itself first: the /usr/bin/chromium wrapper script prints a shell warning.
 EXECUTABLES = ("/usr/lib/chromium/chromium", "/usr/bin/chromium")
@@ -59,6 +67,59 @@ def launch(url: str, fake_video: Path | str | None = None, extra_args=(), stderr
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class DevTools:
+    """The few Chrome DevTools protocol calls the viewer's tests need, over `ws` (the page target's)."""
+
+    def __init__(self, ws):
+        self._ws = ws
+        self._id = 0
+
+    def call(self, method: str, **params) -> dict:
+        self._id += 1
+        self._ws.send(json.dumps({"id": self._id, "method": method, "params": params}))
+        while True:  # events until our reply
+            reply = json.loads(self._ws.recv(timeout=60))
+            if reply.get("id") == self._id:
+                assert "error" not in reply, reply
+                return reply["result"]
+
+    def evaluate(self, expression: str):
+        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        assert "exceptionDetails" not in result, result
+        return result["result"].get("value")
+
+    def wait_for(self, expression: str, timeout: float, what: str):
+        deadline = time.time() + timeout
+        while not (value := self.evaluate(expression)):
+            if time.time() > deadline:
+                page = self.evaluate("JSON.stringify([window.viewer, document.getElementById('status').textContent])")
+                raise AssertionError(f"{what}; the page's state and status line: {page}")
+            time.sleep(0.25)
+        return value
+
+
+@contextlib.contextmanager
+def devtools(port: int, timeout: float = 60.0) -> Iterator[DevTools]:
+    """DevTools on the first page of the Chromium listening on `port` (--remote-debugging-port)."""
+    deadline = time.time() + timeout
+    while True:
+        with contextlib.suppress(OSError, ValueError):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=30) as r:
+                pages = [t for t in json.loads(r.read()) if t["type"] == "page"]
+            if pages:
+                break
+        assert time.time() < deadline, "Chromium's DevTools did not come up"
+        time.sleep(0.3)
+    with connect(pages[0]["webSocketDebuggerUrl"], max_size=None) as ws:
+        yield DevTools(ws)
 
 
 def write_y4m(clip: Path | str, out: Path | str, max_frames: int | None = None) -> tuple[int, int, int]:

@@ -39,7 +39,7 @@ from scipy.spatial.transform import Rotation
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from browser import launch
+from browser import devtools, free_port, launch
 from clients.live import Control, delivery_lines, skip_status
 from clients.viewer import PREVIEW_BONES, ViewerServer, body_json, browser_ws_url, limb_confidence, preview_json
 from clients.ws import BINARY_SIZE, WebSocketServer, decode_binary, encode_binary
@@ -51,6 +51,7 @@ from streamer.landmarks import L, present_landmarks
 from streamer.packets import LandmarkPacket
 from streamer.preview import Preview, encode_jpeg, preview_size
 from streamer.sources import SAMPLE_CLIP
+from vrm_avatar import vrm_file
 
 FPS = 30.0
 BODY = load_default_body()
@@ -941,58 +942,6 @@ def test_the_viewer_serves_the_page_the_body_and_three_js():
     assert browser_ws_url("ws://[::]:9/", "fe80::1") == "ws://[fe80::1]:9/"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class DevTools:
-    """The few Chrome DevTools protocol calls the viewer test needs, over `ws` (the page target's)."""
-
-    def __init__(self, ws):
-        self._ws = ws
-        self._id = 0
-
-    def call(self, method: str, **params) -> dict:
-        self._id += 1
-        self._ws.send(json.dumps({"id": self._id, "method": method, "params": params}))
-        while True:  # events until our reply
-            reply = json.loads(self._ws.recv(timeout=60))
-            if reply.get("id") == self._id:
-                assert "error" not in reply, reply
-                return reply["result"]
-
-    def evaluate(self, expression: str):
-        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
-        assert "exceptionDetails" not in result, result
-        return result["result"].get("value")
-
-    def wait_for(self, expression: str, timeout: float, what: str):
-        deadline = time.time() + timeout
-        while not (value := self.evaluate(expression)):
-            if time.time() > deadline:
-                page = self.evaluate("JSON.stringify([window.viewer, document.getElementById('status').textContent])")
-                raise AssertionError(f"{what}; the page's state and status line: {page}")
-            time.sleep(0.25)
-        return value
-
-
-@contextlib.contextmanager
-def devtools(port: int, timeout: float = 60.0):
-    """DevTools on the first page of the Chromium listening on `port` (--remote-debugging-port)."""
-    deadline = time.time() + timeout
-    while True:
-        with contextlib.suppress(OSError, ValueError):
-            pages = [t for t in json.loads(http(f"http://127.0.0.1:{port}/json/list")[1]) if t["type"] == "page"]
-            if pages:
-                break
-        assert time.time() < deadline, "Chromium's DevTools did not come up"
-        time.sleep(0.3)
-    with connect(pages[0]["webSocketDebuggerUrl"], max_size=None) as ws:
-        yield DevTools(ws)
-
-
 def body_pixels(png: bytes) -> tuple[float, tuple[int, int]]:
     """Share of the screenshot in the body's orange (any shade of it), and that area's bounding box
     (width, height) in pixels."""
@@ -1221,48 +1170,6 @@ def test_the_viewer_draws_the_camera_preview_and_says_when_the_person_is_not_see
 AVATAR_SCALE = 0.85  # the test avatar: our rest skeleton at 85 % (a 1.45 m person), so scaling shows
 
 
-def vrm_file(version: str | None, scale: float = AVATAR_SCALE) -> bytes:
-    """A minimal VRM (binary glTF) of `version` "1.0" or "0.x": the 22 humanoid bones of our rest
-    skeleton scaled by `scale`, one triangle for a mesh. A 0.x avatar faces -z, as 0.x files do.
-    None: the same glTF without the VRM extension, so no avatar."""
-    data = body_json(BODY)
-    rest = np.reshape(data["rest_joints"], (-1, 3)) * scale * ([-1, 1, -1] if version == "0.x" else 1)
-    joints = [j for j, bone in enumerate(data["humanoid"]) if bone]
-    node = {j: i for i, j in enumerate(joints)}
-    nodes = [{"name": data["names"][j],
-              "translation": (rest[j] - (rest[data["parents"][j]] if data["parents"][j] >= 0 else 0)).tolist(),
-              "children": [node[c] for c in joints if data["parents"][c] == j]} for j in joints]
-    nodes.append({"name": "body", "mesh": 0})
-    triangle = np.array([[0, 0, 0], [0.1, 0, 0], [0, 0.1, 0]], np.float32)
-    gltf = {
-        "asset": {"version": "2.0", "generator": "genmo-live tests"},
-        "scene": 0, "scenes": [{"nodes": [node[0], len(nodes) - 1]}], "nodes": nodes,
-        "meshes": [{"primitives": [{"attributes": {"POSITION": 0}}]}],
-        "accessors": [{"bufferView": 0, "componentType": 5126, "count": 3, "type": "VEC3",
-                       "min": triangle.min(0).tolist(), "max": triangle.max(0).tolist()}],
-        "bufferViews": [{"buffer": 0, "byteLength": triangle.nbytes}],
-        "buffers": [{"byteLength": triangle.nbytes}],
-    }
-    if version == "1.0":
-        gltf["extensionsUsed"] = ["VRMC_vrm"]
-        gltf["extensions"] = {"VRMC_vrm": {
-            "specVersion": "1.0",
-            "meta": {"name": "test avatar 1.0", "version": "1", "authors": ["genmo-live tests"],
-                     "licenseUrl": "https://vrm.dev/licenses/1.0/"},
-            "humanoid": {"humanBones": {data["humanoid"][j]: {"node": node[j]} for j in joints}}}}
-    elif version == "0.x":
-        gltf["extensionsUsed"] = ["VRM"]
-        gltf["extensions"] = {"VRM": {
-            "specVersion": "0.0", "exporterVersion": "genmo-live tests",
-            "meta": {"title": "test avatar 0.x", "version": "1", "author": "genmo-live tests"},
-            "humanoid": {"humanBones": [{"bone": data["humanoid"][j], "node": node[j]} for j in joints]}}}
-    text = json.dumps(gltf).encode()
-    text += b" " * (-len(text) % 4)  # chunks are 4-byte aligned
-    binary = triangle.tobytes()
-    chunks = (struct.pack("<I4s", len(text), b"JSON") + text + struct.pack("<I4s", len(binary), b"BIN\0") + binary)
-    return struct.pack("<4sII", b"glTF", 2, 12 + len(chunks)) + chunks
-
-
 def avatar_frame(frame_id: int) -> PoseFrame:
     """A pose frame of a person in motion, the same for the same id: every joint turned up to
     about 30 degrees, the whole body any way round, the root wandering at standing height."""
@@ -1282,7 +1189,7 @@ def test_an_avatar_file_is_checked_where_it_enters(tmp_path, capsys):
     from configs.config import MAX_AVATAR_BYTES, check_avatar
 
     good = tmp_path / "me.vrm"
-    good.write_bytes(vrm_file("1.0"))
+    good.write_bytes(vrm_file("1.0", AVATAR_SCALE))
     check_avatar(good)
     big = tmp_path / "big.vrm"
     with big.open("wb") as f:  # sparse: the size is what is checked, nothing is read past the magic
@@ -1345,7 +1252,7 @@ def test_a_vrm_avatar_is_driven_by_the_stream(chromium, tmp_path):
     each driven by a stream of pose frames: its bones land on the stream's joints, scaled to its
     height, within 2 cm; a file dropped that is no VRM leaves the avatar and says why."""
     avatar = tmp_path / "avatar.vrm"
-    avatar.write_bytes(vrm_file("1.0"))
+    avatar.write_bytes(vrm_file("1.0", AVATAR_SCALE))
     frames: dict[int, PoseFrame] = {}
     stop = threading.Event()
     server = WebSocketServer("127.0.0.1", 0, Control(), BODY, FPS, None)
@@ -1374,7 +1281,7 @@ def test_a_vrm_avatar_is_driven_by_the_stream(chromium, tmp_path):
                     "[Uint8Array.from(atob(b64), c => c.charCodeAt(0))], name)); "
                     "window.dispatchEvent(new DragEvent('drop', {dataTransfer: data, cancelable: true})); "
                     "return true; }")
-            b64 = base64.b64encode(vrm_file("0.x")).decode()
+            b64 = base64.b64encode(vrm_file("0.x", AVATAR_SCALE)).decode()
             page.evaluate(f"({drop})('mine.vrm', {json.dumps(b64)})")
             page.wait_for("viewer.avatar.version === '0'", 60, "the dropped VRM 0.x was not shown")
             worst["0.x"] = check_avatar_follows(page, frames, "0.x")
