@@ -40,4 +40,5 @@ def inside_image(uv: np.ndarray, width: int, height: int) -> np.ndarray:
 def present_landmarks(keypoints: np.ndarray, visibility: np.ndarray, width: int, height: int) -> np.ndarray:
     """(T, 33, 2) pixels and (T, 33) visibility -> (T, 33) bool: what the engine may use, a
     finite landmark inside the image with visibility at least 0.5 (the opposite of missing)."""
-    return (np.nan_to_num(visibility, nan=0.0) >= VISIBLE) & inside_image(keypoints, width, height)
+    with np.errstate(invalid="ignore"):  # a NaN visibility compares False: missing
+        return (np.asarray(visibility) >= VISIBLE) & inside_image(keypoints, width, height)

@@ -18,11 +18,12 @@ import numpy as np
 import torch
 
 from engine.body.kinematics import forward_kinematics
-from engine.body.rotations import matrix_to_quat, quat_to_axis_angle, rot6d_to_matrix
-from engine.model.motion import (ROOT_CAM_ROTATION, ROOT_GV, ROOT_GV_ROTATION, VELOCITY, Normalizer, heading,
-                                 local_rotations, pelvis_in_camera, rotations)
+from engine.body.rotations import matrix_to_quat, quat_to_axis_angle
+from engine.model.motion import (ROOT_CAM_ROTATION, ROOT_GV_ROTATION, VELOCITY, Normalizer, heading, local_rotations,
+                                 pelvis_in_camera, rotations)
 
 
+@torch.inference_mode()
 def decode_rows(norm: Normalizer, cur: torch.Tensor, before: torch.Tensor, counts: Sequence[int],
                 logits: torch.Tensor, rest64: torch.Tensor, parents) -> dict[str, np.ndarray]:
     """The poses of N emitted frames.
@@ -35,10 +36,13 @@ def decode_rows(norm: Normalizer, cur: torch.Tensor, before: torch.Tensor, count
     joints with the pelvis at the origin; joints_cam (N, 24, 3) the joints in the told camera,
     metres; contacts (N, 6) probabilities."""
     n = len(cur)
-    raw, before_raw = norm.inverse(cur), norm.inverse(before)
-    rot = rotations(raw)  # (N, 23, 3, 3)
-    moves = heading(rot6d_to_matrix(before_raw[:, ROOT_GV])) @ before_raw[:, VELOCITY, None]  # (M, 3, 1)
-    owner = torch.repeat_interleave(torch.arange(n, device=cur.device), torch.as_tensor(counts, device=cur.device))
+    # The frames' rows and those before them in one set of calls: every call costs as much as its
+    # arithmetic here.
+    raw = norm.inverse(torch.cat([cur, before]))
+    rot = rotations(raw)  # (N + M, 23, 3, 3)
+    raw, rot, before_raw, before_gv = raw[:n], rot[:n], raw[n:], rot[n:, ROOT_GV_ROTATION]
+    moves = heading(before_gv) @ before_raw[:, VELOCITY, None]  # (M, 3, 1)
+    owner = torch.from_numpy(np.repeat(np.arange(n), counts)).to(cur.device)
     step = torch.zeros(n, 3, dtype=moves.dtype, device=cur.device).index_add_(0, owner, moves[..., 0])
     local = local_rotations(rot)
     joints, _ = forward_kinematics(local.double(), rest64, parents, rest64.new_zeros(n, 3))
