@@ -94,7 +94,7 @@ class EngineConfig:
                                     "in training")
     min_body_landmarks: int = setting(4, "fewer of MediaPipe's 12 body landmarks than this = body missing",
                                       min=1, max=12)
-    smooth_min_cutoff: float = setting(1.0, "One-Euro filter on the emitted motion: cutoff when still, Hz "
+    smooth_min_cutoff: float = setting(8.0, "One-Euro filter on the emitted motion: cutoff when still, Hz "
                                             "(0 = no filter)", min=0.0, max=30.0)
     smooth_beta: float = setting(0.5, "One-Euro filter: how fast the cutoff opens with speed (per normalised "
                                       "motion unit per second)", min=0.0, max=100.0)
