@@ -7,8 +7,8 @@ window and its mirror image in one batch of 2). Random weights time the same as 
 blocks are not run: a window with no text skips them.
 
 Per frame: LiveEngine.push([packet]) one packet at a time at 30 fps, after a warm-up that fills the
-window, p50 and p95; for today's window pass (the trained weights as they are) and the cached causal
-path (engine.model.streaming; the same weights with ModelConfig.causal), each at 1 and 2 torch
+window, p50 and p95; for a window pass and the cached causal path (engine.model.streaming), the
+same weights under each mask (masked_copy), each at 1 and 2 torch
 threads; beside each, the model's own part: one window forward pass, or one streaming.step.
 
 Rare paths: the cached causal engine per frame (1 thread) where it runs window passes after all:
@@ -84,12 +84,13 @@ def swaying_packet(i: int, fps: float = FPS, width: int = 640, height: int = 480
     return LandmarkPacket(i, i / fps, width, height, keypoints, np.full(33, 0.9, np.float32))
 
 
-def causal_copy(model: Denoiser) -> Denoiser:
-    """The same weights under the causal mask. A pass's time does not depend on whether the
-    weights were trained causal, so any checkpoint times the cached path."""
-    causal = Denoiser(dataclasses.replace(model.cfg, causal=True))
-    causal.load_state_dict(model.state_dict())
-    return causal.eval()
+def masked_copy(model: Denoiser, causal: bool) -> Denoiser:
+    """The same weights under the causal mask (run a row at a time) or the sliding window (run a
+    window a frame). A pass's time does not depend on which mask the weights were trained with, so
+    any checkpoint times both paths."""
+    copy = Denoiser(dataclasses.replace(model.cfg, causal=causal))
+    copy.load_state_dict(model.state_dict())
+    return copy.eval()
 
 
 def window_rows(repeats: int = 50, model_path: str | None = None) -> list[dict]:
@@ -177,11 +178,12 @@ def batch_tick(model: Denoiser, norm: Normalizer, body: Body, streams: int, warm
 
 def per_frame_rows(model: Denoiser, norm: Normalizer, body: Body, repeats: int = 50, frames: int = 300,
                    warmup: int = WARMUP_FRAMES, threads: tuple[int, ...] = LIVE_THREADS) -> list[dict]:
-    """Rows of {path, threads, engine_p50_ms, engine_p95_ms, model_ms} for `model` (trained as it
-    is, run a window at a time) and its causal copy (run a row at a time), at each thread count.
-    model_ms: median of `repeats` window_pass or one-stream stream_tick."""
-    causal = causal_copy(model)
-    paths = {"window pass (today's)": (model, window_pass(model)),
+    """Rows of {path, threads, engine_p50_ms, engine_p95_ms, model_ms} for `model`'s weights run a
+    window at a time and a row at a time (masked_copy: a causal checkpoint's live engine would take
+    the cached path for both), at each thread count. model_ms: median of `repeats` window_pass or
+    one-stream stream_tick."""
+    window, causal = masked_copy(model, causal=False), masked_copy(model, causal=True)
+    paths = {"window pass": (window, window_pass(window)),
              "cached causal step": (causal, stream_tick(causal, 1))}
     before = torch.get_num_threads()
     rows = []
@@ -278,7 +280,7 @@ def run(repeats: int = 50, model_path: str | None = None, weights: str | Path = 
     body = load_default_body()
     windows = window_rows(repeats, model_path)
     per_frame = per_frame_rows(model, norm, body, repeats, frames)
-    causal = causal_copy(model)
+    causal = masked_copy(model, causal=True)
     rare = rare_path_rows(causal, norm, body, frames)
     streams, largest = stream_rows(causal, norm, body, repeats, streams, max_streams)
     return {"windows": windows, "per_frame": per_frame, "rare_paths": rare, "streams": streams,

@@ -62,25 +62,35 @@ def tiny():
     return Denoiser(TINY).eval(), Normalizer(torch.zeros(144), torch.full((144,), 0.05)), load_default_body()
 
 
-def test_the_causal_copy_has_the_same_weights(tiny):
+def test_the_masked_copies_have_the_same_weights(tiny):
     model, _, _ = tiny
-    causal = engine.causal_copy(model)
-    assert causal.cfg.causal and not model.cfg.causal
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), causal.state_dict().values()))
+    causal = engine.masked_copy(model, causal=True)
+    window = engine.masked_copy(causal, causal=False)
+    assert causal.cfg.causal and not model.cfg.causal and not window.cfg.causal
+    assert all(torch.equal(a, b) and torch.equal(a, c) for a, b, c in
+               zip(model.state_dict().values(), causal.state_dict().values(), window.state_dict().values()))
+
+
+def test_a_causal_checkpoint_still_times_a_window_pass(tiny, monkeypatch):
+    """The bundled weights are causal: the window row ran the cached path too, and timed it twice."""
+    masks = []
+    monkeypatch.setattr(engine, "push_ms", lambda m, *args, **kw: masks.append(m.cfg.causal) or [1.0])
+    engine.per_frame_rows(engine.masked_copy(tiny[0], causal=True), *tiny[1:], repeats=1, frames=1, threads=(1,))
+    assert masks == [False, True]
 
 
 def test_per_frame_rows_time_both_paths_at_each_thread_count(tiny):
     before = torch.get_num_threads()
     rows = engine.per_frame_rows(*tiny, repeats=2, frames=4, warmup=20)
     assert [(r["path"], r["threads"]) for r in rows] == [(p, n) for n in (1, 2) for p in
-                                                         ("window pass (today's)", "cached causal step")]
+                                                         ("window pass", "cached causal step")]
     assert all(0 < r["engine_p50_ms"] <= r["engine_p95_ms"] and r["model_ms"] > 0 for r in rows)
     assert torch.get_num_threads() == before
 
 
 def test_stream_rows_time_each_count_model_only_and_whole_engine(tiny):
     model, norm, body = tiny
-    rows, largest = engine.stream_rows(engine.causal_copy(model), norm, body, repeats=2, streams=(1, 2), cap=4,
+    rows, largest = engine.stream_rows(engine.masked_copy(model, causal=True), norm, body, repeats=2, streams=(1, 2), cap=4,
                                        warmup=20)
     ticks = ["model only: embed_rows + streaming.step", "whole engine: StreamBatch.tick"]
     assert [(r["tick"], r["streams"]) for r in rows] == [(t, n) for t in ticks for n in (1, 2)]
@@ -92,7 +102,7 @@ def test_a_batch_tick_gives_every_stream_a_pose(tiny, monkeypatch):
     seen = []
     tick = engine.StreamBatch.tick
     monkeypatch.setattr(engine.StreamBatch, "tick", lambda self, packets: seen.append(tick(self, packets)))
-    engine.batch_tick(engine.causal_copy(tiny[0]), *tiny[1:], streams=3, warmup=20)()
+    engine.batch_tick(engine.masked_copy(tiny[0], causal=True), *tiny[1:], streams=3, warmup=20)()
     assert len(seen) == 21 and all(sorted(poses) == [0, 1, 2] and all(len(p) == 1 for p in poses.values())
                                    for poses in seen)
 
@@ -115,7 +125,7 @@ def test_the_tables_are_markdown():
 
 
 def test_rare_path_rows_time_each_path_the_cached_engine_leaves(tiny):
-    rows = engine.rare_path_rows(engine.causal_copy(tiny[0]), *tiny[1:], frames=70, warmup=20)
+    rows = engine.rare_path_rows(engine.masked_copy(tiny[0], causal=True), *tiny[1:], frames=70, warmup=20)
     assert [r["case"].split(":")[0].split(" (")[0] for r in rows] == [
         "estimating", "out of view", "back after 2 s out of view", "2 DDIM steps", "mirror-averaged"]
     assert all(0 < r["engine_p50_ms"] <= r["engine_p95_ms"] <= r["engine_max_ms"] for r in rows)

@@ -117,7 +117,7 @@ def test_bench_engine_times_every_size_and_step_count():
     assert all(r["ms"] > 0 and r["params_m"] > 1 for r in rows)
     # The live engine's rows and the streams' (their maths and markdown: tests/bench/test_engine_bench.py)
     assert {(r["path"], r["threads"]) for r in tables["per_frame"]} == {
-        (p, n) for p in ("window pass (today's)", "cached causal step") for n in (1, 2)}
+        (p, n) for p in ("window pass", "cached causal step") for n in (1, 2)}
     assert [r["streams"] for r in tables["streams"]] == [1, 2, 1, 2]  # model only, then the whole engine
     assert [0 <= r["streams"] <= 2 for r in tables["streams_at_30fps"]] == [True, True]
 
