@@ -122,6 +122,21 @@ def devtools(port: int, timeout: float = 60.0) -> Iterator[DevTools]:
         yield DevTools(ws)
 
 
+@contextlib.contextmanager
+def viewer_page(url: str, width: int = 1280, height: int = 720, log: Path | None = None) -> Iterator[DevTools]:
+    """DevTools on headless Chromium showing the viewer at `url`, its viewport width x height, WebGL
+    on the CPU (headless Chromium has no GPU here); Chromium's stderr to `log` when given."""
+    port = free_port()
+    with contextlib.ExitStack() as stack:
+        stderr = stack.enter_context(open(log, "wb")) if log else None
+        stack.enter_context(launch(url, extra_args=(f"--remote-debugging-port={port}", f"--window-size={width},{height}",
+                                                    "--enable-unsafe-swiftshader"), stderr=stderr))
+        page = stack.enter_context(devtools(port))
+        # the viewport itself (--window-size sets the window, toolbars' room included)
+        page.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
+        yield page
+
+
 def write_y4m(clip: Path | str, out: Path | str, max_frames: int | None = None) -> tuple[int, int, int]:
     """Convert `clip` to a Y4M file Chromium's fake camera can play (4:2:0, the clip's frame rate).
     Returns (width, height, frames). Y4M is raw: about 0.75 MB per 720x720 frame."""

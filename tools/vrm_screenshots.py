@@ -29,7 +29,7 @@ from engine.body.body_model import load_default_body
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the test helpers: Chromium and the test avatar
 
-from browser import devtools, free_port, launch  # noqa: E402
+from browser import free_port, viewer_page  # noqa: E402
 from vrm_avatar import vrm_file  # noqa: E402
 
 BODY_NAMES = load_default_body().names
@@ -62,18 +62,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         avatar = Path(tmp) / "test_avatar.vrm"
         avatar.write_bytes(vrm_file("1.0"))
-        ws_port, viewer_port, devtools_port = free_port(), free_port(), free_port()
+        ws_port, viewer_port = free_port(), free_port()
         url = f"http://127.0.0.1:{viewer_port}/"
         run = subprocess.Popen([sys.executable, "-m", "clients.cli", "run", "--source", "sample", "--loop",
                                 "--ws", f"127.0.0.1:{ws_port}", "--viewer", f"127.0.0.1:{viewer_port}",
                                 "--avatar", str(avatar)], cwd=REPO)
         try:
             wait_for_viewer(url, run)
-            with launch(url, extra_args=(f"--remote-debugging-port={devtools_port}",
-                                         f"--window-size={WIDTH},{HEIGHT}", "--enable-unsafe-swiftshader")), \
-                    devtools(devtools_port) as page:
-                page.call("Emulation.setDeviceMetricsOverride", width=WIDTH, height=HEIGHT, deviceScaleFactor=1,
-                          mobile=False)
+            with viewer_page(url, WIDTH, HEIGHT) as page:
                 page.wait_for("window.viewer && viewer.avatar && viewer.shownFrameId !== null", 120,
                               "the avatar was not shown")
                 start = (page.evaluate("viewer.shownFrameId") // CLIP_FRAMES + 1) * CLIP_FRAMES

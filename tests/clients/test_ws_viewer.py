@@ -39,7 +39,7 @@ from scipy.spatial.transform import Rotation
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from browser import devtools, free_port, launch
+from browser import free_port, viewer_page
 from clients.live import Control, delivery_lines, skip_status
 from clients.viewer import PREVIEW_BONES, ViewerServer, body_json, browser_ws_url, limb_confidence, preview_json
 from clients.ws import BINARY_SIZE, WebSocketServer, decode_binary, encode_binary
@@ -961,7 +961,7 @@ def test_the_viewer_shows_the_live_body_and_sets_the_prompt(chromium, tmp_path):
     """`genmo-live run --source sample --ws --viewer` end to end, with Chromium on the viewer."""
     from clients.cli.main import main
 
-    ws_port, viewer_port, devtools_port = free_port(), free_port(), free_port()
+    ws_port, viewer_port = free_port(), free_port()
     result = {}
     runner = threading.Thread(target=lambda: result.update(rc=main([
         "run", "--source", "sample", "--loop", "--ws", f"127.0.0.1:{ws_port}",
@@ -977,13 +977,7 @@ def test_the_viewer_shows_the_live_body_and_sets_the_prompt(chromium, tmp_path):
         time.sleep(0.2)
     prompt = "a person waves both arms"
     screenshot = tmp_path / "viewer.png"
-    with open(tmp_path / "chromium.log", "wb") as chromium_log, \
-            launch(viewer_url, extra_args=(f"--remote-debugging-port={devtools_port}", "--window-size=1280,720",
-                                           # WebGL on the CPU: headless Chromium has no GPU here
-                                           "--enable-unsafe-swiftshader"), stderr=chromium_log), \
-            devtools(devtools_port) as page:
-        # the viewport itself 1280x720 (--window-size sets the window, toolbars' room included)
-        page.call("Emulation.setDeviceMetricsOverride", width=1280, height=720, deviceScaleFactor=1, mobile=False)
+    with viewer_page(viewer_url, log=tmp_path / "chromium.log") as page:
         page.wait_for("window.viewer && viewer.frames >= 90", 60, "no 90 frames in the viewer")
         seen = json.loads(page.evaluate("JSON.stringify(window.viewer)"))
         png = base64.b64decode(page.call("Page.captureScreenshot", format="png")["data"])
@@ -1121,12 +1115,8 @@ def test_the_viewer_draws_the_camera_preview_and_says_when_the_person_is_not_see
     publisher.start()
     viewer = ViewerServer("127.0.0.1", 0, server.url, BODY, preview_fps=5.0)
     viewer.show_preview(preview)
-    devtools_port = free_port()
     try:
-        with open(tmp_path / "chromium.log", "wb") as chromium_log, \
-                launch(viewer.url, extra_args=(f"--remote-debugging-port={devtools_port}", "--window-size=1280,720",
-                                               "--enable-unsafe-swiftshader"), stderr=chromium_log), \
-                devtools(devtools_port) as page:
+        with viewer_page(viewer.url, log=tmp_path / "chromium.log") as page:
             page.wait_for("window.viewer && viewer.preview && viewer.preview.frames >= 1 && viewer.preview.state"
                           " === 'seen'", 60, "no preview drawn, or not 'seen' while poses are estimated")
             shown = json.loads(page.evaluate("JSON.stringify(viewer.preview)"))
@@ -1267,12 +1257,8 @@ def test_a_vrm_avatar_is_driven_by_the_stream(chromium, tmp_path):
     publisher = threading.Thread(target=publish, daemon=True)
     publisher.start()
     viewer = ViewerServer("127.0.0.1", 0, server.url, BODY, avatar=avatar)
-    devtools_port = free_port()
     try:
-        with open(tmp_path / "chromium.log", "wb") as chromium_log, \
-                launch(viewer.url, extra_args=(f"--remote-debugging-port={devtools_port}", "--window-size=1280,720",
-                                               "--enable-unsafe-swiftshader"), stderr=chromium_log), \
-                devtools(devtools_port) as page:
+        with viewer_page(viewer.url, log=tmp_path / "chromium.log") as page:
             page.wait_for("window.viewer && viewer.avatar && viewer.shownFrameId !== null", 60,
                           "the --avatar VRM was not shown")
             loaded = json.loads(page.evaluate("JSON.stringify(viewer.avatar)"))
