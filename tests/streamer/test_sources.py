@@ -47,8 +47,12 @@ def test_a_paced_file_goes_on_from_now_after_a_stall_not_at_double_speed():
         time.sleep(1.0)  # the consumer stops reading for 20 frames' time
         after = [next(frames) for _ in range(10)]
     assert [f.index for f in before + after] == list(range(13))  # no frame of the file is skipped
-    gaps = np.diff([f.t_capture for f in after])
-    assert gaps.min() >= 1 / 20.0 - 1e-3, gaps  # paced at the file's 20 fps again at once
+    times = np.array([f.t_capture for f in after])
+    # Paced at the file's 20 fps again at once: never back to back, and 9 frame times in all. Each
+    # frame is due on the file's own clock, so a thread woken 3 ms late on a busy machine makes one
+    # gap 53 ms and the next 47 (a bound of 49 ms on every gap failed there), not a slower pace.
+    assert np.diff(times).min() > 0.5 / 20.0, np.diff(times)
+    assert times[-1] - times[0] == pytest.approx(9 / 20.0, abs=0.02)
 
 
 def test_an_unpaced_file_ends_and_a_looped_one_starts_again():
